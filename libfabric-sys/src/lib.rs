@@ -1,0 +1,1 @@
+//! libfabric-sys: raw FFI bindings to libfabric.

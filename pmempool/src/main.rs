@@ -1,0 +1,2 @@
+//! pmempool: the operator's command-line tool.
+fn main() {}

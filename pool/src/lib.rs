@@ -1,0 +1,1 @@
+//! pool: local persistent memory (mapping, flushing, headers, local replicas).

@@ -1,0 +1,1 @@
+//! poolset: parses, validates and prints PMDK poolset(5) files.
