@@ -1,0 +1,1 @@
+//! fabric: safe wrapper over libfabric-sys.

@@ -1,0 +1,1 @@
+//! rpmem-proto: the wire codec shared by rpmem and rpmemd.
