@@ -1,0 +1,871 @@
+//! Persistence primitives: cache-line flushes, fences, non-temporal copies and `msync`.
+//!
+//! A [`Flusher`] is one chosen way to make stores durable:
+//!
+//! | path                     | flush of a range                   | drain      |
+//! |--------------------------|------------------------------------|------------|
+//! | [`FlushPath::Clwb`]      | `clwb` on every 64-byte line       | `sfence`   |
+//! | [`FlushPath::ClflushOpt`]| `clflushopt` on every line         | `sfence`   |
+//! | [`FlushPath::Clflush`]   | `clflush` on every line            | `sfence`   |
+//! | [`FlushPath::Msync`]     | `msync(MS_SYNC)` on the page range | nothing    |
+//!
+//! The CPU is probed once with CPUID ([`cpu`]); the best available cache flush is chosen
+//! (CLWB, else CLFLUSHOPT, else CLFLUSH). Copies and fills of at least the non-temporal threshold
+//! (256 bytes by default, as PMDK) use streaming stores (`movntdq`, 16 bytes at a time, or
+//! `vmovntdq` 32 bytes at a time where AVX is present), which bypass the cache and need only the
+//! final `sfence`. On memory that is not persistent memory the `msync` path is used and copies are
+//! ordinary `memcpy`.
+//!
+//! # Environment
+//!
+//! Read once, by [`Flusher::detect`] (and so by every pool opened without an explicit flusher):
+//!
+//! | variable                   | effect                                                         |
+//! |----------------------------|----------------------------------------------------------------|
+//! | `PMEM_NO_CLWB=1`           | never use CLWB                                                 |
+//! | `PMEM_NO_CLFLUSHOPT=1`     | never use CLFLUSHOPT (and hence not CLWB either, as PMDK)      |
+//! | `PMEM_NO_MOVNT=1`          | never use non-temporal stores                                  |
+//! | `PMEM_MOVNT_THRESHOLD=N`   | copies/fills of at least N bytes use non-temporal stores       |
+//! | `PMEM_IS_PMEM_FORCE=0\|1`  | force the "is persistent memory" decision (see `crate::map`)   |
+//!
+//! Tests need not use the environment: [`Flusher::with_path`] selects a path in-process.
+
+use std::io;
+use std::sync::OnceLock;
+
+/// Size of an x86 cache line, the unit of a flush.
+pub const CACHE_LINE: usize = 64;
+
+/// Default length from which copies and fills use non-temporal stores (PMDK's default).
+pub const MOVNT_THRESHOLD_DEFAULT: usize = 256;
+
+/// Flags for [`Flusher::memcpy`] and [`Flusher::memset`], after PMDK's `PMEM_F_MEM_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags(u32);
+
+impl Flags {
+    /// Flush, then drain (fence): the data is durable on return.
+    pub const NONE: Flags = Flags(0);
+    /// Flush but do not drain; the caller issues one [`Flusher::drain`] for several operations.
+    pub const NO_DRAIN: Flags = Flags(1);
+    /// Use non-temporal stores whatever the length.
+    pub const NONTEMPORAL: Flags = Flags(2);
+    /// Use ordinary (temporal) stores plus flushes whatever the length.
+    pub const TEMPORAL: Flags = Flags(4);
+    /// Do not flush at all (the caller flushes later); implies no drain.
+    pub const NO_FLUSH: Flags = Flags(8);
+
+    /// True when every flag of `other` is set in `self`.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+/// How a [`Flusher`] makes a range durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlushPath {
+    /// `clwb` per line: writes back and keeps the line cached (best).
+    Clwb,
+    /// `clflushopt` per line: writes back and evicts, weakly ordered.
+    ClflushOpt,
+    /// `clflush` per line: writes back and evicts, serialising.
+    Clflush,
+    /// `msync(MS_SYNC)` of the page-aligned range, for memory that is not persistent memory.
+    Msync,
+}
+
+impl FlushPath {
+    /// Every path, best first.
+    pub const ALL: [FlushPath; 4] = [
+        FlushPath::Clwb,
+        FlushPath::ClflushOpt,
+        FlushPath::Clflush,
+        FlushPath::Msync,
+    ];
+}
+
+/// CPU capabilities relevant to persistence, probed once with CPUID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    /// CPUID.(EAX=7,ECX=0):EBX bit 24.
+    pub clwb: bool,
+    /// CPUID.(EAX=7,ECX=0):EBX bit 23.
+    pub clflushopt: bool,
+    /// CPUID.(EAX=1):EDX bit 19.
+    pub clflush: bool,
+    /// AVX usable (CPU and OS), for 32-byte streaming stores.
+    pub avx: bool,
+}
+
+/// The CPU's capabilities (probed on first call).
+pub fn cpu() -> Cpu {
+    static CPU: OnceLock<Cpu> = OnceLock::new();
+    *CPU.get_or_init(probe_cpu)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn probe_cpu() -> Cpu {
+    use core::arch::x86_64::__cpuid_count;
+    // CPUID is available on every x86_64 CPU; the leaf-7 query is only meaningful when the
+    // maximum basic leaf is at least 7.
+    let max_leaf = __cpuid_count(0, 0).eax;
+    let leaf1 = __cpuid_count(1, 0);
+    let (clwb, clflushopt) = if max_leaf >= 7 {
+        let l7 = __cpuid_count(7, 0);
+        (l7.ebx & (1 << 24) != 0, l7.ebx & (1 << 23) != 0)
+    } else {
+        (false, false)
+    };
+    Cpu {
+        clwb,
+        clflushopt,
+        clflush: leaf1.edx & (1 << 19) != 0,
+        avx: std::arch::is_x86_feature_detected!("avx"),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn probe_cpu() -> Cpu {
+    Cpu {
+        clwb: false,
+        clflushopt: false,
+        clflush: false,
+        avx: false,
+    }
+}
+
+/// Error of a persistence operation.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// The requested flush path needs an instruction this CPU lacks.
+    #[error("flush path {path:?} is not supported by this CPU (needs {needs})")]
+    Unsupported {
+        /// The path that was asked for.
+        path: FlushPath,
+        /// The missing instruction.
+        needs: &'static str,
+    },
+    /// `msync` failed (for example a write-back I/O error).
+    #[error("msync of {len} bytes at {addr:#x} failed: {source}")]
+    Msync {
+        /// Page-aligned start address.
+        addr: usize,
+        /// Length in bytes.
+        len: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A replica could not be updated (its own error text).
+    #[error("replica {replica}: {message}")]
+    Replica {
+        /// Index of the replica (0 is the primary).
+        replica: usize,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn env_flag_in(env: &dyn Fn(&str) -> Option<String>, name: &str) -> bool {
+    matches!(
+        env(name).as_deref(),
+        Some("1") | Some("y") | Some("yes") | Some("true")
+    )
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// One chosen way to make stores durable; cheap to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flusher {
+    path: FlushPath,
+    movnt: bool,
+    movnt_threshold: usize,
+    avx: bool,
+}
+
+impl Flusher {
+    /// The flusher PMDK would pick: for persistent memory the best cache flush this CPU has
+    /// (after the `PMEM_NO_*` environment overrides), otherwise `msync`.
+    pub fn detect(is_pmem: bool) -> Flusher {
+        Flusher::detect_with(is_pmem, cpu(), &process_env)
+    }
+
+    /// [`detect`](Self::detect) with an explicit CPU and environment lookup (for tests).
+    pub fn detect_with(is_pmem: bool, c: Cpu, env: &dyn Fn(&str) -> Option<String>) -> Flusher {
+        let no_clflushopt = env_flag_in(env, "PMEM_NO_CLFLUSHOPT");
+        let no_clwb = env_flag_in(env, "PMEM_NO_CLWB") || no_clflushopt;
+        let path = if !is_pmem || !c.clflush {
+            FlushPath::Msync
+        } else if c.clwb && !no_clwb {
+            FlushPath::Clwb
+        } else if c.clflushopt && !no_clflushopt {
+            FlushPath::ClflushOpt
+        } else {
+            FlushPath::Clflush
+        };
+        let threshold = env("PMEM_MOVNT_THRESHOLD")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(MOVNT_THRESHOLD_DEFAULT);
+        Flusher {
+            path,
+            movnt: !env_flag_in(env, "PMEM_NO_MOVNT") && path != FlushPath::Msync,
+            movnt_threshold: threshold,
+            avx: c.avx,
+        }
+    }
+
+    /// The process-wide flusher for persistent memory (`Flusher::detect(true)`, computed once).
+    pub fn global() -> Flusher {
+        static G: OnceLock<Flusher> = OnceLock::new();
+        *G.get_or_init(|| Flusher::detect(true))
+    }
+
+    /// A flusher on exactly `path`, ignoring the environment (for tests and benchmarks).
+    /// Non-temporal stores are on for the cache paths, off for `msync`.
+    pub fn with_path(path: FlushPath) -> Result<Flusher, PersistError> {
+        let c = cpu();
+        let missing = match path {
+            FlushPath::Clwb if !c.clwb => Some("CLWB"),
+            FlushPath::ClflushOpt if !c.clflushopt => Some("CLFLUSHOPT"),
+            FlushPath::Clflush if !c.clflush => Some("CLFLUSH"),
+            _ => None,
+        };
+        if let Some(needs) = missing {
+            return Err(PersistError::Unsupported { path, needs });
+        }
+        Ok(Flusher {
+            path,
+            movnt: path != FlushPath::Msync,
+            movnt_threshold: MOVNT_THRESHOLD_DEFAULT,
+            avx: c.avx,
+        })
+    }
+
+    /// The same flusher with non-temporal stores enabled or disabled. Non-temporal stores are
+    /// never used on the `msync` path.
+    pub fn with_movnt(mut self, on: bool) -> Flusher {
+        self.movnt = on && self.path != FlushPath::Msync;
+        self
+    }
+
+    /// The same flusher with another non-temporal threshold (bytes).
+    pub fn with_movnt_threshold(mut self, bytes: usize) -> Flusher {
+        self.movnt_threshold = bytes;
+        self
+    }
+
+    /// The same flusher without AVX streaming stores (SSE2 only).
+    pub fn without_avx(mut self) -> Flusher {
+        self.avx = false;
+        self
+    }
+
+    /// The flush path in use.
+    pub fn path(&self) -> FlushPath {
+        self.path
+    }
+
+    /// Whether non-temporal stores may be used.
+    pub fn movnt(&self) -> bool {
+        self.movnt
+    }
+
+    /// Whether the path flushes CPU caches (the memory is treated as persistent memory).
+    pub fn is_pmem(&self) -> bool {
+        self.path != FlushPath::Msync
+    }
+
+    /// Flush the lines (or pages) covering `[ptr, ptr+len)`.
+    ///
+    /// # Safety
+    /// The range must lie inside one live mapping of this process for the duration of the call.
+    pub unsafe fn flush_raw(&self, ptr: *const u8, len: usize) -> Result<(), PersistError> {
+        if len == 0 {
+            return Ok(());
+        }
+        match self.path {
+            // SAFETY (all three): the caller guarantees the range is mapped.
+            FlushPath::Clwb => unsafe { flush_lines::<0>(ptr, len) },
+            FlushPath::ClflushOpt => unsafe { flush_lines::<1>(ptr, len) },
+            FlushPath::Clflush => unsafe { flush_lines::<2>(ptr, len) },
+            FlushPath::Msync => return msync_range(ptr, len),
+        }
+        Ok(())
+    }
+
+    /// Wait until every flush and non-temporal store issued so far is durable (`sfence`).
+    pub fn drain(&self) {
+        if self.path != FlushPath::Msync {
+            sfence();
+        }
+    }
+
+    /// [`flush_raw`](Self::flush_raw) then [`drain`](Self::drain).
+    ///
+    /// # Safety
+    /// As [`flush_raw`](Self::flush_raw).
+    pub unsafe fn persist_raw(&self, ptr: *const u8, len: usize) -> Result<(), PersistError> {
+        // SAFETY: forwarded caller guarantee.
+        unsafe { self.flush_raw(ptr, len)? };
+        // Everything flushed above must be durable before the caller's next store.
+        self.drain();
+        Ok(())
+    }
+
+    fn use_movnt(&self, len: usize, flags: Flags) -> bool {
+        if !self.movnt || flags.contains(Flags::TEMPORAL) || flags.contains(Flags::NO_FLUSH) {
+            return false;
+        }
+        flags.contains(Flags::NONTEMPORAL) || len >= self.movnt_threshold
+    }
+
+    /// Copy `len` bytes from `src` to `dst` and make them durable according to `flags`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` writes inside one live mapping, `src` valid for `len` reads,
+    /// and the two ranges must not overlap.
+    pub unsafe fn memcpy_raw(
+        &self,
+        dst: *mut u8,
+        src: *const u8,
+        len: usize,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        if self.use_movnt(len, flags) {
+            // SAFETY: forwarded caller guarantee; movnt is only enabled on x86_64 cache paths.
+            unsafe { self.memcpy_nt(dst, src, len) };
+        } else {
+            // SAFETY: forwarded caller guarantee.
+            unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+            if !flags.contains(Flags::NO_FLUSH) {
+                // SAFETY: dst..dst+len is mapped (caller).
+                unsafe { self.flush_raw(dst, len)? };
+            }
+        }
+        if !flags.contains(Flags::NO_DRAIN) && !flags.contains(Flags::NO_FLUSH) {
+            // The copied bytes must be durable before the caller continues.
+            self.drain();
+        }
+        Ok(())
+    }
+
+    /// Fill `len` bytes at `dst` with `byte` and make them durable according to `flags`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` writes inside one live mapping.
+    pub unsafe fn memset_raw(
+        &self,
+        dst: *mut u8,
+        byte: u8,
+        len: usize,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        if self.use_movnt(len, flags) {
+            // SAFETY: forwarded caller guarantee.
+            unsafe { self.memset_nt(dst, byte, len) };
+        } else {
+            // SAFETY: forwarded caller guarantee.
+            unsafe { core::ptr::write_bytes(dst, byte, len) };
+            if !flags.contains(Flags::NO_FLUSH) {
+                // SAFETY: dst..dst+len is mapped (caller).
+                unsafe { self.flush_raw(dst, len)? };
+            }
+        }
+        if !flags.contains(Flags::NO_DRAIN) && !flags.contains(Flags::NO_FLUSH) {
+            self.drain();
+        }
+        Ok(())
+    }
+
+    /// Flush the lines covering `range`.
+    pub fn flush(&self, range: &[u8]) -> Result<(), PersistError> {
+        // SAFETY: a slice is always inside live memory; for the msync path a slice that is not
+        // part of a file mapping makes msync fail with ENOMEM, reported as an error.
+        unsafe { self.flush_raw(range.as_ptr(), range.len()) }
+    }
+
+    /// Flush then drain `range`.
+    pub fn persist(&self, range: &[u8]) -> Result<(), PersistError> {
+        // SAFETY: as in `flush`.
+        unsafe { self.persist_raw(range.as_ptr(), range.len()) }
+    }
+
+    /// Copy `src` into `dst` (same length) and make it durable according to `flags`.
+    ///
+    /// # Panics
+    /// When the lengths differ (a programmer error).
+    pub fn memcpy_persist(
+        &self,
+        dst: &mut [u8],
+        src: &[u8],
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        assert_eq!(dst.len(), src.len(), "memcpy_persist: length mismatch");
+        // SAFETY: distinct slices (one is &mut) cannot overlap and are valid for their length.
+        unsafe { self.memcpy_raw(dst.as_mut_ptr(), src.as_ptr(), src.len(), flags) }
+    }
+
+    /// Fill `dst` with `byte` and make it durable according to `flags`.
+    pub fn memset_persist(
+        &self,
+        dst: &mut [u8],
+        byte: u8,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        // SAFETY: a mutable slice is valid for writes over its length.
+        unsafe { self.memset_raw(dst.as_mut_ptr(), byte, dst.len(), flags) }
+    }
+
+    /// Non-temporal copy: ordinary stores plus flush for the unaligned head and tail, streaming
+    /// stores for the aligned middle. Needs a drain afterwards.
+    unsafe fn memcpy_nt(&self, dst: *mut u8, src: *const u8, len: usize) {
+        let head = (dst as usize).wrapping_neg() % CACHE_LINE;
+        let head = head.min(len);
+        let body = (len - head) / CACHE_LINE * CACHE_LINE;
+        let tail = len - head - body;
+        // SAFETY: all offsets stay within [0, len), which the caller guarantees valid.
+        unsafe {
+            if head > 0 {
+                core::ptr::copy_nonoverlapping(src, dst, head);
+                self.flush_lines_cache(dst, head);
+            }
+            if body > 0 {
+                nt::copy(dst.add(head), src.add(head), body, self.avx);
+            }
+            if tail > 0 {
+                let off = head + body;
+                core::ptr::copy_nonoverlapping(src.add(off), dst.add(off), tail);
+                self.flush_lines_cache(dst.add(off), tail);
+            }
+        }
+    }
+
+    unsafe fn memset_nt(&self, dst: *mut u8, byte: u8, len: usize) {
+        let head = ((dst as usize).wrapping_neg() % CACHE_LINE).min(len);
+        let body = (len - head) / CACHE_LINE * CACHE_LINE;
+        let tail = len - head - body;
+        // SAFETY: all offsets stay within [0, len), which the caller guarantees valid.
+        unsafe {
+            if head > 0 {
+                core::ptr::write_bytes(dst, byte, head);
+                self.flush_lines_cache(dst, head);
+            }
+            if body > 0 {
+                nt::fill(dst.add(head), byte, body, self.avx);
+            }
+            if tail > 0 {
+                core::ptr::write_bytes(dst.add(head + body), byte, tail);
+                self.flush_lines_cache(dst.add(head + body), tail);
+            }
+        }
+    }
+
+    /// Cache flush of the head/tail of a non-temporal operation (only called on cache paths).
+    unsafe fn flush_lines_cache(&self, ptr: *const u8, len: usize) {
+        // SAFETY: caller guarantees the range is mapped.
+        unsafe {
+            match self.path {
+                FlushPath::Clwb => flush_lines::<0>(ptr, len),
+                FlushPath::ClflushOpt => flush_lines::<1>(ptr, len),
+                _ => flush_lines::<2>(ptr, len),
+            }
+        }
+    }
+}
+
+/// Flush with the process-wide flusher ([`Flusher::global`]).
+pub fn flush(range: &[u8]) -> Result<(), PersistError> {
+    Flusher::global().flush(range)
+}
+
+/// Drain with the process-wide flusher.
+pub fn drain() {
+    Flusher::global().drain()
+}
+
+/// Persist with the process-wide flusher.
+pub fn persist(range: &[u8]) -> Result<(), PersistError> {
+    Flusher::global().persist(range)
+}
+
+/// `memcpy_persist` with the process-wide flusher.
+pub fn memcpy_persist(dst: &mut [u8], src: &[u8], flags: Flags) -> Result<(), PersistError> {
+    Flusher::global().memcpy_persist(dst, src, flags)
+}
+
+/// `memset_persist` with the process-wide flusher.
+pub fn memset_persist(dst: &mut [u8], byte: u8, flags: Flags) -> Result<(), PersistError> {
+    Flusher::global().memset_persist(dst, byte, flags)
+}
+
+/// Store fence: orders every earlier store, flush and streaming store before later stores.
+#[inline]
+pub fn sfence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` has no operands and only orders memory operations.
+    unsafe {
+        core::arch::asm!("sfence", options(nostack, preserves_flags));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Flush every cache line that overlaps `[ptr, ptr+len)` with instruction `KIND`
+/// (0 = clwb, 1 = clflushopt, 2 = clflush).
+///
+/// # Safety
+/// The range must be mapped; the instruction must be supported (checked when the `Flusher` was
+/// built).
+#[inline]
+unsafe fn flush_lines<const KIND: u8>(ptr: *const u8, len: usize) {
+    let start = ptr as usize & !(CACHE_LINE - 1);
+    let end = ptr as usize + len;
+    let mut line = start;
+    while line < end {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `line` is inside a mapped cache line of the caller's range; the asm blocks are
+        // not `nomem`, so the compiler keeps earlier stores before them.
+        unsafe {
+            match KIND {
+                0 => {
+                    core::arch::asm!("clwb [{0}]", in(reg) line, options(nostack, preserves_flags))
+                }
+                1 => {
+                    core::arch::asm!("clflushopt [{0}]", in(reg) line, options(nostack, preserves_flags))
+                }
+                _ => {
+                    core::arch::asm!("clflush [{0}]", in(reg) line, options(nostack, preserves_flags))
+                }
+            }
+        }
+        line += CACHE_LINE;
+    }
+}
+
+fn page_size() -> usize {
+    static PS: OnceLock<usize> = OnceLock::new();
+    *PS.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if v > 0 {
+            v as usize
+        } else {
+            4096
+        }
+    })
+}
+
+/// `msync(MS_SYNC)` of the pages covering the range (msync wants a page-aligned start).
+fn msync_range(ptr: *const u8, len: usize) -> Result<(), PersistError> {
+    let ps = page_size();
+    let start = ptr as usize & !(ps - 1);
+    let span = ptr as usize + len - start;
+    // SAFETY: msync does not dereference memory from our point of view; an unmapped range is
+    // reported as ENOMEM.
+    let rc = unsafe { libc::msync(start as *mut libc::c_void, span, libc::MS_SYNC) };
+    if rc != 0 {
+        return Err(PersistError::Msync {
+            addr: start,
+            len: span,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Streaming-store loops. Lengths are multiples of 64 and `dst` is 64-byte aligned.
+#[cfg(target_arch = "x86_64")]
+mod nt {
+    use core::arch::x86_64::*;
+
+    /// # Safety
+    /// `dst` 64-byte aligned, valid for `len` writes; `src` valid for `len` reads; `len % 64 == 0`.
+    pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, avx: bool) {
+        debug_assert!(dst as usize % 64 == 0 && len % 64 == 0);
+        if avx {
+            // SAFETY: AVX presence was checked by CPUID/OS detection.
+            unsafe { copy_avx(dst, src, len) }
+        } else {
+            // SAFETY: SSE2 is part of x86_64.
+            unsafe { copy_sse2(dst, src, len) }
+        }
+    }
+
+    #[target_feature(enable = "avx")]
+    unsafe fn copy_avx(dst: *mut u8, src: *const u8, len: usize) {
+        let mut off = 0;
+        while off < len {
+            // SAFETY: off + 64 <= len; dst+off is 32-byte aligned (64-byte aligned base).
+            unsafe {
+                let s = src.add(off) as *const __m256i;
+                let d = dst.add(off) as *mut __m256i;
+                let a = _mm256_loadu_si256(s);
+                let b = _mm256_loadu_si256(s.add(1));
+                _mm256_stream_si256(d, a);
+                _mm256_stream_si256(d.add(1), b);
+            }
+            off += 64;
+        }
+    }
+
+    unsafe fn copy_sse2(dst: *mut u8, src: *const u8, len: usize) {
+        let mut off = 0;
+        while off < len {
+            // SAFETY: off + 64 <= len; dst+off is 16-byte aligned.
+            unsafe {
+                let s = src.add(off) as *const __m128i;
+                let d = dst.add(off) as *mut __m128i;
+                let a = _mm_loadu_si128(s);
+                let b = _mm_loadu_si128(s.add(1));
+                let c = _mm_loadu_si128(s.add(2));
+                let e = _mm_loadu_si128(s.add(3));
+                _mm_stream_si128(d, a);
+                _mm_stream_si128(d.add(1), b);
+                _mm_stream_si128(d.add(2), c);
+                _mm_stream_si128(d.add(3), e);
+            }
+            off += 64;
+        }
+    }
+
+    /// # Safety
+    /// As [`copy`] for `dst`.
+    pub unsafe fn fill(dst: *mut u8, byte: u8, len: usize, avx: bool) {
+        debug_assert!(dst as usize % 64 == 0 && len % 64 == 0);
+        if avx {
+            // SAFETY: AVX presence was checked.
+            unsafe { fill_avx(dst, byte, len) }
+        } else {
+            // SAFETY: SSE2 is part of x86_64.
+            unsafe { fill_sse2(dst, byte, len) }
+        }
+    }
+
+    #[target_feature(enable = "avx")]
+    unsafe fn fill_avx(dst: *mut u8, byte: u8, len: usize) {
+        let v = _mm256_set1_epi8(byte as i8);
+        let mut off = 0;
+        while off < len {
+            // SAFETY: off + 64 <= len, aligned.
+            unsafe {
+                let d = dst.add(off) as *mut __m256i;
+                _mm256_stream_si256(d, v);
+                _mm256_stream_si256(d.add(1), v);
+            }
+            off += 64;
+        }
+    }
+
+    unsafe fn fill_sse2(dst: *mut u8, byte: u8, len: usize) {
+        // SAFETY: SSE2 is baseline on x86_64.
+        let v = unsafe { _mm_set1_epi8(byte as i8) };
+        let mut off = 0;
+        while off < len {
+            // SAFETY: off + 64 <= len, aligned.
+            unsafe {
+                let d = dst.add(off) as *mut __m128i;
+                _mm_stream_si128(d, v);
+                _mm_stream_si128(d.add(1), v);
+                _mm_stream_si128(d.add(2), v);
+                _mm_stream_si128(d.add(3), v);
+            }
+            off += 64;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod nt {
+    pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, _avx: bool) {
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) }
+    }
+    pub unsafe fn fill(dst: *mut u8, byte: u8, len: usize, _avx: bool) {
+        unsafe { core::ptr::write_bytes(dst, byte, len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_here() -> Vec<Flusher> {
+        let mut v = Vec::new();
+        for p in FlushPath::ALL {
+            match Flusher::with_path(p) {
+                Ok(f) => v.push(f),
+                Err(e) => eprintln!("SKIP flush path {p:?}: {e}"),
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn cpu_probe_is_consistent() {
+        let c = cpu();
+        // Every x86_64 CPU has CLFLUSH (SSE2 implies it).
+        assert!(c.clflush);
+        assert_eq!(c, cpu());
+        // CLWB and CLFLUSHOPT are reported in /proc/cpuinfo on Linux; compare.
+        if let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") {
+            let flags: Vec<&str> = info
+                .lines()
+                .find(|l| l.starts_with("flags"))
+                .map(|l| l.split_whitespace().collect())
+                .unwrap_or_default();
+            assert_eq!(c.clwb, flags.contains(&"clwb"));
+            assert_eq!(c.clflushopt, flags.contains(&"clflushopt"));
+        }
+    }
+
+    #[test]
+    fn unsupported_path_is_an_error_naming_the_instruction() {
+        let c = cpu();
+        if !c.clwb {
+            let e = Flusher::with_path(FlushPath::Clwb).unwrap_err();
+            assert!(e.to_string().contains("CLWB"));
+        }
+        assert!(Flusher::with_path(FlushPath::Msync).is_ok());
+    }
+
+    /// Every cache path, every copy strategy, unaligned starts and odd lengths: data is right and
+    /// nothing outside the destination changes.
+    #[test]
+    fn cache_paths_copy_and_fill_correctly() {
+        let src: Vec<u8> = (0..9000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for f in paths_here().into_iter().filter(|f| f.is_pmem()) {
+            for variant in [
+                f,
+                f.with_movnt(false),
+                f.without_avx(),
+                f.with_movnt_threshold(0),
+            ] {
+                for flags in [
+                    Flags::NONE,
+                    Flags::NO_DRAIN,
+                    Flags::NONTEMPORAL,
+                    Flags::TEMPORAL,
+                ] {
+                    for &(off, len) in &[
+                        (0, 0),
+                        (1, 1),
+                        (3, 63),
+                        (0, 64),
+                        (5, 255),
+                        (7, 256),
+                        (13, 4099),
+                        (64, 8192),
+                    ] {
+                        let mut buf = vec![0xEEu8; 9000 + 200];
+                        variant
+                            .memcpy_persist(&mut buf[off..off + len], &src[..len], flags)
+                            .unwrap();
+                        variant.drain();
+                        assert_eq!(
+                            &buf[off..off + len],
+                            &src[..len],
+                            "{variant:?} {flags:?} {off}+{len}"
+                        );
+                        assert!(buf[..off].iter().all(|&b| b == 0xEE));
+                        assert!(buf[off + len..].iter().all(|&b| b == 0xEE));
+                        variant
+                            .memset_persist(&mut buf[off..off + len], 0x5A, flags)
+                            .unwrap();
+                        variant.drain();
+                        assert!(buf[off..off + len].iter().all(|&b| b == 0x5A));
+                        assert!(buf[off + len..].iter().all(|&b| b == 0xEE));
+                        variant.persist(&buf[off..off + len]).unwrap();
+                        variant.flush(&buf[..1]).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The msync path on a real file mapping: the file sees the data.
+    #[test]
+    fn msync_path_writes_file() {
+        use std::io::Read;
+        let f = Flusher::with_path(FlushPath::Msync).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.set_len(3 * 4096).unwrap();
+        // SAFETY: the temp file is private to this test and not resized while mapped.
+        let mut map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        f.memcpy_persist(&mut map[100..5100], &data, Flags::NONE)
+            .unwrap();
+        f.memset_persist(&mut map[6000..6100], 0x77, Flags::NONE)
+            .unwrap();
+        f.persist(&map[4097..4098]).unwrap();
+        let mut back = Vec::new();
+        file.read_to_end(&mut back).unwrap();
+        assert_eq!(&back[100..5100], &data[..]);
+        assert!(back[6000..6100].iter().all(|&b| b == 0x77));
+        assert!(back[..100].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn msync_of_non_file_memory_reports_error_or_succeeds_cleanly() {
+        // msync on anonymous/heap memory may succeed (Linux) — it must never crash.
+        let f = Flusher::with_path(FlushPath::Msync).unwrap();
+        let buf = vec![1u8; 100];
+        let _ = f.persist(&buf);
+    }
+
+    #[test]
+    fn global_functions_work() {
+        let mut a = vec![0u8; 1000];
+        memcpy_persist(&mut a[3..703], &[9u8; 700], Flags::NONE).unwrap();
+        memset_persist(&mut a[800..900], 4, Flags::NO_DRAIN).unwrap();
+        drain();
+        flush(&a).unwrap();
+        persist(&a).unwrap();
+        assert!(a[3..703].iter().all(|&b| b == 9));
+        assert!(a[800..900].iter().all(|&b| b == 4));
+    }
+
+    #[test]
+    fn env_overrides_are_read_by_detect() {
+        let all = Cpu {
+            clwb: true,
+            clflushopt: true,
+            clflush: true,
+            avx: true,
+        };
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let f = Flusher::detect_with(true, all, &env(&[]));
+        assert_eq!(
+            (f.path(), f.movnt(), f.movnt_threshold),
+            (FlushPath::Clwb, true, 256)
+        );
+        let f = Flusher::detect_with(true, all, &env(&[("PMEM_NO_CLWB", "1")]));
+        assert_eq!(f.path(), FlushPath::ClflushOpt);
+        let f = Flusher::detect_with(true, all, &env(&[("PMEM_NO_CLFLUSHOPT", "1")]));
+        assert_eq!(f.path(), FlushPath::Clflush);
+        let f = Flusher::detect_with(
+            true,
+            all,
+            &env(&[("PMEM_NO_MOVNT", "1"), ("PMEM_MOVNT_THRESHOLD", "1024")]),
+        );
+        assert_eq!((f.movnt(), f.movnt_threshold), (false, 1024));
+        let f = Flusher::detect_with(true, Cpu { clwb: false, ..all }, &env(&[]));
+        assert_eq!(f.path(), FlushPath::ClflushOpt);
+        let f = Flusher::detect_with(false, all, &env(&[]));
+        assert_eq!((f.path(), f.movnt()), (FlushPath::Msync, false));
+    }
+}
