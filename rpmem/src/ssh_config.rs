@@ -80,35 +80,29 @@ pub fn lookup(file: &str, text: &[u8], alias: &str) -> Result<HostConfig, SshCon
             "user" => {
                 config.user.get_or_insert_with(|| value.to_string());
             }
-            "port" => {
-                if config.port.is_none() {
-                    let port = value
-                        .parse::<u16>()
-                        .ok()
-                        .filter(|p| *p > 0)
-                        .ok_or_else(|| error(format!("bad port {value:?}")))?;
-                    config.port = Some(port);
-                }
+            "port" if config.port.is_none() => {
+                let port = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| error(format!("bad port {value:?}")))?;
+                config.port = Some(port);
             }
             "identityfile" => config.identity_files.push(expand_path(value)),
-            "userknownhostsfile" => {
-                if config.known_hosts_file.is_none() {
-                    // Several files may be listed; the first is the one we read.
-                    let first = value.split_whitespace().next().unwrap_or(value);
-                    config.known_hosts_file = Some(expand_path(first));
-                }
+            "userknownhostsfile" if config.known_hosts_file.is_none() => {
+                // Several files may be listed; the first is the one we read.
+                let first = value.split_whitespace().next().unwrap_or(value);
+                config.known_hosts_file = Some(expand_path(first));
             }
-            "stricthostkeychecking" => {
-                if config.accept_unknown_host.is_none() {
-                    let accept = match value.to_ascii_lowercase().as_str() {
-                        "no" | "off" | "accept-new" => true,
-                        "yes" | "ask" => false,
-                        other => {
-                            return Err(error(format!("bad StrictHostKeyChecking value {other:?}")))
-                        }
-                    };
-                    config.accept_unknown_host = Some(accept);
-                }
+            "stricthostkeychecking" if config.accept_unknown_host.is_none() => {
+                let accept = match value.to_ascii_lowercase().as_str() {
+                    "no" | "off" | "accept-new" => true,
+                    "yes" | "ask" => false,
+                    other => {
+                        return Err(error(format!("bad StrictHostKeyChecking value {other:?}")))
+                    }
+                };
+                config.accept_unknown_host = Some(accept);
             }
             _ => {} // every other OpenSSH option is irrelevant to us
         }
