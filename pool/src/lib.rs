@@ -3,8 +3,12 @@
 //! Layers, bottom up:
 //! - [`persist`]: the hardware persistence primitives (cache-line flushes chosen by CPUID, fences,
 //!   non-temporal copies, `msync`).
+//! - [`region`]: the one persistence trait [`region::Persister`] and the hardware region.
+//! - [`crash`]: a recording `Persister` that enumerates the crash images x86 allows.
 //!
 //! Architecture invariant: `pool` never touches the network; remote replicas plug in through a
 //! trait implemented elsewhere.
 
+pub mod crash;
 pub mod persist;
+pub mod region;

@@ -1,0 +1,609 @@
+//! Crash-consistency testing: a recording [`Persister`] and the crash images x86 allows.
+//!
+//! [`Recorder`] is an in-memory region with two images: **live** (what loads see) and
+//! **durable** (what is guaranteed to survive a power failure). It logs every store, flush and
+//! fence ([`Event`]). At every fence it captures a [`CrashPoint`]: the durable image plus, for
+//! every 8-byte word with stores that are not yet guaranteed, the values the word may hold after a
+//! crash.
+//!
+//! # Model
+//! - The unit of atomicity is the aligned 8-byte word: x86 never tears an aligned 8-byte store.
+//! - A store to a word that has not been flushed *and* fenced may or may not have reached the
+//!   media: after a crash the word holds its last guaranteed value or any value it was given
+//!   since (a cache line can be evicted at any moment, so intermediate values can persist too).
+//! - `flush` covers whole 64-byte lines: every word in a line that overlaps the range is flushed.
+//!   The next fence makes the value each word had *at the flush* guaranteed; stores after the
+//!   flush stay uncertain.
+//! - Words choose independently. This is a superset of what x86 allows (real hardware also keeps
+//!   the order of stores within one cache line), so code proven here is safe on x86; it may
+//!   reject code that relies on intra-line ordering, which PMDK-style code does not do.
+//!
+//! Crash images only grow between fences, so the images captured just before each fence plus the
+//! images at the end ([`Recorder::crash_point_now`]) cover a crash at any instant.
+//!
+//! # Enumeration
+//! [`CrashPoint::images`] yields every combination when there are at most
+//! [`Enumerate::exhaustive_max`] of them; otherwise the "nothing survived" and "everything
+//! survived" images followed by [`Enumerate::samples`] random ones from a seed that is printed
+//! (replay with `POOL_CRASH_SEED=<seed>`).
+
+use crate::persist::{PersistError, CACHE_LINE};
+use crate::region::{check_bounds, Persister};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// One logged operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Plain stores to `[off, off+len)`.
+    Store {
+        /// Offset.
+        off: usize,
+        /// Length.
+        len: usize,
+    },
+    /// Flush of the lines covering `[off, off+len)`.
+    Flush {
+        /// Offset.
+        off: usize,
+        /// Length.
+        len: usize,
+    },
+    /// A fence (drain); `index` counts fences from 0.
+    Fence {
+        /// Fence number.
+        index: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    /// Values stored since the guaranteed value, oldest first.
+    history: Vec<u64>,
+    /// Index into `history` of the value the word had at its last flush.
+    flushed: Option<usize>,
+}
+
+struct State {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    pending: BTreeMap<usize, Pending>,
+    log: Vec<Event>,
+    points: Vec<CrashPoint>,
+    fences: usize,
+    capture: bool,
+}
+
+/// A recording, in-memory [`Persister`].
+pub struct Recorder {
+    len: usize,
+    st: Mutex<State>,
+}
+
+fn word(img: &[u8], w: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&img[w * 8..w * 8 + 8]);
+    u64::from_le_bytes(b)
+}
+
+impl Recorder {
+    /// A zero-filled region of `len` bytes, already durable.
+    pub fn new(len: usize) -> Recorder {
+        Recorder::from_image(&vec![0u8; len])
+    }
+
+    /// A region whose live and durable contents are `image`.
+    pub fn from_image(image: &[u8]) -> Recorder {
+        // Internally padded to whole cache lines so that words and lines are always complete.
+        let padded = image.len().div_ceil(CACHE_LINE) * CACHE_LINE;
+        let mut live = image.to_vec();
+        live.resize(padded, 0);
+        Recorder {
+            len: image.len(),
+            st: Mutex::new(State {
+                durable: live.clone(),
+                live,
+                pending: BTreeMap::new(),
+                log: Vec::new(),
+                points: Vec::new(),
+                fences: 0,
+                capture: true,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough state for inspection.
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop (or resume) capturing a crash point at every fence (e.g. during set-up).
+    pub fn set_capture(&self, on: bool) {
+        self.lock().capture = on;
+    }
+
+    /// Forget captured crash points and the log (the images stay).
+    pub fn clear_history(&self) {
+        let mut st = self.lock();
+        st.points.clear();
+        st.log.clear();
+    }
+
+    /// What loads see now.
+    pub fn live_image(&self) -> Vec<u8> {
+        self.lock().live[..self.len].to_vec()
+    }
+
+    /// What is guaranteed to survive a crash now.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.lock().durable[..self.len].to_vec()
+    }
+
+    /// Every store, flush and fence so far.
+    pub fn log(&self) -> Vec<Event> {
+        self.lock().log.clone()
+    }
+
+    /// Number of fences so far.
+    pub fn fences(&self) -> usize {
+        self.lock().fences
+    }
+
+    /// The crash points captured just before each fence (while capture was on).
+    pub fn crash_points(&self) -> Vec<CrashPoint> {
+        self.lock().points.clone()
+    }
+
+    /// The crash point for a crash right now.
+    pub fn crash_point_now(&self) -> CrashPoint {
+        let st = self.lock();
+        snapshot(&st, self.len)
+    }
+
+    /// Run `check` on every crash image of every captured crash point and of "now".
+    /// Returns the number of images checked, or the first failure with where it happened.
+    pub fn check_crash_images(
+        &self,
+        opts: &Enumerate,
+        mut check: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<usize, CrashFailure> {
+        let mut points = self.crash_points();
+        points.push(self.crash_point_now());
+        // Resolve the seed once so that a failure names the seed that produced it.
+        let opts = &Enumerate {
+            seed: Some(opts.resolve_seed()),
+            ..opts.clone()
+        };
+        let mut n = 0;
+        for p in &points {
+            for (k, img) in p.images(opts).enumerate() {
+                n += 1;
+                if let Err(message) = check(&img) {
+                    return Err(CrashFailure {
+                        fence: p.fence,
+                        image_index: k,
+                        seed: p.last_seed(opts),
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn snapshot(st: &State, len: usize) -> CrashPoint {
+    let mut choices = Vec::new();
+    for (&w, p) in &st.pending {
+        let base = word(&st.durable, w);
+        let mut alts: Vec<u64> = Vec::new();
+        for &v in &p.history {
+            if v != base && !alts.contains(&v) {
+                alts.push(v);
+            }
+        }
+        if !alts.is_empty() {
+            choices.push((w, alts));
+        }
+    }
+    CrashPoint {
+        fence: st.fences,
+        len,
+        durable: st.durable.clone(),
+        choices,
+    }
+}
+
+impl Persister for Recorder {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        check_bounds(off, buf.len(), self.len);
+        buf.copy_from_slice(&self.lock().live[off..off + buf.len()]);
+    }
+
+    fn write(&self, off: usize, data: &[u8]) {
+        check_bounds(off, data.len(), self.len);
+        if data.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        st.live[off..off + data.len()].copy_from_slice(data);
+        st.log.push(Event::Store {
+            off,
+            len: data.len(),
+        });
+        for w in off / 8..=(off + data.len() - 1) / 8 {
+            let v = word(&st.live, w);
+            let p = st.pending.entry(w).or_insert(Pending {
+                history: Vec::new(),
+                flushed: None,
+            });
+            if p.history.last() != Some(&v) {
+                p.history.push(v);
+            }
+        }
+    }
+
+    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        check_bounds(off, len, self.len);
+        let mut st = self.lock();
+        st.log.push(Event::Flush { off, len });
+        if len == 0 {
+            return Ok(());
+        }
+        let first = off / CACHE_LINE * CACHE_LINE / 8;
+        let last = ((off + len - 1) / CACHE_LINE * CACHE_LINE + CACHE_LINE) / 8;
+        for (_, p) in st.pending.range_mut(first..last) {
+            p.flushed = Some(p.history.len() - 1);
+        }
+        Ok(())
+    }
+
+    fn drain(&self) -> Result<(), PersistError> {
+        let mut st = self.lock();
+        if st.capture {
+            let point = snapshot(&st, self.len);
+            st.points.push(point);
+        }
+        let index = st.fences;
+        st.log.push(Event::Fence { index });
+        st.fences += 1;
+        let st = &mut *st;
+        let mut done = Vec::new();
+        for (&w, p) in st.pending.iter_mut() {
+            if let Some(i) = p.flushed.take() {
+                let v = p.history[i];
+                st.durable[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+                p.history.drain(..=i);
+                if p.history.is_empty() {
+                    done.push(w);
+                }
+            }
+        }
+        for w in done {
+            st.pending.remove(&w);
+        }
+        Ok(())
+    }
+}
+
+/// How to enumerate the images of a crash point.
+#[derive(Clone, Debug)]
+pub struct Enumerate {
+    /// Enumerate every combination when there are at most this many.
+    pub exhaustive_max: u64,
+    /// Otherwise: this many random images (after the two extremes).
+    pub samples: usize,
+    /// Seed for random images; `None` reads `POOL_CRASH_SEED` or picks one from the clock.
+    pub seed: Option<u64>,
+}
+
+impl Default for Enumerate {
+    fn default() -> Self {
+        Enumerate {
+            exhaustive_max: 4096,
+            samples: 512,
+            seed: None,
+        }
+    }
+}
+
+impl Enumerate {
+    fn resolve_seed(&self) -> u64 {
+        if let Some(s) = self.seed {
+            return s;
+        }
+        if let Some(s) = std::env::var("POOL_CRASH_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            return s;
+        }
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed)
+    }
+}
+
+/// A failed crash-image check.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("crash image {image_index} before fence {fence} is inconsistent{}: {message}",
+        seed.map(|s| format!(" (random sample, replay with POOL_CRASH_SEED={s})")).unwrap_or_default())]
+pub struct CrashFailure {
+    /// Fence number the crash precedes (or the fence count for "now").
+    pub fence: usize,
+    /// Position of the image in the enumeration.
+    pub image_index: usize,
+    /// The seed when the images were sampled.
+    pub seed: Option<u64>,
+    /// The checker's message.
+    pub message: String,
+}
+
+/// What a crash at one moment may leave: the durable image plus uncertain words.
+#[derive(Clone, Debug)]
+pub struct CrashPoint {
+    /// Number of fences before this moment.
+    pub fence: usize,
+    len: usize,
+    durable: Vec<u8>,
+    /// (word index, values other than the durable one it may hold).
+    choices: Vec<(usize, Vec<u64>)>,
+}
+
+impl CrashPoint {
+    /// Number of distinct images (saturating).
+    pub fn image_count(&self) -> u64 {
+        self.choices.iter().fold(1u64, |acc, (_, alts)| {
+            acc.saturating_mul(alts.len() as u64 + 1)
+        })
+    }
+
+    /// Number of words whose crash value is uncertain.
+    pub fn uncertain_words(&self) -> usize {
+        self.choices.len()
+    }
+
+    /// The image if nothing uncertain survived.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.durable[..self.len].to_vec()
+    }
+
+    fn last_seed(&self, opts: &Enumerate) -> Option<u64> {
+        (self.image_count() > opts.exhaustive_max).then(|| opts.resolve_seed())
+    }
+
+    /// The images, as described in the module documentation.
+    pub fn images(&self, opts: &Enumerate) -> Images<'_> {
+        let exhaustive = self.image_count() <= opts.exhaustive_max;
+        let seed = opts.resolve_seed();
+        if !exhaustive {
+            eprintln!(
+                "crash point before fence {}: {} uncertain words, sampling {} images with seed {seed} \
+                 (replay with POOL_CRASH_SEED={seed})",
+                self.fence,
+                self.choices.len(),
+                opts.samples
+            );
+        }
+        Images {
+            point: self,
+            exhaustive,
+            counter: vec![0; self.choices.len()],
+            started: false,
+            done: false,
+            remaining: opts.samples + 2,
+            emitted: 0,
+            rng: seed,
+        }
+    }
+
+    fn build(&self, pick: impl Fn(usize, &[u64]) -> usize) -> Vec<u8> {
+        let mut img = self.durable.clone();
+        for (k, (w, alts)) in self.choices.iter().enumerate() {
+            let c = pick(k, alts);
+            if c > 0 {
+                img[w * 8..w * 8 + 8].copy_from_slice(&alts[c - 1].to_le_bytes());
+            }
+        }
+        img.truncate(self.len);
+        img
+    }
+}
+
+/// Iterator over crash images (see [`CrashPoint::images`]).
+pub struct Images<'a> {
+    point: &'a CrashPoint,
+    exhaustive: bool,
+    counter: Vec<usize>,
+    started: bool,
+    done: bool,
+    remaining: usize,
+    emitted: usize,
+    rng: u64,
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Iterator for Images<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        if self.exhaustive {
+            if self.started {
+                // Mixed-radix increment; each digit ranges over 0..=alts.len().
+                let mut k = 0;
+                loop {
+                    if k == self.counter.len() {
+                        self.done = true;
+                        return None;
+                    }
+                    self.counter[k] += 1;
+                    if self.counter[k] <= self.point.choices[k].1.len() {
+                        break;
+                    }
+                    self.counter[k] = 0;
+                    k += 1;
+                }
+            }
+            self.started = true;
+            let c = &self.counter;
+            return Some(self.point.build(|k, _| c[k]));
+        }
+        if self.remaining == 0 {
+            self.done = true;
+            return None;
+        }
+        self.remaining -= 1;
+        let n = self.emitted;
+        self.emitted += 1;
+        Some(match n {
+            0 => self.point.build(|_, _| 0),
+            1 => self.point.build(|_, alts| alts.len()),
+            _ => {
+                let picks: Vec<usize> = self
+                    .point
+                    .choices
+                    .iter()
+                    .map(|(_, alts)| (splitmix(&mut self.rng) % (alts.len() as u64 + 1)) as usize)
+                    .collect();
+                self.point.build(|k, _| picks[k])
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::Flags;
+    use std::collections::BTreeSet;
+
+    fn all_images(p: &CrashPoint) -> BTreeSet<Vec<u8>> {
+        p.images(&Enumerate::default()).collect()
+    }
+
+    #[test]
+    fn unflushed_store_may_or_may_not_survive() {
+        let r = Recorder::new(128);
+        r.write_u64(8, 7);
+        let imgs = all_images(&r.crash_point_now());
+        assert_eq!(imgs.len(), 2);
+        assert!(imgs.iter().any(|i| word(i, 1) == 0));
+        assert!(imgs.iter().any(|i| word(i, 1) == 7));
+    }
+
+    #[test]
+    fn flushed_and_fenced_survives_but_later_store_is_uncertain() {
+        let r = Recorder::new(128);
+        r.write_u64(0, 1);
+        r.flush(0, 8).unwrap();
+        r.write_u64(0, 2); // after the flush: not covered by it
+        r.drain().unwrap();
+        assert_eq!(word(&r.durable_image(), 0), 1);
+        let imgs = all_images(&r.crash_point_now());
+        let vals: BTreeSet<u64> = imgs.iter().map(|i| word(i, 0)).collect();
+        assert_eq!(vals, [1, 2].into_iter().collect());
+        // Before the fence: 0, 1 or 2.
+        let before = &r.crash_points()[0];
+        let vals: BTreeSet<u64> = all_images(before).iter().map(|i| word(i, 0)).collect();
+        assert_eq!(vals, [0, 1, 2].into_iter().collect());
+    }
+
+    #[test]
+    fn flush_covers_whole_cache_line_only() {
+        let r = Recorder::new(256);
+        r.write_u64(56, 5); // line 0
+        r.write_u64(64, 6); // line 1
+        r.flush(0, 1).unwrap(); // flushes line 0 only
+        r.drain().unwrap();
+        let d = r.durable_image();
+        assert_eq!((word(&d, 7), word(&d, 8)), (5, 0));
+        assert_eq!(r.crash_point_now().uncertain_words(), 1);
+    }
+
+    #[test]
+    fn words_are_independent_and_exhaustive() {
+        let r = Recorder::new(64);
+        r.memcpy_persist(0, &[0xFFu8; 24], Flags::NO_FLUSH).unwrap();
+        let p = r.crash_point_now();
+        assert_eq!(p.image_count(), 8);
+        assert_eq!(all_images(&p).len(), 8);
+        // Torn at 8-byte granularity only: every word is all-0 or all-FF.
+        for img in all_images(&p) {
+            for w in 0..3 {
+                assert!(matches!(word(&img, w), 0 | u64::MAX));
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_is_seeded_and_replayable() {
+        let r = Recorder::new(4096);
+        r.write(0, &[1u8; 4096]);
+        let p = r.crash_point_now();
+        assert!(p.image_count() > 4096);
+        let opts = Enumerate {
+            samples: 20,
+            seed: Some(42),
+            ..Enumerate::default()
+        };
+        let a: Vec<_> = p.images(&opts).collect();
+        let b: Vec<_> = p.images(&opts).collect();
+        assert_eq!(a.len(), 22);
+        assert_eq!(a, b);
+        assert!(a[0].iter().all(|&x| x == 0));
+        assert!(a[1].iter().all(|&x| x == 1));
+    }
+
+    #[test]
+    fn check_reports_failure_with_fence() {
+        let r = Recorder::new(64);
+        r.write_u64(0, 1);
+        r.persist(0, 8).unwrap();
+        r.write_u64(8, 2);
+        let err = r
+            .check_crash_images(&Enumerate::default(), |img| {
+                if word(img, 1) == 2 && word(img, 0) == 1 {
+                    Err("saw both".into())
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert_eq!(err.fence, 1);
+        assert!(err.to_string().contains("saw both"));
+        let n = r
+            .check_crash_images(&Enumerate::default(), |_| Ok(()))
+            .unwrap();
+        assert_eq!(n, 2 + 2); // before fence 0: {0,1}; now: {w1=0, w1=2}
+    }
+
+    #[test]
+    fn log_records_everything() {
+        let r = Recorder::new(64);
+        r.write(3, &[1, 2]);
+        r.persist(0, 64).unwrap();
+        assert_eq!(
+            r.log(),
+            vec![
+                Event::Store { off: 3, len: 2 },
+                Event::Flush { off: 0, len: 64 },
+                Event::Fence { index: 0 }
+            ]
+        );
+    }
+}

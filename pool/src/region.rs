@@ -1,0 +1,276 @@
+//! The one persistence trait, [`Persister`], and its hardware implementation [`MappedRegion`].
+//!
+//! Everything above `persist` (headers, pools, and later the allocator and transactions) writes
+//! persistent memory only through a `Persister`: a byte-addressed region with plain stores
+//! (`write`), flushes and fences. Tests substitute [`crate::crash::Recorder`], which logs every
+//! store, flush and fence and computes the images a crash could leave.
+//!
+//! Offsets are `usize` byte offsets into the region. An offset or length outside the region is a
+//! programmer error and panics with the bounds in the message.
+
+use crate::persist::{Flags, Flusher, PersistError};
+
+/// A region of (possibly) persistent memory that code writes through.
+///
+/// The model (x86, as PMDK documents it): a store lands in the CPU cache and may reach the media
+/// at any time; `flush` starts the write-back of the 64-byte lines of a range, and `drain` waits
+/// until every earlier flush is complete. Only after `flush` + `drain` is a store guaranteed to
+/// survive a crash. Aligned 8-byte stores ([`write_u64`](Self::write_u64)) are never torn.
+pub trait Persister: Send + Sync {
+    /// Length of the region in bytes.
+    fn len(&self) -> usize;
+
+    /// True for an empty region.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copy `buf.len()` bytes at `off` into `buf`.
+    fn read(&self, off: usize, buf: &mut [u8]);
+
+    /// Plain stores of `data` at `off` (not durable until flushed and drained).
+    fn write(&self, off: usize, data: &[u8]);
+
+    /// Plain stores of `len` copies of `byte` at `off`.
+    fn fill(&self, off: usize, byte: u8, len: usize) {
+        // Chunked so that huge fills do not allocate huge buffers.
+        let chunk = [byte; 4096];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len());
+            self.write(off + done, &chunk[..n]);
+            done += n;
+        }
+    }
+
+    /// Read a little-endian `u64` at `off`.
+    fn read_u64(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(off, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    /// One atomic, little-endian 8-byte store; `off` must be 8-byte aligned.
+    fn write_u64(&self, off: usize, v: u64) {
+        assert!(off % 8 == 0, "write_u64 at unaligned offset {off}");
+        self.write(off, &v.to_le_bytes());
+    }
+
+    /// Start write-back of every cache line overlapping `[off, off+len)`.
+    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError>;
+
+    /// Wait until every earlier flush is durable (a fence).
+    fn drain(&self) -> Result<(), PersistError>;
+
+    /// `flush` then `drain`.
+    fn persist(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        self.flush(off, len)?;
+        self.drain()
+    }
+
+    /// Copy `data` to `off` and make it durable according to `flags`.
+    fn memcpy_persist(&self, off: usize, data: &[u8], flags: Flags) -> Result<(), PersistError> {
+        self.write(off, data);
+        finish(self, off, data.len(), flags)
+    }
+
+    /// Fill `len` bytes at `off` with `byte` and make them durable according to `flags`.
+    fn memset_persist(
+        &self,
+        off: usize,
+        byte: u8,
+        len: usize,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        self.fill(off, byte, len);
+        finish(self, off, len, flags)
+    }
+}
+
+fn finish<P: Persister + ?Sized>(
+    p: &P,
+    off: usize,
+    len: usize,
+    flags: Flags,
+) -> Result<(), PersistError> {
+    if flags.contains(Flags::NO_FLUSH) {
+        return Ok(());
+    }
+    p.flush(off, len)?;
+    if !flags.contains(Flags::NO_DRAIN) {
+        p.drain()?;
+    }
+    Ok(())
+}
+
+/// Panics with a clear message when `[off, off+len)` is not inside a region of `size` bytes.
+#[track_caller]
+pub(crate) fn check_bounds(off: usize, len: usize, size: usize) {
+    assert!(
+        off.checked_add(len).is_some_and(|end| end <= size),
+        "range {off}+{len} outside region of {size} bytes"
+    );
+}
+
+/// A mapped range of memory with a hardware [`Flusher`].
+///
+/// Stores go through raw pointers; no Rust reference to the mapped bytes is ever created,
+/// because the file behind a shared mapping can change under us (other mappings of it), which
+/// Rust references must never observe.
+pub struct MappedRegion {
+    ptr: *mut u8,
+    len: usize,
+    flusher: Flusher,
+    _owner: Box<dyn Send + Sync>,
+}
+
+// SAFETY: the region is plain shared memory accessed only through raw-pointer copies; callers
+// that write overlapping ranges from several threads get torn data, not undefined behaviour
+// beyond what any shared mapping already implies (documented on `Persister`).
+unsafe impl Send for MappedRegion {}
+// SAFETY: as above.
+unsafe impl Sync for MappedRegion {}
+
+impl MappedRegion {
+    /// A region over `[ptr, ptr+len)`, kept alive by `owner` (e.g. the mapping).
+    ///
+    /// # Safety
+    /// `[ptr, ptr+len)` must be readable and writable for as long as `owner` lives, and must not
+    /// be accessed through Rust references while this region exists.
+    pub unsafe fn new(
+        ptr: *mut u8,
+        len: usize,
+        flusher: Flusher,
+        owner: Box<dyn Send + Sync>,
+    ) -> Self {
+        MappedRegion {
+            ptr,
+            len,
+            flusher,
+            _owner: owner,
+        }
+    }
+
+    /// A region over a whole `memmap2::MmapMut`.
+    pub fn from_mmap(mut map: memmap2::MmapMut, flusher: Flusher) -> Self {
+        let ptr = map.as_mut_ptr();
+        let len = map.len();
+        // SAFETY: the mapping is moved into the region and lives as long as it; the MmapMut is
+        // never dereferenced again (it is only kept to be unmapped on drop).
+        unsafe { MappedRegion::new(ptr, len, flusher, Box::new(map)) }
+    }
+
+    /// The flusher in use.
+    pub fn flusher(&self) -> Flusher {
+        self.flusher
+    }
+
+    /// Base address of the mapping (for diagnostics and benchmarks).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Persister for MappedRegion {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        check_bounds(off, buf.len(), self.len);
+        // SAFETY: bounds checked; the mapping lives as long as self; `buf` is ordinary memory.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr.add(off), buf.as_mut_ptr(), buf.len()) }
+    }
+
+    fn write(&self, off: usize, data: &[u8]) {
+        check_bounds(off, data.len(), self.len);
+        // SAFETY: bounds checked; `data` cannot alias the mapping (no references into it exist).
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) }
+    }
+
+    fn fill(&self, off: usize, byte: u8, len: usize) {
+        check_bounds(off, len, self.len);
+        // SAFETY: bounds checked.
+        unsafe { core::ptr::write_bytes(self.ptr.add(off), byte, len) }
+    }
+
+    fn write_u64(&self, off: usize, v: u64) {
+        assert!(off % 8 == 0, "write_u64 at unaligned offset {off}");
+        check_bounds(off, 8, self.len);
+        // SAFETY: in bounds and 8-byte aligned (mappings are page aligned); a volatile aligned
+        // u64 store compiles to one `mov`, which x86 performs atomically.
+        unsafe { core::ptr::write_volatile(self.ptr.add(off) as *mut u64, v.to_le()) }
+    }
+
+    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        check_bounds(off, len, self.len);
+        // SAFETY: in bounds of the live mapping.
+        unsafe { self.flusher.flush_raw(self.ptr.add(off), len) }
+    }
+
+    fn drain(&self) -> Result<(), PersistError> {
+        self.flusher.drain();
+        Ok(())
+    }
+
+    fn memcpy_persist(&self, off: usize, data: &[u8], flags: Flags) -> Result<(), PersistError> {
+        check_bounds(off, data.len(), self.len);
+        // SAFETY: in bounds; `data` does not alias the mapping.
+        unsafe {
+            self.flusher
+                .memcpy_raw(self.ptr.add(off), data.as_ptr(), data.len(), flags)
+        }
+    }
+
+    fn memset_persist(
+        &self,
+        off: usize,
+        byte: u8,
+        len: usize,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        check_bounds(off, len, self.len);
+        // SAFETY: in bounds.
+        unsafe { self.flusher.memset_raw(self.ptr.add(off), byte, len, flags) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::FlushPath;
+
+    #[test]
+    fn mapped_region_round_trips_on_every_path() {
+        for path in FlushPath::ALL {
+            let Ok(f) = Flusher::with_path(path) else {
+                eprintln!("SKIP {path:?}: not supported by this CPU");
+                continue;
+            };
+            let file = tempfile::tempfile().unwrap();
+            file.set_len(8192).unwrap();
+            // SAFETY: private temp file, not resized while mapped.
+            let map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
+            let r = MappedRegion::from_mmap(map, f);
+            r.memcpy_persist(10, &[1, 2, 3], Flags::NONE).unwrap();
+            r.memset_persist(1000, 9, 3000, Flags::NONE).unwrap();
+            r.write_u64(4096, 0x1122_3344_5566_7788);
+            r.persist(4096, 8).unwrap();
+            let mut b = [0u8; 3];
+            r.read(10, &mut b);
+            assert_eq!(b, [1, 2, 3]);
+            assert_eq!(r.read_u64(4096), 0x1122_3344_5566_7788);
+            let mut big = vec![0u8; 3000];
+            r.read(1000, &mut big);
+            assert!(big.iter().all(|&x| x == 9));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside region of 4096 bytes")]
+    fn out_of_bounds_is_a_clear_panic() {
+        let map = memmap2::MmapMut::map_anon(4096).unwrap();
+        let r = MappedRegion::from_mmap(map, Flusher::with_path(FlushPath::Clflush).unwrap());
+        r.write(4090, &[0u8; 7]);
+    }
+}
