@@ -1,0 +1,147 @@
+//! The legal orders of messages, as pure functions over message types: version negotiation,
+//! the target-side control state machine, and the initiator's check that a reply matches its
+//! request. No I/O and no pool logic: rpmemd and rpmem drive these and do the work.
+//!
+//! Control channel (docs/PROTOCOL.md, "Session state machine"):
+//! `AwaitHello --HELLO--> Ready --CREATE|OPEN--> PoolOpen --SET_ATTR*--> PoolOpen --CLOSE--> Closed`,
+//! and `Ready --REMOVE--> Closed`. A failed CREATE/OPEN/SET_ATTR leaves the state unchanged; a
+//! failed HELLO or CLOSE, or a failed REMOVE, ends the session.
+
+use crate::error::ProtocolError;
+use crate::msg::{Hello, HelloResp, Message};
+use crate::types::{Capabilities, MsgType, Status};
+
+/// Negotiates the session version from the initiator's HELLO and this side's version.
+///
+/// Majors must be equal; the minor is the smaller of the two; capabilities are the common known
+/// bits. On a major mismatch the answer carries `VersionMismatch` and this side's own version,
+/// so the initiator can tell the user which versions are installed.
+pub fn negotiate(ours_major: u16, ours_minor: u16, ours: Capabilities, hello: &Hello) -> HelloResp {
+    if hello.major != ours_major {
+        return HelloResp {
+            status: Status::VersionMismatch,
+            major: ours_major,
+            minor: ours_minor,
+            capabilities: Capabilities(0),
+        };
+    }
+    HelloResp {
+        status: Status::Ok,
+        major: ours_major,
+        minor: ours_minor.min(hello.minor),
+        capabilities: ours.common(hello.capabilities),
+    }
+}
+
+/// Checks the initiator's side of the negotiation: the answer must be Ok, with the major it
+/// asked for and a minor not above its own.
+pub fn accept_hello_resp(
+    ours_major: u16,
+    ours_minor: u16,
+    resp: &HelloResp,
+) -> Result<(), ProtocolError> {
+    if resp.status != Status::Ok || resp.major != ours_major || resp.minor > ours_minor {
+        return Err(ProtocolError::VersionUnsupported {
+            peer_major: resp.major,
+            peer_minor: resp.minor,
+            ours: ours_major,
+        });
+    }
+    Ok(())
+}
+
+/// rpmemd's control-channel state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    AwaitHello,
+    /// Version agreed; waiting for CREATE, OPEN or REMOVE.
+    Ready,
+    /// A pool is created or opened and its lanes may connect.
+    PoolOpen,
+    /// CLOSE or REMOVE answered, or a fatal error sent: the session is over.
+    Closed,
+}
+
+impl TargetState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetState::AwaitHello => "AwaitHello",
+            TargetState::Ready => "Ready",
+            TargetState::PoolOpen => "PoolOpen",
+            TargetState::Closed => "Closed",
+        }
+    }
+
+    /// Whether request `got` may arrive on the control channel now.
+    pub fn check_request(self, got: MsgType) -> Result<(), ProtocolError> {
+        if got.is_lane() {
+            return Err(ProtocolError::WrongChannel {
+                got,
+                expected_channel: "a data lane",
+            });
+        }
+        let ok = match self {
+            TargetState::AwaitHello => got == MsgType::Hello,
+            TargetState::Ready => {
+                matches!(got, MsgType::Create | MsgType::Open | MsgType::Remove)
+            }
+            TargetState::PoolOpen => matches!(got, MsgType::SetAttr | MsgType::Close),
+            TargetState::Closed => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ProtocolError::Unexpected {
+                state: self.name(),
+                got,
+            })
+        }
+    }
+
+    /// The state after rpmemd sent `reply` to a request it had accepted with
+    /// [`check_request`](Self::check_request). `request` is that request's type.
+    pub fn after_reply(self, request: MsgType, reply: &Message) -> TargetState {
+        let failed = match reply {
+            Message::Error { .. } => true,
+            Message::HelloResp(h) => !h.status.is_ok(),
+            _ => false,
+        };
+        match (request, failed) {
+            (MsgType::Hello, false) => TargetState::Ready,
+            (MsgType::Create | MsgType::Open, false) => TargetState::PoolOpen,
+            (MsgType::Create | MsgType::Open | MsgType::SetAttr, true) => self,
+            (MsgType::SetAttr, false) => TargetState::PoolOpen,
+            // HELLO failing, CLOSE and REMOVE either way, anything else: the session ends.
+            _ => TargetState::Closed,
+        }
+    }
+}
+
+/// Initiator side: checks that `reply` answers `request` (its response type or ERROR), and that a
+/// response other than ERROR carries status Ok. Returns the ERROR's content as `Err` for the
+/// caller to report.
+pub fn check_reply(request: MsgType, reply: &Message) -> Result<(), ProtocolError> {
+    let got = reply.msg_type();
+    if got == MsgType::Error {
+        return Ok(());
+    }
+    if Some(got) != request.response() {
+        return Err(ProtocolError::Unexpected {
+            state: request.name(),
+            got,
+        });
+    }
+    let status = match reply {
+        Message::CreateResp(r) | Message::OpenResp { resp: r, .. } => r.status,
+        Message::SetAttrResp(s) | Message::CloseResp(s) | Message::RemoveResp(s) => *s,
+        Message::PersistResp { status, .. } => *status,
+        // HELLO_RESP with a failure status is the documented way to report a version mismatch;
+        // accept_hello_resp judges it.
+        _ => Status::Ok,
+    };
+    if status.is_ok() {
+        Ok(())
+    } else {
+        Err(ProtocolError::NotOk { msg: got, status })
+    }
+}
