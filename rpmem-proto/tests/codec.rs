@@ -1,0 +1,601 @@
+//! Codec properties and hostile-input cases: round trips for every message, decode of arbitrary
+//! or mutated bytes never panics and, when it succeeds, re-encodes to the same bytes; each class
+//! of malformed input gives the typed error that names the field.
+
+use std::io::Cursor;
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+use rpmem_proto::*;
+
+fn attr() -> impl Strategy<Value = PoolAttr> {
+    (
+        any::<[u8; 8]>(),
+        any::<[u32; 4]>(),
+        any::<[[u8; 16]; 4]>(),
+        any::<[u8; 16]>(),
+    )
+        .prop_map(|(signature, n, u, user_flags)| PoolAttr {
+            signature,
+            major: n[0],
+            compat_features: n[1],
+            incompat_features: n[2],
+            ro_compat_features: n[3],
+            poolset_uuid: u[0],
+            uuid: u[1],
+            next_uuid: u[2],
+            prev_uuid: u[3],
+            user_flags,
+        })
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    any::<u32>()
+        .prop_flat_map(|v| prop_oneof![Just(v % 20), Just(v)])
+        .prop_map(Status::from_wire)
+}
+
+fn provider() -> impl Strategy<Value = Provider> {
+    prop_oneof![
+        Just(Provider::Tcp),
+        Just(Provider::Sockets),
+        Just(Provider::Verbs)
+    ]
+}
+
+fn method() -> impl Strategy<Value = PersistMethod> {
+    prop_oneof![Just(PersistMethod::General), Just(PersistMethod::Appliance)]
+}
+
+/// Valid descriptors/texts: no NUL, bounded; includes non-ASCII characters.
+fn text(max_chars: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[^\\x00]{{0,{max_chars}}}")).unwrap()
+}
+
+fn pool_request() -> impl Strategy<Value = PoolRequest> {
+    (
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        provider(),
+        method(),
+        text(64),
+    )
+        .prop_map(
+            |(pool_size, nlanes, buff_size, provider, persist_method, descriptor)| PoolRequest {
+                pool_size,
+                nlanes,
+                buff_size,
+                provider,
+                persist_method,
+                descriptor,
+            },
+        )
+}
+
+fn pool_resp() -> impl Strategy<Value = PoolResp> {
+    (
+        status(),
+        any::<u32>(),
+        any::<IpAddr>(),
+        any::<u16>(),
+        method(),
+        provider(),
+        any::<[u64; 3]>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(
+            |(status, nlanes, addr, port, persist_method, provider, n, secret)| PoolResp {
+                status,
+                nlanes,
+                addr,
+                port,
+                persist_method,
+                provider,
+                rkey: n[0],
+                raddr: n[1],
+                pool_size: n[2],
+                secret: Secret(secret),
+            },
+        )
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u16>(), any::<u16>(), any::<u64>()).prop_map(|(major, minor, c)| Message::Hello(
+            Hello {
+                major,
+                minor,
+                capabilities: Capabilities(c)
+            }
+        )),
+        (status(), any::<u16>(), any::<u16>(), any::<u64>()).prop_map(
+            |(status, major, minor, c)| Message::HelloResp(HelloResp {
+                status,
+                major,
+                minor,
+                capabilities: Capabilities(c)
+            })
+        ),
+        (pool_request(), attr()).prop_map(|(pool, attr)| Message::Create { pool, attr }),
+        pool_resp().prop_map(Message::CreateResp),
+        pool_request().prop_map(Message::Open),
+        (pool_resp(), attr()).prop_map(|(resp, attr)| Message::OpenResp { resp, attr }),
+        attr().prop_map(Message::SetAttr),
+        status().prop_map(Message::SetAttrResp),
+        any::<bool>().prop_map(|remove| Message::Close { remove }),
+        status().prop_map(Message::CloseResp),
+        (text(64), any::<bool>(), any::<bool>()).prop_map(|(descriptor, force, pool_set)| {
+            Message::Remove {
+                descriptor,
+                force,
+                pool_set,
+            }
+        }),
+        status().prop_map(Message::RemoveResp),
+        (any::<u16>(), status(), text(64)).prop_map(|(in_reply_to, status, message)| {
+            Message::Error {
+                in_reply_to,
+                status,
+                message,
+            }
+        }),
+        (
+            any::<u32>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(lane, relaxed, deep, offset, length)| Message::Persist {
+                lane,
+                relaxed,
+                deep,
+                offset,
+                length
+            }),
+        (any::<u32>(), status()).prop_map(|(lane, status)| Message::PersistResp { lane, status }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn encode_decode_round_trip(m in message()) {
+        let bytes = encode(&m).unwrap();
+        prop_assert_eq!(decode(&bytes).unwrap(), m.clone());
+        // The stream reader agrees and consumes exactly one frame.
+        let mut two = bytes.clone();
+        two.extend_from_slice(&bytes);
+        let mut cur = Cursor::new(&two[..]);
+        prop_assert_eq!(read_message(&mut cur).unwrap(), m.clone());
+        prop_assert_eq!(cur.position() as usize, bytes.len());
+        prop_assert_eq!(read_message(&mut cur).unwrap(), m);
+        prop_assert!(matches!(read_message(&mut cur), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fuzz_decode(&data);
+    }
+
+    /// Most arbitrary bytes fail at the magic; mutating valid frames reaches the body decoders
+    /// and checks decode → encode identity wherever a mutant still decodes.
+    #[test]
+    fn mutated_frames_never_panic_and_reencode_identically(
+        m in message(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = encode(&m).unwrap();
+        for (at, v) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = v;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        fuzz_decode(&bytes);
+        if let Ok(again) = decode(&bytes) {
+            prop_assert_eq!(encode(&again).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn lane_connect_round_trip(major in any::<u16>(), minor in any::<u16>(), lane in any::<u32>(), s in any::<[u8; 32]>()) {
+        let c = LaneConnect { major, minor, lane, secret: Secret(s) };
+        prop_assert_eq!(LaneConnect::decode(&c.encode()).unwrap(), c);
+    }
+}
+
+fn persist() -> Message {
+    Message::Persist {
+        lane: 1,
+        relaxed: false,
+        deep: true,
+        offset: 4096,
+        length: 64,
+    }
+}
+
+fn open() -> Message {
+    Message::Open(PoolRequest {
+        pool_size: 1 << 20,
+        nlanes: 4,
+        buff_size: 4096,
+        provider: Provider::Tcp,
+        persist_method: PersistMethod::General,
+        descriptor: "pool.set".into(),
+    })
+}
+
+/// Applies `edit` to the encoding of `m` and checks the decode error.
+fn check(m: Message, edit: impl FnOnce(&mut Vec<u8>), expected: DecodeError) {
+    let mut bytes = encode(&m).unwrap();
+    edit(&mut bytes);
+    assert_eq!(decode(&bytes), Err(expected));
+}
+
+fn set_body_len(b: &mut [u8], len: u32) {
+    b[8..12].copy_from_slice(&len.to_le_bytes());
+}
+
+#[test]
+fn bad_magic() {
+    check(
+        persist(),
+        |b| b[0] = b'X',
+        DecodeError::BadMagic {
+            found: u32::from_le_bytes(*b"XPMF"),
+        },
+    );
+}
+
+#[test]
+fn unknown_type() {
+    check(
+        persist(),
+        |b| b[4..6].copy_from_slice(&0x7777u16.to_le_bytes()),
+        DecodeError::UnknownType(0x7777),
+    );
+}
+
+#[test]
+fn header_reserved_fields() {
+    check(
+        persist(),
+        |b| b[6] = 1,
+        DecodeError::BadField {
+            msg: "frame header",
+            field: "flags",
+            why: "reserved, must be 0 but is 0x1".into(),
+        },
+    );
+    check(
+        persist(),
+        |b| b[15] = 1,
+        DecodeError::BadField {
+            msg: "frame header",
+            field: "reserved",
+            why: "reserved, must be 0 but is 0x1000000".into(),
+        },
+    );
+}
+
+#[test]
+fn hostile_length_refused_before_reading_body() {
+    // A header claiming 4 GiB: refused from the header alone, nothing allocated or read.
+    let mut b = encode(&persist()).unwrap();
+    set_body_len(&mut b, u32::MAX);
+    let head: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+    assert_eq!(
+        decode_header(&head),
+        Err(DecodeError::BodyTooLarge {
+            len: u32::MAX,
+            max: MAX_BODY_LEN
+        })
+    );
+    let mut cur = Cursor::new(&head[..]);
+    assert!(matches!(
+        read_message(&mut cur),
+        Err(ReadError::Decode(DecodeError::BodyTooLarge { .. }))
+    ));
+}
+
+#[test]
+fn truncated_and_trailing() {
+    check(
+        persist(),
+        |b| b.truncate(b.len() - 1),
+        DecodeError::Truncated {
+            msg: "PERSIST",
+            field: "frame body",
+        },
+    );
+    // Body length agrees with the bytes but is too short for the fixed part.
+    check(
+        persist(),
+        |b| {
+            b.truncate(b.len() - 8);
+            set_body_len(b, 16);
+        },
+        DecodeError::Truncated {
+            msg: "PERSIST",
+            field: "lane..length",
+        },
+    );
+    // A byte after the last field, counted in the body length.
+    check(
+        persist(),
+        |b| {
+            b.push(0);
+            set_body_len(b, 25);
+        },
+        DecodeError::TrailingBytes {
+            msg: "PERSIST",
+            extra: 1,
+        },
+    );
+    // A byte after the frame.
+    check(
+        persist(),
+        |b| b.push(0),
+        DecodeError::TrailingBytes {
+            msg: "frame",
+            extra: 1,
+        },
+    );
+    assert_eq!(
+        decode(&[0u8; 5]),
+        Err(DecodeError::Truncated {
+            msg: "frame header",
+            field: "header"
+        })
+    );
+}
+
+#[test]
+fn unknown_persist_flags() {
+    check(
+        persist(),
+        |b| b[16 + 4] = 0x06,
+        DecodeError::BadField {
+            msg: "PERSIST",
+            field: "flags",
+            why: "unknown bits 0x4".into(),
+        },
+    );
+}
+
+#[test]
+fn bad_enums_in_open() {
+    check(
+        open(),
+        |b| b[16 + 16] = 9,
+        DecodeError::BadField {
+            msg: "OPEN",
+            field: "provider",
+            why: "unknown provider 9".into(),
+        },
+    );
+    check(
+        open(),
+        |b| b[16 + 18] = 0,
+        DecodeError::BadField {
+            msg: "OPEN",
+            field: "persist_method",
+            why: "unknown method 0".into(),
+        },
+    );
+    check(
+        open(),
+        |b| b[16 + 20] = 1,
+        DecodeError::BadField {
+            msg: "OPEN",
+            field: "reserved",
+            why: "reserved, must be 0 but is 0x1".into(),
+        },
+    );
+}
+
+#[test]
+fn descriptor_strings() {
+    // Offset of the descriptor bytes in an OPEN frame: header, 24-byte fixed part, u16 length.
+    const AT: usize = 16 + 24 + 2;
+    check(
+        open(),
+        |b| b[AT + 2] = 0,
+        DecodeError::BadField {
+            msg: "OPEN",
+            field: "descriptor",
+            why: "contains a NUL byte".into(),
+        },
+    );
+    check(
+        open(),
+        |b| b[AT] = 0xff,
+        DecodeError::BadField {
+            msg: "OPEN",
+            field: "descriptor",
+            why: "not UTF-8: invalid utf-8 sequence of 1 bytes from index 0".into(),
+        },
+    );
+    // A length prefix longer than the body.
+    check(
+        open(),
+        |b| b[AT - 2] = 200,
+        DecodeError::Truncated {
+            msg: "OPEN",
+            field: "descriptor",
+        },
+    );
+    // A length prefix over the maximum is refused by value, whatever follows.
+    check(
+        open(),
+        |b| b[AT - 2..AT].copy_from_slice(&5000u16.to_le_bytes()),
+        DecodeError::BadField {
+            msg: "OPEN",
+            field: "descriptor",
+            why: "length 5000 exceeds the maximum of 4095 bytes".into(),
+        },
+    );
+}
+
+#[test]
+fn encode_refuses_what_decode_would_refuse() {
+    let Message::Open(mut req) = open() else {
+        unreachable!()
+    };
+    req.descriptor = "a\0b".into();
+    let e = encode(&Message::Open(req.clone())).unwrap_err();
+    assert_eq!((e.msg, e.field), ("OPEN", "descriptor"));
+    req.descriptor = "x".repeat(MAX_DESCRIPTOR_LEN + 1);
+    assert!(encode(&Message::Open(req.clone())).is_err());
+    req.descriptor = "x".repeat(MAX_DESCRIPTOR_LEN);
+    let longest = encode(&Message::Open(req)).unwrap();
+    assert!(longest.len() < MAX_BODY_LEN as usize);
+}
+
+#[test]
+fn error_constructor_always_encodes() {
+    let text = format!("{}\0é", "é".repeat(MAX_ERROR_TEXT_LEN));
+    let m = Message::error(MsgType::Open.to_wire(), Status::PathRefused, &text);
+    let Message::Error { message, .. } = &m else {
+        unreachable!()
+    };
+    assert!(message.len() <= MAX_ERROR_TEXT_LEN && !message.contains('\0'));
+    assert_eq!(decode(&encode(&m).unwrap()).unwrap(), m);
+}
+
+#[test]
+fn ipv4_address_padding_must_be_zero() {
+    let resp = Message::CreateResp(PoolResp {
+        status: Status::Ok,
+        nlanes: 2,
+        addr: "127.0.0.1".parse().unwrap(),
+        port: 4242,
+        persist_method: PersistMethod::General,
+        provider: Provider::Tcp,
+        rkey: 7,
+        raddr: 0x7f00_0000_0000,
+        pool_size: 1 << 20,
+        secret: Secret([9; 32]),
+    });
+    check(
+        resp.clone(),
+        |b| b[16 + 16 + 5] = 1,
+        DecodeError::BadField {
+            msg: "CREATE_RESP",
+            field: "addr",
+            why: "IPv4 address with non-zero bytes after the first 4".into(),
+        },
+    );
+    check(
+        resp,
+        |b| b[16 + 10] = 5,
+        DecodeError::BadField {
+            msg: "CREATE_RESP",
+            field: "addr_family",
+            why: "5, expected 4 or 6".into(),
+        },
+    );
+}
+
+#[test]
+fn stream_ends() {
+    let bytes = encode(&persist()).unwrap();
+    assert!(matches!(
+        read_message(&mut Cursor::new(&[][..])),
+        Err(ReadError::Closed)
+    ));
+    assert!(matches!(
+        read_message(&mut Cursor::new(&bytes[..7])),
+        Err(ReadError::Truncated("frame header"))
+    ));
+    assert!(matches!(
+        read_message(&mut Cursor::new(&bytes[..30])),
+        Err(ReadError::Truncated("PERSIST"))
+    ));
+}
+
+#[test]
+fn lane_connect_refusals() {
+    let c = LaneConnect {
+        major: 1,
+        minor: 0,
+        lane: 2,
+        secret: Secret([1; 32]),
+    };
+    let b = c.encode();
+    assert_eq!(&b[..4], b"RPML");
+    assert!(matches!(
+        LaneConnect::decode(&b[..47]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let mut long = b.to_vec();
+    long.push(0);
+    assert_eq!(
+        LaneConnect::decode(&long),
+        Err(DecodeError::TrailingBytes {
+            msg: "lane connect",
+            extra: 1
+        })
+    );
+    let mut bad = b;
+    bad[0] = 0;
+    assert!(matches!(
+        LaneConnect::decode(&bad),
+        Err(DecodeError::BadField { field: "magic", .. })
+    ));
+    let mut bad = b;
+    bad[12] = 1;
+    assert!(matches!(
+        LaneConnect::decode(&bad),
+        Err(DecodeError::BadField {
+            field: "reserved",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn secret_is_redacted_and_compared_fully() {
+    let a = Secret([0xAB; 32]);
+    assert_eq!(format!("{a:?}"), "Secret(<redacted>)");
+    let mut other = [0xAB; 32];
+    assert!(a.ct_eq(&Secret(other)));
+    other[31] ^= 1;
+    assert!(!a.ct_eq(&Secret(other)));
+    assert_ne!(a, Secret(other));
+}
+
+#[test]
+fn status_codes_are_stable() {
+    // Wire values are part of the protocol: pin a few and check the mapping is a bijection.
+    assert_eq!(Status::Ok.to_wire(), 0);
+    assert_eq!(Status::PathRefused.to_wire(), 4);
+    assert_eq!(Status::OutOfRange.to_wire(), 12);
+    assert_eq!(Status::Internal.to_wire(), 18);
+    for v in 0..40 {
+        assert_eq!(Status::from_wire(v).to_wire(), v);
+    }
+    assert_eq!(Status::from_wire(19), Status::Unrecognized(19));
+}
+
+#[test]
+fn range_checks() {
+    assert!(check_range(0, 100, 100).is_ok());
+    assert!(check_range(100, 0, 100).is_ok());
+    assert_eq!(
+        check_range(1, 100, 100),
+        Err(ProtocolError::OutOfRange {
+            offset: 1,
+            length: 100,
+            pool_size: 100
+        })
+    );
+    // Overflow of offset + length must not wrap into range.
+    assert!(check_range(u64::MAX, 2, u64::MAX).is_err());
+}

@@ -1,0 +1,114 @@
+//! Session rules: version negotiation and the target's control state machine.
+
+use rpmem_proto::session::*;
+use rpmem_proto::*;
+
+fn hello(major: u16, minor: u16, caps: u64) -> Hello {
+    Hello {
+        major,
+        minor,
+        capabilities: Capabilities(caps),
+    }
+}
+
+#[test]
+fn negotiation() {
+    let ours = Capabilities::DEEP_PERSIST | Capabilities::SOCKETS;
+    // Same major, lower minor wins, capabilities intersect and unknown bits drop.
+    let r = negotiate(1, 3, ours, &hello(1, 1, 0xFF00 | 0b0011));
+    assert_eq!((r.status, r.major, r.minor), (Status::Ok, 1, 1));
+    assert_eq!(r.capabilities, Capabilities::DEEP_PERSIST);
+    assert!(accept_hello_resp(1, 1, &r).is_ok());
+    // Different major: refused, with our version so the user can be told.
+    let r = negotiate(1, 3, ours, &hello(2, 0, 0));
+    assert_eq!(
+        (r.status, r.major, r.minor),
+        (Status::VersionMismatch, 1, 3)
+    );
+    assert_eq!(
+        accept_hello_resp(2, 0, &r),
+        Err(ProtocolError::VersionUnsupported {
+            peer_major: 1,
+            peer_minor: 3,
+            ours: 2
+        })
+    );
+    // A peer claiming a minor above ours is lying about negotiation.
+    let lying = HelloResp {
+        status: Status::Ok,
+        major: 1,
+        minor: 5,
+        capabilities: Capabilities(0),
+    };
+    assert!(accept_hello_resp(1, 2, &lying).is_err());
+}
+
+#[test]
+fn target_state_machine() {
+    use MsgType::*;
+    let mut s = TargetState::AwaitHello;
+    assert!(s.check_request(Create).is_err());
+    assert!(s.check_request(Hello).is_ok());
+    s = s.after_reply(
+        Hello,
+        &Message::HelloResp(negotiate(1, 0, Capabilities(0), &hello(1, 0, 0))),
+    );
+    assert_eq!(s, TargetState::Ready);
+    assert_eq!(
+        s.check_request(Close),
+        Err(ProtocolError::Unexpected {
+            state: "Ready",
+            got: Close
+        })
+    );
+    assert!(matches!(
+        s.check_request(Persist),
+        Err(ProtocolError::WrongChannel { .. })
+    ));
+    // A failed OPEN keeps the session ready for another try.
+    let err = Message::error(Open.to_wire(), Status::PoolsetNotFound, "no such poolset");
+    assert_eq!(s.after_reply(Open, &err), TargetState::Ready);
+    s = s.after_reply(Create, &Message::CloseResp(Status::Ok));
+    assert_eq!(s, TargetState::PoolOpen);
+    assert!(s.check_request(SetAttr).is_ok());
+    assert!(s.check_request(Open).is_err());
+    s = s.after_reply(SetAttr, &Message::SetAttrResp(Status::Ok));
+    assert_eq!(s, TargetState::PoolOpen);
+    s = s.after_reply(Close, &Message::CloseResp(Status::Ok));
+    assert_eq!(s, TargetState::Closed);
+    assert!(s.check_request(Hello).is_err());
+    // A failed HELLO ends the session.
+    let bad = negotiate(1, 0, Capabilities(0), &hello(9, 0, 0));
+    assert_eq!(
+        TargetState::AwaitHello.after_reply(Hello, &Message::HelloResp(bad)),
+        TargetState::Closed
+    );
+    // REMOVE ends the session.
+    assert_eq!(
+        TargetState::Ready.after_reply(Remove, &Message::RemoveResp(Status::Ok)),
+        TargetState::Closed
+    );
+}
+
+#[test]
+fn initiator_reply_checks() {
+    use MsgType::*;
+    assert!(check_reply(Close, &Message::CloseResp(Status::Ok)).is_ok());
+    assert!(check_reply(Close, &Message::error(0, Status::Io, "x")).is_ok());
+    assert_eq!(
+        check_reply(Close, &Message::SetAttrResp(Status::Ok)),
+        Err(ProtocolError::Unexpected {
+            state: "CLOSE",
+            got: SetAttrResp
+        })
+    );
+    assert_eq!(
+        check_reply(SetAttr, &Message::SetAttrResp(Status::Io)),
+        Err(ProtocolError::NotOk {
+            msg: SetAttrResp,
+            status: Status::Io
+        })
+    );
+    assert_eq!(MsgType::Persist.response(), Some(MsgType::PersistResp));
+    assert_eq!(MsgType::Error.response(), None);
+}
