@@ -83,8 +83,18 @@ pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    eprintln!("SKIPPED: {test} needs root (network namespaces)");
+    report_skip(test, "needs root (network namespaces)");
     false
+}
+
+/// Prints `SKIPPED: <test> <reason>` to the process's real stderr.
+///
+/// It writes to the stderr handle rather than with `eprintln!`, because the test harness
+/// captures `eprintln!` output of passing tests and a skip must never be silent.
+pub fn report_skip(test: &str, reason: &str) {
+    use std::io::Write as _;
+    // Nothing sensible to do if stderr itself is gone.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} {reason}");
 }
 
 /// Returns from the enclosing test (printing `SKIPPED: … needs root` to stderr) unless running as
@@ -103,7 +113,7 @@ macro_rules! skip_unless_root {
     };
 }
 
-/// Unwraps a fixture result; on [`Error::Skip`] prints `SKIPPED: <test>: <reason>` to stderr and
+/// Unwraps a fixture result; on [`Error::Skip`] prints `SKIPPED: <test> <reason>` to stderr and
 /// returns from the enclosing test; on any other error panics with the error's message.
 #[macro_export]
 macro_rules! fixture_or_skip {
@@ -112,10 +122,9 @@ macro_rules! fixture_or_skip {
             Ok(value) => value,
             Err(err) => match err.skip_reason() {
                 Some(reason) => {
-                    eprintln!(
-                        "SKIPPED: {}: {}",
+                    $crate::report_skip(
                         ::std::thread::current().name().unwrap_or("this test"),
-                        reason
+                        reason,
                     );
                     return;
                 }

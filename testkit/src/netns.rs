@@ -78,7 +78,7 @@ impl NetnsHost {
         let pid = std::process::id();
         let instance = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         let name = format!("{NETNS_PREFIX}{pid}-{instance}");
-        let (slot, mut slot_lock) = claim_slot(pid, instance)?;
+        let (slot, mut slot_lock) = claim_slot()?;
         let host_veth = format!("pmt{slot}h");
         let peer_veth = format!("pmt{slot}p");
         let base = [10, 213, (slot / 64) as u8, ((slot % 64) * 4) as u8];
@@ -332,12 +332,10 @@ pub(crate) fn free_port_in(name: &str, ip: IpAddr) -> Result<u16> {
     })
 }
 
-/// Claims the first free slot, starting at a point derived from pid and instance so that
-/// parallel processes rarely contend for the same lock.
-fn claim_slot(pid: u32, instance: u32) -> Result<(u32, File)> {
-    let start = (pid.wrapping_mul(97).wrapping_add(instance.wrapping_mul(7))) % SLOT_COUNT;
-    for i in 0..SLOT_COUNT {
-        let slot = (start + i) % SLOT_COUNT;
+/// Claims the lowest free slot. Scanning from 0 keeps the number of lock files small (at most
+/// the peak number of hosts alive at once); a held slot costs one non-blocking lock attempt.
+fn claim_slot() -> Result<(u32, File)> {
+    for slot in 0..SLOT_COUNT {
         let path = Path::new(SLOT_DIR).join(format!("slot-{slot}"));
         let file = OpenOptions::new()
             .read(true)

@@ -32,7 +32,7 @@ pub fn command_line(cmd: &Command) -> String {
 ///
 /// stdin is connected to /dev/null unless the caller set it; stdout and stderr are captured.
 /// A timeout is an [`Error::Timeout`] naming the command line; a non-zero exit is *not* an error
-/// here (see [`run_checked`] for that).
+/// here: check `output.status`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let line = command_line(cmd);
     let mut child = cmd

@@ -52,3 +52,13 @@ fn output_with_timeout_captures_output() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
 }
+
+#[test]
+fn netns_host_without_root_is_a_skip_not_a_failure() {
+    if testkit::is_root() {
+        // The root path is covered by tests/netns.rs; this test checks the non-root path.
+        return;
+    }
+    let err = testkit::NetnsHost::create().expect_err("creating a namespace needs root");
+    assert!(err.skip_reason().is_some(), "{err}");
+}
