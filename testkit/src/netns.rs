@@ -170,9 +170,7 @@ impl NetnsHost {
 
     /// Options for an sshd that runs inside the namespace and listens on [`NetnsHost::peer_addr`].
     pub fn sshd_builder(&self) -> SshdBuilder {
-        Sshd::builder()
-            .netns(self.name.clone())
-            .listen_ip(IpAddr::V4(self.peer_addr))
+        Sshd::builder().in_netns(self)
     }
 
     /// Starts an sshd inside the namespace, listening on [`NetnsHost::peer_addr`].
@@ -184,7 +182,7 @@ impl NetnsHost {
     /// The socket stays in the namespace; accept on it from any thread.
     pub fn tcp_listener(&self, port: u16) -> Result<TcpListener> {
         let addr = SocketAddr::new(IpAddr::V4(self.peer_addr), port);
-        in_netns(&self.name, move || TcpListener::bind(addr))
+        run_in_netns(&self.name, move || TcpListener::bind(addr))
             .map_err(|e| Error::io(format!("binding {addr} in namespace {}", self.name), e))
     }
 
@@ -297,7 +295,7 @@ impl Drop for NetnsHost {
 }
 
 /// Runs `f` on a fresh thread that has joined the named network namespace.
-fn in_netns<T: Send + 'static>(
+fn run_in_netns<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
@@ -319,7 +317,7 @@ fn in_netns<T: Send + 'static>(
 
 /// A port free on `ip` inside namespace `name` (found by binding port 0 there).
 pub(crate) fn free_port_in(name: &str, ip: IpAddr) -> Result<u16> {
-    in_netns(name, move || {
+    run_in_netns(name, move || {
         TcpListener::bind(SocketAddr::new(ip, 0))?
             .local_addr()
             .map(|a| a.port())

@@ -30,7 +30,7 @@ pub fn command_line(cmd: &Command) -> String {
 
 /// Runs `cmd` to completion and returns its output, killing it if it runs longer than `timeout`.
 ///
-/// stdin is connected to /dev/null unless the caller set it; stdout and stderr are captured.
+/// stdin is /dev/null (the child cannot wait for input); stdout and stderr are captured.
 /// A timeout is an [`Error::Timeout`] naming the command line; a non-zero exit is *not* an error
 /// here: check `output.status`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {

@@ -101,9 +101,12 @@ impl SshdBuilder {
         self
     }
 
-    /// Runs sshd inside the named network namespace (see `NetnsHost::sshd_builder`).
-    pub fn netns(mut self, name: impl Into<String>) -> Self {
-        self.netns = Some(name.into());
+    /// Runs sshd inside `host`'s network namespace, listening on its peer address (the address
+    /// the root namespace reaches it by; readiness is checked from the root namespace, so do
+    /// not change the listen address to one reachable only inside).
+    pub fn in_netns(mut self, host: &crate::NetnsHost) -> Self {
+        self.netns = Some(host.name().to_owned());
+        self.listen_ip = IpAddr::V4(host.peer_addr());
         self
     }
 
@@ -566,7 +569,10 @@ fn find_sshd() -> Result<PathBuf> {
         if path.is_absolute() && path.is_file() {
             return Ok(path);
         }
-        searched.push(format!("TESTKIT_SSHD={}", path.display()));
+        // An explicit choice that does not work is an error, not a reason to pick another sshd.
+        return Err(Error::SshdMissing {
+            searched: format!("TESTKIT_SSHD={} (must be an absolute path)", path.display()),
+        });
     }
     // sshd re-executes itself and therefore must be started with an absolute path.
     for candidate in ["/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"] {
