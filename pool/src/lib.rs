@@ -5,10 +5,12 @@
 //!   non-temporal copies, `msync`).
 //! - [`region`]: the one persistence trait [`region::Persister`] and the hardware region.
 //! - [`crash`]: a recording `Persister` that enumerates the crash images x86 allows.
+//! - [`header`]: the on-media part header and its crash-safe double-slot update.
 //!
 //! Architecture invariant: `pool` never touches the network; remote replicas plug in through a
 //! trait implemented elsewhere.
 
 pub mod crash;
+pub mod header;
 pub mod persist;
 pub mod region;
