@@ -17,11 +17,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::process::{command_line, require_tool, run_checked};
+
+/// Prefix of our temp dirs (in `std::env::temp_dir()`).
+const DIR_PREFIX: &str = "testkit-sshd-";
+/// File in the temp dir holding the pid of the test process that owns the sshd.
+const OWNER_FILE: &str = "owner.pid";
+
+static SWEEP: Once = Once::new();
 
 /// How many times a start is retried when the chosen port was taken in the meantime.
 const PORT_ATTEMPTS_MAX: u32 = 5;
@@ -167,10 +175,13 @@ impl SshdBuilder {
         }
         let user = crate::current_user_name()?;
         let dir = tempfile::Builder::new()
-            .prefix("testkit-sshd-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(|e| Error::io("creating the sshd temp dir", e))?;
         let root = dir.path().to_path_buf();
+        SWEEP.call_once(sweep_stale);
+        // Recorded so that a later run can clean up after this process if it gets killed.
+        write_file(&root.join(OWNER_FILE), &std::process::id().to_string())?;
 
         let host_key_types = if self.host_key_types.is_empty() {
             SshdBuilder::default().host_key_types
@@ -671,4 +682,39 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     fs::copy(from, to)
         .map(|_| ())
         .map_err(|e| Error::io(format!("copying {} to {}", from.display(), to.display()), e))
+}
+
+/// Kills sshds (and removes the temp dirs) left behind by test processes that died without
+/// running their destructors (SIGKILL, abort). Best effort: nothing here may fail a test.
+fn sweep_stale() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        let read_pid = |name: &str| -> Option<i32> {
+            fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
+        };
+        let Some(owner) = read_pid(OWNER_FILE) else {
+            // Not (yet) recorded: possibly a start in progress in another process.
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        if let Some(pid) = read_pid("sshd.pid") {
+            // Guard against pid reuse: only kill a process that is still an sshd.
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
