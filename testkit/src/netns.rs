@@ -67,9 +67,7 @@ impl NetnsHost {
     /// (see [`crate::fixture_or_skip!`]); any other error is a real failure.
     pub fn create() -> Result<NetnsHost> {
         if !crate::is_root() {
-            return Err(Error::Skip(
-                "network namespaces need root (NetnsHost::create)".into(),
-            ));
+            return Err(Error::Skip("needs root (network namespaces)".into()));
         }
         let ip_tool = require_tool("ip", "iproute2")?;
         SWEEP.call_once(|| sweep_stale(&ip_tool));
