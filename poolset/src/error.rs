@@ -70,7 +70,9 @@ pub enum ErrorKind {
     BadSignature { found: String, hint: &'static str },
     #[error("the line is not valid UTF-8 (byte 0x{byte:02x}); only comments may hold other bytes")]
     NotUtf8 { byte: u8 },
-    #[error("control character 0x{byte:02x} in the line; only spaces and tabs may separate fields")]
+    #[error(
+        "control character 0x{byte:02x} in the line; only spaces and tabs may separate fields"
+    )]
     ControlChar { byte: u8 },
     #[error("the line holds only whitespace; PMDK rejects such lines, make it empty")]
     WhitespaceOnlyLine,
@@ -91,7 +93,11 @@ pub enum ErrorKind {
     #[error("the part path '{path}' is already used on line {first_line}; every part needs its own file")]
     DuplicatePath { path: String, first_line: u32 },
     #[error("cannot mix directory and file parts in one pool set: this part is a {this}, the part on line {first_line} is a {first}")]
-    MixedPartKinds { this: &'static str, first: &'static str, first_line: u32 },
+    MixedPartKinds {
+        this: &'static str,
+        first: &'static str,
+        first_line: u32,
+    },
     #[error("the replica's total size overflows 2^64 bytes")]
     ReplicaSizeOverflow,
     #[error("the pool set has no parts; at least one 'SIZE PATH' line must follow 'PMEMPOOLSET'")]
@@ -107,7 +113,10 @@ pub enum ErrorKind {
     #[error("unexpected '{token}' after the remote pool set descriptor")]
     RemoteTrailingToken { token: String },
     #[error("incorrect descriptor '{descriptor}': {reason}")]
-    BadDescriptor { descriptor: String, reason: &'static str },
+    BadDescriptor {
+        descriptor: String,
+        reason: &'static str,
+    },
     #[error("incorrect remote node address '{address}': {reason}")]
     BadNodeAddress { address: String, reason: String },
     #[error("a remote replica (line {replica_line}) cannot have parts; start a local replica with 'REPLICA' first")]

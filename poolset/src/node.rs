@@ -199,8 +199,21 @@ mod tests {
     #[test]
     fn rejects() {
         for bad in [
-            "", "@h", "u@", "-oProxyCommand=x", "u@-h", "a@b@c", "h:", "h:0", "h:65536", "::1",
-            "[::1", "[zz]:1", "[::1]x", "h/x", "u!@h",
+            "",
+            "@h",
+            "u@",
+            "-oProxyCommand=x",
+            "u@-h",
+            "a@b@c",
+            "h:",
+            "h:0",
+            "h:65536",
+            "::1",
+            "[::1",
+            "[zz]:1",
+            "[::1]x",
+            "h/x",
+            "u!@h",
         ] {
             assert!(parse_node(bad).is_err(), "{bad} should be rejected");
         }

@@ -89,7 +89,11 @@ struct Token<'a> {
 fn tokens(text: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     let mut start = None;
-    for (i, b) in text.bytes().enumerate().chain(std::iter::once((text.len(), b' '))) {
+    for (i, b) in text
+        .bytes()
+        .enumerate()
+        .chain(std::iter::once((text.len(), b' ')))
+    {
         let blank = b == b' ' || b == b'\t';
         match (start, blank) {
             (None, false) => start = Some(i),
@@ -220,7 +224,11 @@ impl<'a> Parser<'a> {
             .iter()
             .position(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f)
         {
-            return Err((n, to_u32(i + 1), ErrorKind::ControlChar { byte: content[i] }));
+            return Err((
+                n,
+                to_u32(i + 1),
+                ErrorKind::ControlChar { byte: content[i] },
+            ));
         }
         let text = std::str::from_utf8(content).map_err(|e| {
             let i = e.valid_up_to();
@@ -460,10 +468,11 @@ impl<'a> Parser<'a> {
             ));
         }
         self.paths.insert(normalised, n);
-        self.replica_bytes = self
-            .replica_bytes
-            .checked_add(size)
-            .ok_or((n, size_tok.col, ErrorKind::ReplicaSizeOverflow))?;
+        self.replica_bytes = self.replica_bytes.checked_add(size).ok_or((
+            n,
+            size_tok.col,
+            ErrorKind::ReplicaSizeOverflow,
+        ))?;
         if !is_directory && size < MIN_PART_BYTES {
             self.warn(
                 n,

@@ -61,7 +61,13 @@ pub(crate) fn parse_size(token: &str) -> Result<u64, (SizeProblem, usize)> {
 /// The shortest exact spelling PMDK also reads: the largest power-of-1024 unit that divides
 /// `size_bytes`, else plain bytes.
 pub(crate) fn format_size(size_bytes: u64) -> String {
-    for (unit, mult) in [("P", 1u64 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+    for (unit, mult) in [
+        ("P", 1u64 << 50),
+        ("T", 1 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
         if size_bytes != 0 && size_bytes % mult == 0 {
             return format!("{}{unit}", size_bytes / mult);
         }
@@ -139,7 +145,17 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for v in [1u64, 1023, 1024, 1536, 2 << 20, 1_000_000, 5 << 30, u64::MAX, 16383 << 50] {
+        for v in [
+            1u64,
+            1023,
+            1024,
+            1536,
+            2 << 20,
+            1_000_000,
+            5 << 30,
+            u64::MAX,
+            16383 << 50,
+        ] {
             assert_eq!(parse_size(&format_size(v)), Ok(v), "{v}");
         }
         assert_eq!(format_size(32 << 20), "32M");

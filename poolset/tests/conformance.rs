@@ -116,7 +116,9 @@ fn every_fixture_reaches_pmdks_verdict_or_a_documented_deviation() {
                 // Print -> parse is the identity on every accepted fixture.
                 let text = parsed.set.to_text();
                 let again = poolset::parse_bytes("printed", text.as_bytes(), Mode::Initiator)
-                    .unwrap_or_else(|e| panic!("{}: printed text does not parse: {e}\n{text}", row.file));
+                    .unwrap_or_else(|e| {
+                        panic!("{}: printed text does not parse: {e}\n{text}", row.file)
+                    });
                 assert!(again.set.eq_ignoring_lines(&parsed.set), "{}", row.file);
                 assert_eq!(again.set.to_text(), text);
             }
@@ -138,7 +140,10 @@ fn every_fixture_reaches_pmdks_verdict_or_a_documented_deviation() {
                     ));
                 }
                 let shown = e.to_string();
-                assert!(shown.starts_with(&format!("{}:{}:", path.display(), d.line)), "{shown}");
+                assert!(
+                    shown.starts_with(&format!("{}:{}:", path.display(), d.line)),
+                    "{shown}"
+                );
             }
             (Ok(_), false) => failures.push(format!(
                 "{}: accepted, PMDK rejects on line {}: {}",
@@ -152,12 +157,14 @@ fn every_fixture_reaches_pmdks_verdict_or_a_documented_deviation() {
 
 #[test]
 fn deviations_are_documented() {
-    let doc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/POOLSET.md"),
-    )
-    .expect("docs/POOLSET.md");
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/POOLSET.md"))
+            .expect("docs/POOLSET.md");
     for (file, _, _) in DEVIATIONS {
-        assert!(doc.contains(file), "docs/POOLSET.md does not mention {file}");
+        assert!(
+            doc.contains(file),
+            "docs/POOLSET.md does not mention {file}"
+        );
     }
 }
 
@@ -165,7 +172,10 @@ fn deviations_are_documented() {
 fn copy_matches_shared_fixtures_when_present() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/poolset");
     let Ok(entries) = std::fs::read_dir(&shared) else {
-        eprintln!("SKIP: {} is absent; using the committed copy only", shared.display());
+        eprintln!(
+            "SKIP: {} is absent; using the committed copy only",
+            shared.display()
+        );
         return;
     };
     let mut n = 0;
@@ -174,8 +184,15 @@ fn copy_matches_shared_fixtures_when_present() {
         let name = entry.file_name();
         let ours = std::fs::read(data_dir().join(&name))
             .unwrap_or_else(|e| panic!("{name:?} missing from tests/data/conformance: {e}"));
-        assert_eq!(ours, std::fs::read(entry.path()).expect("read shared"), "{name:?} differs");
+        assert_eq!(
+            ours,
+            std::fs::read(entry.path()).expect("read shared"),
+            "{name:?} differs"
+        );
         n += 1;
     }
-    assert!(n >= 64, "expected 63 fixtures and EXPECTED.tsv, found {n} files");
+    assert!(
+        n >= 64,
+        "expected 63 fixtures and EXPECTED.tsv, found {n} files"
+    );
 }

@@ -12,7 +12,10 @@ fn ok(text: &[u8]) -> Parsed {
 fn ok_in(text: &[u8], mode: Mode) -> Parsed {
     match parse_bytes("t.set", text, mode) {
         Ok(p) => p,
-        Err(e) => panic!("expected success for {:?}, got {e}", String::from_utf8_lossy(text)),
+        Err(e) => panic!(
+            "expected success for {:?}, got {e}",
+            String::from_utf8_lossy(text)
+        ),
     }
 }
 
@@ -23,13 +26,19 @@ fn err(text: &[u8], line: u32, col: u32, fragment: &str) -> ErrorKind {
 
 fn err_in(text: &[u8], mode: Mode, line: u32, col: u32, fragment: &str) -> ErrorKind {
     let e = match parse_bytes("t.set", text, mode) {
-        Ok(p) => panic!("expected an error for {:?}, got {p:?}", String::from_utf8_lossy(text)),
+        Ok(p) => panic!(
+            "expected an error for {:?}, got {p:?}",
+            String::from_utf8_lossy(text)
+        ),
         Err(e) => e,
     };
     let d = e.diagnostic().expect("a located error").clone();
     let shown = e.to_string();
     assert_eq!((d.line, d.col), (line, col), "wrong place: {shown}");
-    assert!(shown.starts_with(&format!("t.set:{line}:{col}: ")), "{shown}");
+    assert!(
+        shown.starts_with(&format!("t.set:{line}:{col}: ")),
+        "{shown}"
+    );
     assert!(shown.contains(fragment), "'{shown}' lacks '{fragment}'");
     d.kind
 }
@@ -64,11 +73,24 @@ fn options() {
     let p = ok(&set("OPTION SINGLEHDR\n4M /a\n"));
     assert!(p.set.options.single_hdr && !p.set.options.no_hdrs);
     err(&set("OPTIONSINGLEHDR\n4M /a\n"), 2, 7, "'OPTION'");
-    err(&set("OPTION SINGLEHDR NOHDRS\n4M /a\n"), 2, 18, "cannot be used together");
-    err(&set("OPTION singlehdr\n4M /a\n"), 2, 8, "unknown option 'singlehdr'");
+    err(
+        &set("OPTION SINGLEHDR NOHDRS\n4M /a\n"),
+        2,
+        18,
+        "cannot be used together",
+    );
+    err(
+        &set("OPTION singlehdr\n4M /a\n"),
+        2,
+        8,
+        "unknown option 'singlehdr'",
+    );
     let p = ok(&set("OPTION NOHDRS NOHDRS\n4M /a\n"));
     assert_eq!(p.warnings.len(), 1);
-    assert_eq!(p.warnings[0].kind, WarningKind::DuplicateOption { name: "NOHDRS" });
+    assert_eq!(
+        p.warnings[0].kind,
+        WarningKind::DuplicateOption { name: "NOHDRS" }
+    );
     assert_eq!((p.warnings[0].line, p.warnings[0].col), (2, 15));
 }
 
@@ -76,7 +98,12 @@ fn options() {
 fn bytes_that_are_not_text() {
     err(&set("4M /a\0b\n"), 2, 6, "control character 0x00");
     err(&set("4M /a\x0bb\n"), 2, 6, "0x0b");
-    err(b"PMEMPOOLSET\n4M /caf\xe9\n", 2, 8, "not valid UTF-8 (byte 0xe9)");
+    err(
+        b"PMEMPOOLSET\n4M /caf\xe9\n",
+        2,
+        8,
+        "not valid UTF-8 (byte 0xe9)",
+    );
     // Comments may hold anything.
     ok(b"PMEMPOOLSET\n# caf\xe9 \x01\n4M /a # \xff\xfe\n");
     err(b"\xEF\xBB\xBFPMEMPOOLSET\n4M /a\n", 1, 1, "byte-order mark");
@@ -95,7 +122,10 @@ fn blanks_and_comments_follow_pmdk() {
     assert_eq!(p.set.primary().map(|r| r.parts[0].size), Some(4 << 20));
     // '#' ends the path, as in PMDK.
     let p = ok(&set("4M /a#b\n"));
-    assert_eq!(p.set.primary().map(|r| r.parts[0].path.clone()), Some(PathBuf::from("/a")));
+    assert_eq!(
+        p.set.primary().map(|r| r.parts[0].path.clone()),
+        Some(PathBuf::from("/a"))
+    );
 }
 
 #[test]
@@ -110,18 +140,35 @@ fn part_lines() {
 
 #[test]
 fn duplicate_paths_are_rejected_after_lexical_normalisation() {
-    err(&set("4M /a/b\n4M /c\nREPLICA\n4M /a//./b\n"), 5, 4, "already used on line 2");
+    err(
+        &set("4M /a/b\n4M /c\nREPLICA\n4M /a//./b\n"),
+        5,
+        4,
+        "already used on line 2",
+    );
 }
 
 #[test]
 fn directory_parts_are_written_with_a_trailing_slash() {
     let p = ok(&set("1G /mnt/d0/\n1G /mnt/d1/\nREPLICA\n1K /mnt/d2/\n"));
-    let Some(primary) = p.set.primary() else { panic!("no primary") };
+    let Some(primary) = p.set.primary() else {
+        panic!("no primary")
+    };
     assert!(primary.parts.iter().all(|x| x.is_directory));
     assert!(p.warnings.is_empty(), "no size warning for directories");
-    err(&set("1G /mnt/d0/\n1G /mnt/f\n"), 3, 4, "cannot mix directory and file parts");
+    err(
+        &set("1G /mnt/d0/\n1G /mnt/f\n"),
+        3,
+        4,
+        "cannot mix directory and file parts",
+    );
     err(&set("1G /mnt/f\nREPLICA\n1G /mnt/d/\n"), 4, 4, "cannot mix");
-    err(&set("1G /mnt/d0/\nREPLICA h d.set\n"), 3, 1, "directory parts cannot have remote");
+    err(
+        &set("1G /mnt/d0/\nREPLICA h d.set\n"),
+        3,
+        1,
+        "directory parts cannot have remote",
+    );
     err(&set("1G /mnt/d0/\n1G /mnt/d0\n"), 3, 4, "cannot mix");
 }
 
@@ -131,8 +178,14 @@ fn small_parts_give_a_warning_not_an_error() {
     assert_eq!(p.warnings.len(), 1);
     let w = &p.warnings[0];
     assert_eq!((w.line, w.col), (3, 3));
-    assert!(matches!(w.kind, WarningKind::PartBelowMinimum { size_bytes, .. } if size_bytes == 1 << 20));
-    assert!(w.to_string().starts_with("t.set:3:3: part size 1048576 bytes is below"), "{w}");
+    assert!(
+        matches!(w.kind, WarningKind::PartBelowMinimum { size_bytes, .. } if size_bytes == 1 << 20)
+    );
+    assert!(
+        w.to_string()
+            .starts_with("t.set:3:3: part size 1048576 bytes is below"),
+        "{w}"
+    );
 }
 
 fn remote(p: &Parsed, i: usize) -> poolset::RemoteReplica {
@@ -146,15 +199,27 @@ fn remote(p: &Parsed, i: usize) -> poolset::RemoteReplica {
 fn remote_replica_forms() {
     let p = ok(&set("4M /a\nREPLICA alice@node2:target.poolset\nREPLICA [::1]:7636 d/x.set\nREPLICA h:22:y.set # c\nREPLICA 10.0.0.2 z.set\n"));
     let r = remote(&p, 1);
-    assert_eq!((r.user.as_deref(), r.host.as_str(), r.port), (Some("alice"), "node2", None));
+    assert_eq!(
+        (r.user.as_deref(), r.host.as_str(), r.port),
+        (Some("alice"), "node2", None)
+    );
     assert_eq!(r.descriptor, PathBuf::from("target.poolset"));
     assert_eq!(r.line, 3);
     let r = remote(&p, 2);
-    assert_eq!((r.host.as_str(), r.port, r.descriptor.clone()), ("::1", Some(7636), PathBuf::from("d/x.set")));
+    assert_eq!(
+        (r.host.as_str(), r.port, r.descriptor.clone()),
+        ("::1", Some(7636), PathBuf::from("d/x.set"))
+    );
     let r = remote(&p, 3);
-    assert_eq!((r.host.as_str(), r.port, r.descriptor.clone()), ("h", Some(22), PathBuf::from("y.set")));
+    assert_eq!(
+        (r.host.as_str(), r.port, r.descriptor.clone()),
+        ("h", Some(22), PathBuf::from("y.set"))
+    );
     let r = remote(&p, 4);
-    assert_eq!((r.user.clone(), r.host.as_str(), r.port), (None, "10.0.0.2", None));
+    assert_eq!(
+        (r.user.clone(), r.host.as_str(), r.port),
+        (None, "10.0.0.2", None)
+    );
     assert_eq!(
         p.set.to_text(),
         "PMEMPOOLSET\n4M /a\nREPLICA alice@node2 target.poolset\nREPLICA [::1]:7636 d/x.set\nREPLICA h:22 y.set\nREPLICA 10.0.0.2 z.set\n"
@@ -165,8 +230,18 @@ fn remote_replica_forms() {
 
 #[test]
 fn remote_replica_errors() {
-    err(&set("4M /a\nREPLICA host:7636\n"), 3, 9, "names a port, not a descriptor");
-    err(&set("4M /a\nREPLICA target\n"), 3, 9, "descriptor of the remote pool set");
+    err(
+        &set("4M /a\nREPLICA host:7636\n"),
+        3,
+        9,
+        "names a port, not a descriptor",
+    );
+    err(
+        &set("4M /a\nREPLICA target\n"),
+        3,
+        9,
+        "descriptor of the remote pool set",
+    );
     err(&set("4M /a\nREPLICA \n"), 3, 8, "remove the whitespace");
     err(&set("4M /a\nREPLICA h d e\n"), 3, 13, "unexpected 'e'");
     err(&set("4M /a\nREPLICA h /d\n"), 3, 11, "relative path");
@@ -174,21 +249,53 @@ fn remote_replica_errors() {
     err(&set("4M /a\nREPLICA h ../d\n"), 3, 11, "'..'");
     err(&set("4M /a\nREPLICA h:x d\n"), 3, 9, "not a port number");
     err(&set("4M /a\nREPLICA h:0 d\n"), 3, 9, "1-65535");
-    err(&set("4M /a\nREPLICA -oProxyCommand=x d\n"), 3, 9, "cannot start with '-'");
+    err(
+        &set("4M /a\nREPLICA -oProxyCommand=x d\n"),
+        3,
+        9,
+        "cannot start with '-'",
+    );
     err(&set("4M /a\nREPLICA ::1:d\n"), 3, 9, "in brackets");
-    err(&set("4M /a\nREPLICA [nothex]:d\n"), 3, 9, "not an IPv6 address");
-    err(&set("4M /a\nREPLICA h d\n4M /b\n"), 4, 1, "cannot have parts");
+    err(
+        &set("4M /a\nREPLICA [nothex]:d\n"),
+        3,
+        9,
+        "not an IPv6 address",
+    );
+    err(
+        &set("4M /a\nREPLICA h d\n4M /b\n"),
+        4,
+        1,
+        "cannot have parts",
+    );
     // A remote replica cannot be the primary, and cannot close a local replica without parts.
     err(&set("REPLICA h d\n"), 2, 1, "has no parts");
-    err(&set("4M /a\nREPLICA\nREPLICA h d\n"), 4, 1, "started on line 3 has no parts");
+    err(
+        &set("4M /a\nREPLICA\nREPLICA h d\n"),
+        4,
+        1,
+        "started on line 3 has no parts",
+    );
 }
 
 #[test]
 fn rpmemd_mode_allows_no_replicas() {
     let p = ok_in(&set("OPTION NOHDRS\n4M /a\n4M /b\n"), Mode::Rpmemd);
     assert_eq!(p.set.replicas.len(), 1);
-    err_in(&set("4M /a\nREPLICA\n4M /b\n"), Mode::Rpmemd, 3, 1, "rpmemd cannot have replicas");
-    err_in(&set("4M /a\nREPLICA h d\n"), Mode::Rpmemd, 3, 1, "rpmemd cannot have replicas");
+    err_in(
+        &set("4M /a\nREPLICA\n4M /b\n"),
+        Mode::Rpmemd,
+        3,
+        1,
+        "rpmemd cannot have replicas",
+    );
+    err_in(
+        &set("4M /a\nREPLICA h d\n"),
+        Mode::Rpmemd,
+        3,
+        1,
+        "rpmemd cannot have replicas",
+    );
 }
 
 #[test]
@@ -196,7 +303,11 @@ fn missing_file_is_a_read_error() {
     let e = poolset::parse_file(std::path::Path::new("/nonexistent/x.set"), Mode::Initiator)
         .expect_err("missing file");
     assert!(matches!(e, poolset::Error::Read { .. }));
-    assert!(e.to_string().contains("/nonexistent/x.set: cannot read"), "{e}");
-    let e = poolset::parse_file(std::path::Path::new("/"), Mode::Initiator).expect_err("a directory");
+    assert!(
+        e.to_string().contains("/nonexistent/x.set: cannot read"),
+        "{e}"
+    );
+    let e =
+        poolset::parse_file(std::path::Path::new("/"), Mode::Initiator).expect_err("a directory");
     assert!(matches!(e, poolset::Error::Read { .. }), "{e}");
 }

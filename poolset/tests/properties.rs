@@ -11,9 +11,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 
-use poolset::{
-    parse_bytes, LocalReplica, Mode, Options, Part, PoolSet, RemoteReplica, Replica,
-};
+use poolset::{parse_bytes, LocalReplica, Mode, Options, Part, PoolSet, RemoteReplica, Replica};
 
 fn check_round_trip(set: &PoolSet, mode: Mode) -> Result<(), TestCaseError> {
     let text = set.to_text();
@@ -65,9 +63,7 @@ fn part(dirs: bool, replica: usize, index: usize) -> impl Strategy<Value = Part>
 
 fn local(dirs: bool, replica: usize) -> impl Strategy<Value = Replica> {
     (1usize..=4)
-        .prop_flat_map(move |n| {
-            (0..n).map(|i| part(dirs, replica, i)).collect::<Vec<_>>()
-        })
+        .prop_flat_map(move |n| (0..n).map(|i| part(dirs, replica, i)).collect::<Vec<_>>())
         .prop_map(|parts| Replica::Local(LocalReplica { parts, line: 0 }))
 }
 
@@ -134,12 +130,18 @@ fn check_any(bytes: &[u8], mode: Mode) -> Result<(), TestCaseError> {
         Ok(parsed) => check_round_trip(&parsed.set, mode),
         Err(poolset::Error::Invalid(d)) => {
             let lines = bytes.split(|b| *b == b'\n').count() as u32;
-            prop_assert!(d.line >= 1 && d.line <= lines + 1, "line {} of {lines}", d.line);
+            prop_assert!(
+                d.line >= 1 && d.line <= lines + 1,
+                "line {} of {lines}",
+                d.line
+            );
             prop_assert!(d.col >= 1);
             prop_assert!(!d.kind.to_string().is_empty());
             Ok(())
         }
-        Err(other) => Err(TestCaseError::fail(format!("unexpected error kind: {other}"))),
+        Err(other) => Err(TestCaseError::fail(format!(
+            "unexpected error kind: {other}"
+        ))),
     }
 }
 
@@ -154,8 +156,29 @@ enum Mutation {
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     let interesting = prop::sample::select(vec![
-        "\n", "\r\n", "#", " ", "\t", "REPLICA", "REPLICA ", "OPTION ", "SINGLEHDR", "NOHDRS",
-        "AUTO", "/", ":", "@", "[::1]", "K", "MiB", "GB", "0", "-", "\0", "\u{e9}", "\u{FEFF}",
+        "\n",
+        "\r\n",
+        "#",
+        " ",
+        "\t",
+        "REPLICA",
+        "REPLICA ",
+        "OPTION ",
+        "SINGLEHDR",
+        "NOHDRS",
+        "AUTO",
+        "/",
+        ":",
+        "@",
+        "[::1]",
+        "K",
+        "MiB",
+        "GB",
+        "0",
+        "-",
+        "\0",
+        "\u{e9}",
+        "\u{FEFF}",
     ]);
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Replace(i, b)),
