@@ -1,0 +1,320 @@
+//! Pool descriptor confinement: a descriptor received from an initiator (or `--remove`) names a
+//! poolset file *relative to* `poolset-dir`, and must never resolve outside it.
+//!
+//! Refused: empty descriptors, NUL bytes, absolute paths, any `..` component (even one that would
+//! stay inside: the rule is simpler to audit than a normaliser), descriptors naming the directory
+//! itself, and anything whose real path (all symlinks followed) is outside the canonical
+//! `poolset-dir`. For a file that does not exist yet (CREATE of a new poolset is not a thing, but
+//! REMOVE and error reporting want a stable answer), the parent directory is canonicalised instead
+//! and must be inside; a dangling symlink is refused because creating through it would follow it.
+//!
+//! Limits: the check and the later open are two steps; an attacker who can write inside
+//! poolset-dir could swap a component between them. poolset-dir is the administrator's directory;
+//! `openat2(RESOLVE_BENEATH)` would close the gap and is the upgrade path. The *parts* a poolset
+//! lists may be anywhere, as in PMDK: the administrator wrote the poolset.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Why a descriptor was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("empty pool descriptor")]
+    Empty,
+    #[error("pool descriptor {descriptor:?} contains a NUL byte")]
+    Nul { descriptor: String },
+    #[error("pool descriptor {descriptor:?} is absolute; it must be relative to poolset-dir")]
+    Absolute { descriptor: String },
+    #[error("pool descriptor {descriptor:?} contains a `..` component")]
+    ParentComponent { descriptor: String },
+    #[error("pool descriptor {descriptor:?} names poolset-dir itself, not a poolset file")]
+    IsPoolsetDir { descriptor: String },
+    #[error("poolset-dir {dir} is not usable: {source}")]
+    PoolsetDir { dir: PathBuf, source: io::Error },
+    #[error("pool descriptor {descriptor:?}: directory {missing} does not exist")]
+    NotFound {
+        descriptor: String,
+        missing: PathBuf,
+    },
+    #[error("pool descriptor {descriptor:?} is a dangling symbolic link")]
+    DanglingSymlink { descriptor: String },
+    #[error("pool descriptor {descriptor:?} resolves to {resolved}, outside poolset-dir {root}")]
+    Escapes {
+        descriptor: String,
+        resolved: PathBuf,
+        root: PathBuf,
+    },
+    #[error("pool descriptor {descriptor:?}: {source}")]
+    Io {
+        descriptor: String,
+        source: io::Error,
+    },
+}
+
+/// Resolves `descriptor` against `poolset_dir` and returns the real (canonical) path, guaranteed
+/// to be strictly inside the canonical `poolset_dir` at the time of the call.
+pub fn resolve_descriptor(poolset_dir: &Path, descriptor: &str) -> Result<PathBuf, PathError> {
+    let owned = || descriptor.to_owned();
+    if descriptor.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if descriptor.contains('\0') {
+        return Err(PathError::Nul {
+            descriptor: owned(),
+        });
+    }
+    let rel = Path::new(descriptor);
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(PathError::ParentComponent {
+                    descriptor: owned(),
+                })
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(PathError::Absolute {
+                    descriptor: owned(),
+                })
+            }
+        }
+    }
+    let root = poolset_dir
+        .canonicalize()
+        .map_err(|source| PathError::PoolsetDir {
+            dir: poolset_dir.to_owned(),
+            source,
+        })?;
+    let candidate = root.join(rel);
+    let inside = |p: &Path| p != root && p.starts_with(&root);
+
+    match candidate.canonicalize() {
+        Ok(real) => {
+            if real == root {
+                return Err(PathError::IsPoolsetDir {
+                    descriptor: owned(),
+                });
+            }
+            if !inside(&real) {
+                return Err(PathError::Escapes {
+                    descriptor: owned(),
+                    resolved: real,
+                    root,
+                });
+            }
+            Ok(real)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The name itself exists but does not resolve: a dangling symlink.
+            if candidate.symlink_metadata().is_ok() {
+                return Err(PathError::DanglingSymlink {
+                    descriptor: owned(),
+                });
+            }
+            let (Some(parent), Some(name)) = (candidate.parent(), candidate.file_name()) else {
+                // Unreachable for a non-empty relative path without `..` joined to a directory;
+                // report it as naming the directory rather than panic.
+                return Err(PathError::IsPoolsetDir {
+                    descriptor: owned(),
+                });
+            };
+            let real_parent = match parent.canonicalize() {
+                Ok(p) => p,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(PathError::NotFound {
+                        descriptor: owned(),
+                        missing: parent.to_owned(),
+                    })
+                }
+                Err(source) => {
+                    return Err(PathError::Io {
+                        descriptor: owned(),
+                        source,
+                    })
+                }
+            };
+            if real_parent != root && !inside(&real_parent) {
+                return Err(PathError::Escapes {
+                    descriptor: owned(),
+                    resolved: real_parent.join(name),
+                    root,
+                });
+            }
+            Ok(real_parent.join(name))
+        }
+        Err(source) => Err(PathError::Io {
+            descriptor: owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// A poolset-dir `root/psd` with a file, a subdirectory, and an `outside` sibling directory.
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        psd: PathBuf,
+        outside: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let psd = tmp.path().join("psd");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(psd.join("sub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(psd.join("pool.set"), "PMEMPOOLSET\n").unwrap();
+        fs::write(psd.join("sub/inner.set"), "PMEMPOOLSET\n").unwrap();
+        fs::write(outside.join("secret.set"), "PMEMPOOLSET\n").unwrap();
+        Fixture {
+            psd: psd.canonicalize().unwrap(),
+            outside: outside.canonicalize().unwrap(),
+            _tmp: tmp,
+        }
+    }
+
+    #[test]
+    fn accepts_files_inside() {
+        let f = fixture();
+        assert_eq!(
+            resolve_descriptor(&f.psd, "pool.set").unwrap(),
+            f.psd.join("pool.set")
+        );
+        assert_eq!(
+            resolve_descriptor(&f.psd, "./sub//inner.set").unwrap(),
+            f.psd.join("sub/inner.set")
+        );
+        // Not existing yet, in an existing directory inside.
+        assert_eq!(
+            resolve_descriptor(&f.psd, "sub/new.set").unwrap(),
+            f.psd.join("sub/new.set")
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_descriptors() {
+        let f = fixture();
+        assert!(matches!(
+            resolve_descriptor(&f.psd, ""),
+            Err(PathError::Empty)
+        ));
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "a\0b"),
+            Err(PathError::Nul { .. })
+        ));
+        let abs = f.outside.join("secret.set");
+        assert!(matches!(
+            resolve_descriptor(&f.psd, abs.to_str().unwrap()),
+            Err(PathError::Absolute { .. })
+        ));
+        for d in ["../outside/secret.set", "sub/../pool.set", ".."] {
+            assert!(
+                matches!(
+                    resolve_descriptor(&f.psd, d),
+                    Err(PathError::ParentComponent { .. })
+                ),
+                "{d}"
+            );
+        }
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "."),
+            Err(PathError::IsPoolsetDir { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_symlinked_file_leading_outside() {
+        let f = fixture();
+        symlink(f.outside.join("secret.set"), f.psd.join("evil.set")).unwrap();
+        let e = resolve_descriptor(&f.psd, "evil.set").unwrap_err();
+        assert!(
+            matches!(&e, PathError::Escapes { resolved, .. } if *resolved == f.outside.join("secret.set")),
+            "{e}"
+        );
+        // A relative link climbing out is the same thing.
+        symlink("../outside/secret.set", f.psd.join("evil2.set")).unwrap();
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "evil2.set"),
+            Err(PathError::Escapes { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_symlinked_directory_leading_outside() {
+        let f = fixture();
+        symlink(&f.outside, f.psd.join("link")).unwrap();
+        // Existing file through the link, and a not-yet-existing one.
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "link/secret.set"),
+            Err(PathError::Escapes { .. })
+        ));
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "link/new.set"),
+            Err(PathError::Escapes { .. })
+        ));
+        // The directory link itself, pointing outside.
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "link"),
+            Err(PathError::Escapes { .. })
+        ));
+    }
+
+    #[test]
+    fn accepts_symlinked_directory_inside() {
+        let f = fixture();
+        symlink(f.psd.join("sub"), f.psd.join("alias")).unwrap();
+        assert_eq!(
+            resolve_descriptor(&f.psd, "alias/inner.set").unwrap(),
+            f.psd.join("sub/inner.set")
+        );
+        assert_eq!(
+            resolve_descriptor(&f.psd, "alias/new.set").unwrap(),
+            f.psd.join("sub/new.set")
+        );
+        // A link inside pointing back at the directory itself names the directory.
+        symlink(&f.psd, f.psd.join("self")).unwrap();
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "self"),
+            Err(PathError::IsPoolsetDir { .. })
+        ));
+    }
+
+    #[test]
+    fn poolset_dir_reached_through_a_symlink_is_fine() {
+        let f = fixture();
+        let link = f.outside.join("psd-link");
+        symlink(&f.psd, &link).unwrap();
+        assert_eq!(
+            resolve_descriptor(&link, "pool.set").unwrap(),
+            f.psd.join("pool.set")
+        );
+    }
+
+    #[test]
+    fn refuses_dangling_symlink() {
+        let f = fixture();
+        symlink(f.outside.join("not-there.set"), f.psd.join("dangling.set")).unwrap();
+        assert!(matches!(
+            resolve_descriptor(&f.psd, "dangling.set"),
+            Err(PathError::DanglingSymlink { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_directories_are_named() {
+        let f = fixture();
+        let e = resolve_descriptor(&f.psd, "nope/pool.set").unwrap_err();
+        assert!(
+            matches!(&e, PathError::NotFound { missing, .. } if *missing == f.psd.join("nope")),
+            "{e}"
+        );
+        let e = resolve_descriptor(&f.psd.join("absent"), "pool.set").unwrap_err();
+        assert!(matches!(e, PathError::PoolsetDir { .. }));
+        assert!(e.to_string().contains("absent"));
+    }
+}
