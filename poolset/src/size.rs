@@ -68,7 +68,8 @@ pub(crate) fn format_size(size_bytes: u64) -> String {
         ("M", 1 << 20),
         ("K", 1 << 10),
     ] {
-        if size_bytes != 0 && size_bytes % mult == 0 {
+        // Every unit is a power of two, so divisibility is a mask test.
+        if size_bytes != 0 && size_bytes & (mult - 1) == 0 {
             return format!("{}{unit}", size_bytes / mult);
         }
     }
