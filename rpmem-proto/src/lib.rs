@@ -53,6 +53,9 @@ pub const MAX_DESCRIPTOR_LEN: usize = 4095;
 pub const MAX_ERROR_TEXT_LEN: usize = 1024;
 /// Largest lane count a request may ask for.
 pub const MAX_LANES: u32 = 1024;
+/// Largest frame on a data lane (a PERSIST: header + 24 bytes). Lane receive buffers must hold
+/// at least this much.
+pub const LANE_FRAME_MAX: usize = HEADER_LEN + 24;
 /// Size of the lane connection-request data.
 pub const LANE_CONNECT_LEN: usize = 48;
 
@@ -65,6 +68,7 @@ pub const DEFAULT_PERSIST_DEADLINE: Duration = Duration::from_secs(5);
 
 const _: () = assert!(HEADER_LEN == std::mem::size_of::<wire::FrameHeader>());
 const _: () = assert!(LANE_CONNECT_LEN == std::mem::size_of::<wire::LaneConnectWire>());
+const _: () = assert!(LANE_FRAME_MAX == HEADER_LEN + std::mem::size_of::<wire::PersistWire>());
 const _: () = assert!(MAX_DESCRIPTOR_LEN <= u16::MAX as usize);
 const _: () = assert!(MAX_ERROR_TEXT_LEN <= u16::MAX as usize);
 

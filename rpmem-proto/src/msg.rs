@@ -12,7 +12,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::error::{DecodeError, ProtocolError};
 use crate::types::{Capabilities, MsgType, PersistMethod, PoolAttr, Provider, Secret, Status};
 use crate::wire::*;
-use crate::{HELLO_MAGIC, MAX_DESCRIPTOR_LEN, MAX_ERROR_TEXT_LEN, MAX_LANES};
+use crate::{HELLO_MAGIC, LANE_FRAME_MAX, MAX_DESCRIPTOR_LEN, MAX_ERROR_TEXT_LEN, MAX_LANES};
 
 /// HELLO: first message of a session, initiator → rpmemd.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct PoolRequest {
     pub pool_size: u64,
     /// Lanes requested; rpmemd grants at most this many.
     pub nlanes: u32,
-    /// Receive buffer size per lane the initiator will post for PERSIST_RESP.
+    /// Size of each receive buffer the initiator posts on a lane; at least [`LANE_FRAME_MAX`].
     pub buff_size: u32,
     pub provider: Provider,
     pub persist_method: PersistMethod,
@@ -63,6 +63,13 @@ impl PoolRequest {
                 field: "nlanes",
                 value: self.nlanes.into(),
                 why: "must be between 1 and MAX_LANES",
+            });
+        }
+        if (self.buff_size as usize) < LANE_FRAME_MAX {
+            return Err(ProtocolError::Illegal {
+                field: "buff_size",
+                value: self.buff_size.into(),
+                why: "smaller than the largest lane frame (LANE_FRAME_MAX)",
             });
         }
         Ok(())

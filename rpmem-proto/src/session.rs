@@ -145,3 +145,60 @@ pub fn check_reply(request: MsgType, reply: &Message) -> Result<(), ProtocolErro
         Err(ProtocolError::NotOk { msg: got, status })
     }
 }
+
+/// rpmemd's checks on a PERSIST arriving on the endpoint of lane `endpoint_lane`: the message
+/// must name that lane, DEEP needs the negotiated capability, and the range must lie inside the
+/// pool. On failure rpmemd answers PERSIST_RESP with [`ProtocolError::status`] and keeps the
+/// lane open: a bad range hurts no one but the sender.
+pub fn check_persist(
+    msg: &Message,
+    endpoint_lane: u32,
+    pool_size: u64,
+    negotiated: Capabilities,
+) -> Result<(), ProtocolError> {
+    let Message::Persist {
+        lane,
+        deep,
+        offset,
+        length,
+        ..
+    } = *msg
+    else {
+        return Err(ProtocolError::Unexpected {
+            state: "data lane",
+            got: msg.msg_type(),
+        });
+    };
+    if lane != endpoint_lane {
+        return Err(ProtocolError::Illegal {
+            field: "lane",
+            value: lane.into(),
+            why: "differs from the lane this endpoint connected as",
+        });
+    }
+    if deep && !negotiated.contains(Capabilities::DEEP_PERSIST) {
+        return Err(ProtocolError::Illegal {
+            field: "flags",
+            value: crate::msg::PERSIST_DEEP.into(),
+            why: "DEEP was not negotiated (capability DEEP_PERSIST)",
+        });
+    }
+    crate::msg::check_range(offset, length, pool_size)
+}
+
+impl ProtocolError {
+    /// The status code that reports this error to the peer.
+    pub fn status(&self) -> Status {
+        match self {
+            ProtocolError::Unexpected { .. } | ProtocolError::WrongChannel { .. } => {
+                Status::UnexpectedMessage
+            }
+            ProtocolError::VersionUnsupported { .. } => Status::VersionMismatch,
+            ProtocolError::OutOfRange { .. } => Status::OutOfRange,
+            ProtocolError::BadLane { .. } => Status::BadLane,
+            ProtocolError::Illegal { field: "lane", .. } => Status::BadLane,
+            ProtocolError::NotOk { status, .. } => *status,
+            ProtocolError::Illegal { .. } => Status::Malformed,
+        }
+    }
+}

@@ -112,3 +112,71 @@ fn initiator_reply_checks() {
     assert_eq!(MsgType::Persist.response(), Some(MsgType::PersistResp));
     assert_eq!(MsgType::Error.response(), None);
 }
+
+#[test]
+fn pool_request_semantic_checks() {
+    let ok = PoolRequest {
+        pool_size: 1 << 20,
+        nlanes: 4,
+        buff_size: LANE_FRAME_MAX as u32,
+        provider: Provider::Tcp,
+        persist_method: PersistMethod::General,
+        descriptor: "p.set".into(),
+    };
+    assert!(ok.check().is_ok());
+    let field = |r: PoolRequest| match r.check() {
+        Err(ProtocolError::Illegal { field, .. }) => field,
+        other => panic!("expected Illegal, got {other:?}"),
+    };
+    assert_eq!(
+        field(PoolRequest {
+            pool_size: 0,
+            ..ok.clone()
+        }),
+        "pool_size"
+    );
+    assert_eq!(
+        field(PoolRequest {
+            nlanes: 0,
+            ..ok.clone()
+        }),
+        "nlanes"
+    );
+    assert_eq!(
+        field(PoolRequest {
+            nlanes: MAX_LANES + 1,
+            ..ok.clone()
+        }),
+        "nlanes"
+    );
+    assert_eq!(
+        field(PoolRequest {
+            buff_size: 39,
+            ..ok
+        }),
+        "buff_size"
+    );
+}
+
+#[test]
+fn persist_checks() {
+    let p = |lane, deep, offset, length| Message::Persist {
+        lane,
+        relaxed: false,
+        deep,
+        offset,
+        length,
+    };
+    let caps = Capabilities::DEEP_PERSIST;
+    assert!(check_persist(&p(2, true, 0, 4096), 2, 4096, caps).is_ok());
+    let e = check_persist(&p(3, false, 0, 1), 2, 4096, caps).unwrap_err();
+    assert_eq!(e.status(), Status::BadLane);
+    let e = check_persist(&p(2, true, 0, 1), 2, 4096, Capabilities(0)).unwrap_err();
+    assert!(matches!(e, ProtocolError::Illegal { field: "flags", .. }));
+    let e = check_persist(&p(2, false, 4000, 97), 2, 4096, caps).unwrap_err();
+    assert_eq!(e.status(), Status::OutOfRange);
+    let e = check_persist(&p(2, false, u64::MAX, 1), 2, u64::MAX, caps).unwrap_err();
+    assert_eq!(e.status(), Status::OutOfRange);
+    let e = check_persist(&Message::Close { remove: false }, 2, 4096, caps).unwrap_err();
+    assert_eq!(e.status(), Status::UnexpectedMessage);
+}
