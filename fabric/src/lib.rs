@@ -1,1 +1,31 @@
-//! fabric: safe wrapper over libfabric-sys.
+//! fabric: a small safe wrapper over `libfabric-sys` for connected MSG endpoints with RMA.
+//!
+//! What it owns: provider choice (`tcp` by default, `sockets` on request, `verbs` when built with
+//! the `verbs` feature), `fi_getinfo` (`Info`), the fabric/domain/EQ/CQ handles, listening and
+//! connecting with private connection data (the rpmem session secret travels in the CM request and
+//! the listener can refuse it), memory registration (`MemoryRegion`, `OwnedRegion`, `RemoteKey`),
+//! RMA write/read and small send/receive messages.
+//!
+//! Invariants:
+//! - Every wait has a deadline (`std::time::Instant`) and ends with `Error::Timeout` at the
+//!   latest; waits spin for `EndpointConfig::spin`, then block in slices of at most 50 ms,
+//!   checking the endpoint's event queue for a peer shutdown between slices.
+//! - Handles close child-first whatever the drop order: endpoints, CQs and MRs hold the domain
+//!   (`Arc`), the domain and EQs hold the fabric.
+//! - Every offset and length given to an RMA call is checked against both regions before
+//!   libfabric sees it.
+//! - This crate never sets socket options (TCP_NODELAY stays as the tcp provider sets it: on).
+//! - It knows nothing of rpmem's protocol; it moves bytes.
+
+mod domain;
+mod ep;
+mod error;
+mod info;
+mod mr;
+mod sockaddr;
+
+pub use domain::{Completion, CompletionQueue, Domain, EventQueue, Fabric};
+pub use ep::{ConnRequest, Endpoint, EndpointConfig, PassiveEndpoint, Signal, CM_DATA_BYTES_MIN};
+pub use error::{Error, Result};
+pub use info::{provider_available, Hints, Info, Provider};
+pub use mr::{Access, MemoryRegion, OwnedRegion, RemoteKey};

@@ -1,0 +1,372 @@
+//! Loopback tests of the wrapper on 127.0.0.1: a listener thread and a connector in one process.
+//! Run for `tcp` always and for `sockets` when libfabric offers it (skipped loudly otherwise).
+//! Every wait has a short deadline, so a broken provider fails the test instead of hanging it.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fabric::*;
+
+const SECRET: &[u8] = b"session-secret-0123456789abcdef!";
+const POOL_BYTES: usize = 1 << 20;
+
+fn deadline(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms)
+}
+
+/// xorshift64*: a seeded pattern generator, so a failure can be replayed from the printed seed.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn seed() -> u64 {
+    let s = std::env::var("FABRIC_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("pattern seed {s} (replay with FABRIC_TEST_SEED={s})");
+    s
+}
+
+struct Listener {
+    pep: PassiveEndpoint,
+    domain: Domain,
+}
+
+fn listen(p: Provider) -> Listener {
+    let info = Info::get(&Hints::listen(p, "127.0.0.1", "0")).expect("getinfo(listen)");
+    let fabric = Fabric::open(&info).expect("fabric");
+    let domain = Domain::open(&fabric, &info).expect("domain");
+    let pep = PassiveEndpoint::listen(&fabric, &info).expect("listen");
+    assert_ne!(
+        pep.local_addr().port(),
+        0,
+        "listener must report its bound port"
+    );
+    Listener { pep, domain }
+}
+
+fn connect(p: Provider, port: u16, secret: &[u8]) -> Result<(Domain, Endpoint)> {
+    let port = port.to_string();
+    let info = Info::get(&Hints::connect(p, "127.0.0.1", &port))?;
+    let fabric = Fabric::open(&info)?;
+    let domain = Domain::open(&fabric, &info)?;
+    let ep = Endpoint::connect(
+        &domain,
+        &info,
+        &EndpointConfig::default(),
+        secret,
+        deadline(3000),
+    )?;
+    Ok((domain, ep))
+}
+
+/// Accepts one request if its data starts with `SECRET`, else rejects it.
+fn accept_checked(l: &Listener) -> Result<Option<Endpoint>> {
+    let req = l.pep.get_request(deadline(3000))?;
+    if req.data().len() >= SECRET.len() && &req.data()[..SECRET.len()] == SECRET {
+        Ok(Some(req.accept(
+            &l.domain,
+            &EndpointConfig::default(),
+            &[],
+            deadline(3000),
+        )?))
+    } else {
+        req.reject(b"bad secret")?;
+        Ok(None)
+    }
+}
+
+fn available(p: Provider) -> bool {
+    if provider_available(p) {
+        true
+    } else {
+        eprintln!("SKIPPED: libfabric provider `{p}` is not available here");
+        false
+    }
+}
+
+/// Connect with the secret, RMA-write a 1 MiB pattern, "persist" round trip, read back.
+fn rma_round_trip(p: Provider) {
+    let l = listen(p);
+    let port = l.pep.local_addr().port();
+    let seed = seed();
+    let server = thread::spawn(move || -> Result<()> {
+        let mut ep = accept_checked(&l)?.expect("the right secret must be accepted");
+        let pool = OwnedRegion::new(
+            &l.domain,
+            POOL_BYTES,
+            Access::LOCAL | Access::REMOTE_WRITE | Access::REMOTE_READ,
+        )?;
+        ep.send(&pool.mr().remote_key().to_le_bytes(), deadline(3000))?;
+        // "persist" requests: u64 offset, u64 len, u64 seed, little-endian.
+        loop {
+            let msg = ep.recv(deadline(5000))?;
+            if msg == b"close" {
+                return Ok(());
+            }
+            assert_eq!(msg.len(), 24, "persist message size");
+            let word = |i: usize| u64::from_le_bytes(msg[i..i + 8].try_into().unwrap());
+            let (off, len, seed) = (word(0) as usize, word(8) as usize, word(16));
+            let mut got = vec![0u8; len];
+            pool.read_at(off, &mut got)?;
+            let want = pattern(seed, len);
+            let reply: &[u8] = if got == want { b"ok" } else { b"mismatch" };
+            ep.send(reply, deadline(3000))?;
+        }
+    });
+
+    let (domain, mut ep) = connect(p, port, SECRET).expect("connect with the right secret");
+    let key = ep.recv(deadline(3000)).expect("remote key");
+    let key = RemoteKey::from_le_bytes(key.as_slice().try_into().expect("24-byte key"));
+    assert_eq!(key.len, POOL_BYTES as u64);
+
+    let local = OwnedRegion::new(&domain, POOL_BYTES, Access::LOCAL).unwrap();
+    let data = pattern(seed, POOL_BYTES);
+    local.write_at(0, &data).unwrap();
+    ep.write(
+        local.mr(),
+        0,
+        POOL_BYTES,
+        &key,
+        0,
+        Signal::None,
+        deadline(3000),
+    )
+    .expect("RMA write 1 MiB");
+    let mut persist = Vec::new();
+    persist.extend_from_slice(&0u64.to_le_bytes());
+    persist.extend_from_slice(&(POOL_BYTES as u64).to_le_bytes());
+    persist.extend_from_slice(&seed.to_le_bytes());
+    ep.send(&persist, deadline(3000)).expect("persist send");
+    assert_eq!(ep.recv(deadline(3000)).expect("persist reply"), b"ok");
+
+    // Read back into a fresh region and compare.
+    let back = OwnedRegion::new(&domain, POOL_BYTES, Access::LOCAL).unwrap();
+    ep.read(back.mr(), 0, POOL_BYTES, &key, 0, deadline(3000))
+        .expect("RMA read 1 MiB");
+    let mut got = vec![0u8; POOL_BYTES];
+    back.read_at(0, &mut got).unwrap();
+    assert!(
+        got == data,
+        "fi_read returned different bytes (seed {seed})"
+    );
+
+    // A small signaled write at an odd offset, then persist it.
+    let small = pattern(seed ^ 0x55, 64);
+    local.write_at(4096 + 3, &small).unwrap();
+    ep.write(
+        local.mr(),
+        4096 + 3,
+        64,
+        &key,
+        777,
+        Signal::Wait,
+        deadline(3000),
+    )
+    .unwrap();
+    let mut persist = Vec::new();
+    persist.extend_from_slice(&777u64.to_le_bytes());
+    persist.extend_from_slice(&64u64.to_le_bytes());
+    persist.extend_from_slice(&(seed ^ 0x55).to_le_bytes());
+    ep.send(&persist, deadline(3000)).unwrap();
+    assert_eq!(ep.recv(deadline(3000)).unwrap(), b"ok");
+
+    // Out-of-range requests are refused before libfabric sees them.
+    let err = ep
+        .write(
+            local.mr(),
+            0,
+            64,
+            &key,
+            POOL_BYTES as u64 - 10,
+            Signal::Wait,
+            deadline(1000),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    let err = ep
+        .write(
+            local.mr(),
+            POOL_BYTES,
+            1,
+            &key,
+            0,
+            Signal::Wait,
+            deadline(1000),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    let err = ep
+        .write(
+            local.mr(),
+            0,
+            1,
+            &key,
+            u64::MAX,
+            Signal::Wait,
+            deadline(1000),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+
+    ep.send(b"close", deadline(3000)).unwrap();
+    server.join().unwrap().expect("server side");
+}
+
+fn wrong_secret_rejected(p: Provider) {
+    let l = listen(p);
+    let port = l.pep.local_addr().port();
+    let (tx, rx) = mpsc::channel();
+    let server = thread::spawn(move || {
+        let r = accept_checked(&l);
+        tx.send(matches!(r, Ok(None))).unwrap();
+    });
+    let start = Instant::now();
+    let err = connect(p, port, b"not-the-secret")
+        .err()
+        .expect("wrong secret must fail");
+    assert!(
+        matches!(err, Error::Rejected { .. }),
+        "want Rejected, got: {err}"
+    );
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(rx.recv().unwrap(), "listener did not take the reject path");
+    server.join().unwrap();
+}
+
+fn deadline_is_kept(p: Provider) {
+    let l = listen(p);
+    let port = l.pep.local_addr().port();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let ep = accept_checked(&l).unwrap().unwrap();
+        // Hold the connection open, silent, until the client is done.
+        let _ = done_rx.recv_timeout(Duration::from_secs(5));
+        drop(ep);
+    });
+    let (_domain, mut ep) = connect(p, port, SECRET).unwrap();
+    let wait = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = ep.recv(start + wait).unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(err, Error::Timeout { .. }),
+        "want Timeout, got: {err}"
+    );
+    assert!(took >= wait, "returned early after {took:?}");
+    assert!(
+        took < wait + Duration::from_millis(250),
+        "overshot the deadline: {took:?}"
+    );
+    done_tx.send(()).unwrap();
+    server.join().unwrap();
+}
+
+fn peer_close_is_noticed(p: Provider) {
+    let l = listen(p);
+    let port = l.pep.local_addr().port();
+    let server = thread::spawn(move || {
+        let ep = accept_checked(&l).unwrap().unwrap();
+        drop(ep); // fi_shutdown + fi_close
+    });
+    let (_domain, mut ep) = connect(p, port, SECRET).unwrap();
+    server.join().unwrap();
+    let start = Instant::now();
+    let err = ep.recv(start + Duration::from_secs(2)).unwrap_err();
+    eprintln!(
+        "{p}: after the peer closed, recv gave `{err}` in {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(err, Error::Disconnected { .. } | Error::Completion { .. }),
+        "want Disconnected, got: {err}"
+    );
+}
+
+fn nobody_listening(p: Provider) {
+    // Take a free port from a listener, then close it.
+    let port = listen(p).pep.local_addr().port();
+    let start = Instant::now();
+    let err = connect(p, port, SECRET)
+        .err()
+        .expect("no listener: must fail");
+    eprintln!(
+        "{p}: connect to a closed port gave `{err}` in {:?}",
+        start.elapsed()
+    );
+    assert!(start.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn tcp_rma_round_trip() {
+    rma_round_trip(Provider::Tcp);
+}
+
+#[test]
+fn tcp_wrong_secret_rejected() {
+    wrong_secret_rejected(Provider::Tcp);
+}
+
+#[test]
+fn tcp_deadline_is_kept() {
+    deadline_is_kept(Provider::Tcp);
+}
+
+#[test]
+fn tcp_peer_close_is_noticed() {
+    peer_close_is_noticed(Provider::Tcp);
+}
+
+#[test]
+fn tcp_nobody_listening() {
+    nobody_listening(Provider::Tcp);
+}
+
+#[test]
+fn sockets_rma_round_trip() {
+    if available(Provider::Sockets) {
+        rma_round_trip(Provider::Sockets);
+    }
+}
+
+#[test]
+fn sockets_wrong_secret_rejected() {
+    if available(Provider::Sockets) {
+        wrong_secret_rejected(Provider::Sockets);
+    }
+}
+
+#[test]
+fn sockets_deadline_is_kept() {
+    if available(Provider::Sockets) {
+        deadline_is_kept(Provider::Sockets);
+    }
+}
+
+#[test]
+fn verbs_absent_is_a_clear_error() {
+    if cfg!(feature = "verbs") {
+        eprintln!("SKIPPED: built with the verbs feature");
+        return;
+    }
+    let err = Info::get(&Hints::listen(Provider::Verbs, "127.0.0.1", "0")).unwrap_err();
+    assert!(matches!(err, Error::ProviderUnavailable { .. }), "{err}");
+    assert!(err.to_string().contains("verbs"), "{err}");
+}
