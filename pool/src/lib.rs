@@ -6,11 +6,18 @@
 //! - [`region`]: the one persistence trait [`region::Persister`] and the hardware region.
 //! - [`crash`]: a recording `Persister` that enumerates the crash images x86 allows.
 //! - [`header`]: the on-media part header and its crash-safe double-slot update.
+//! - [`map`]: contiguous multi-part mappings, `MAP_SYNC`, the is-pmem decision.
+//! - [`pool`]: create/open with every check, file locks, replicas and fan-out.
 //!
 //! Architecture invariant: `pool` never touches the network; remote replicas plug in through a
 //! trait implemented elsewhere.
 
 pub mod crash;
 pub mod header;
+pub mod map;
 pub mod persist;
+pub mod pool;
 pub mod region;
+
+pub use pool::{Error, OpenOptions, Pool, Replica};
+pub use region::Persister;

@@ -1,0 +1,947 @@
+//! Pools: create and open from a single file or a poolset, with every open check, a file lock
+//! per part, and persistence fanned out to every replica.
+//!
+//! A [`Pool`] is a [`Persister`] over its usable bytes (`0..len()`). Stores go to the primary
+//! replica; [`Persister::flush`] flushes the primary and copies the range to every other
+//! replica (copy + flush), and [`Persister::drain`] drains them all, so after `persist` the
+//! bytes are durable in every replica. Replicas other than the primary are behind the
+//! [`Replica`] trait so that remote replicas (implemented outside this crate; `pool` never
+//! touches the network) plug in through [`OpenOptions::remote`].
+
+use crate::header::{self, HeaderRead, PartHeader, RegionError, Uuid, HEADER_REGION_BYTES};
+use crate::map::{self, Reservation};
+use crate::persist::{Flags, Flusher, PersistError};
+use crate::region::{MappedRegion, Persister};
+use poolset::{PoolSet, RemoteReplica};
+use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Smallest part, as PMDK (2 MiB).
+pub const MIN_PART_BYTES: u64 = poolset::MIN_PART_BYTES;
+
+/// Errors of creating or opening a pool; each names the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O call failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// OS error.
+        source: io::Error,
+    },
+    /// The poolset file does not parse or validate.
+    #[error("{0}")]
+    Poolset(String),
+    /// Directory parts are not implemented yet.
+    #[error("{path}: directory parts are not supported yet")]
+    DirectoryPart {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A remote replica and no way to reach it was given.
+    #[error("replica {replica} is remote ({node}); the pool crate cannot reach it without a remote connector")]
+    RemoteReplica {
+        /// Replica index.
+        replica: usize,
+        /// user@host of the replica.
+        node: String,
+    },
+    /// A remote connector failed.
+    #[error("replica {replica} (remote): {message}")]
+    Remote {
+        /// Replica index.
+        replica: usize,
+        /// What went wrong.
+        message: String,
+    },
+    /// A part is below the minimum size.
+    #[error("{path}: part of {size} bytes is smaller than the minimum of {min} bytes (2 MiB)")]
+    PartTooSmall {
+        /// Part file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// A part size is not a multiple of the page size.
+    #[error("{path}: part size {size} is not a multiple of the page size {page}")]
+    PartNotAligned {
+        /// Part file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// Page size.
+        page: u64,
+    },
+    /// The file is shorter than the poolset (or header) says.
+    #[error("{path}: file too small: {actual} bytes, expected {expected}")]
+    FileTooSmall {
+        /// Part file.
+        path: PathBuf,
+        /// Actual length.
+        actual: u64,
+        /// Expected length.
+        expected: u64,
+    },
+    /// The file size differs from what the poolset or header records.
+    #[error("{path}: size mismatch: file has {actual} bytes, {what} says {expected}")]
+    SizeMismatch {
+        /// Part file.
+        path: PathBuf,
+        /// Actual.
+        actual: u64,
+        /// Expected.
+        expected: u64,
+        /// Who expects it ("poolset", "header").
+        what: &'static str,
+    },
+    /// Creation would overwrite an existing file.
+    #[error("{path}: file already exists (refusing to overwrite it)")]
+    Exists {
+        /// Part file.
+        path: PathBuf,
+    },
+    /// Another process has the pool open.
+    #[error("{path}: pool is in use by another process (file lock held)")]
+    Locked {
+        /// Part file.
+        path: PathBuf,
+    },
+    /// The header region does not decode.
+    #[error("{path}: header: {error}")]
+    Header {
+        /// Part file.
+        path: PathBuf,
+        /// Why.
+        error: RegionError,
+    },
+    /// A header field disagrees with the pool set or with other headers.
+    #[error("{path}: header {field}: expected {expected}, found {found}")]
+    Mismatch {
+        /// Part file.
+        path: PathBuf,
+        /// Field (e.g. `part_index`, `next_part_uuid`, `layout`).
+        field: &'static str,
+        /// What it should be.
+        expected: String,
+        /// What it is.
+        found: String,
+    },
+    /// A replica is smaller than the pool.
+    #[error("replica {replica}: {size} usable bytes, smaller than the pool's {pool_size}")]
+    ReplicaTooSmall {
+        /// Replica index.
+        replica: usize,
+        /// Its data size.
+        size: u64,
+        /// The pool size.
+        pool_size: u64,
+    },
+    /// Replica contents differ.
+    #[error("replica {replica} differs from the primary at byte {offset}")]
+    ReplicasDiffer {
+        /// Replica index.
+        replica: usize,
+        /// First differing offset.
+        offset: u64,
+    },
+    /// The layout name cannot be stored.
+    #[error("layout name {0:?} is longer than 63 bytes or contains NUL")]
+    LayoutName(String),
+    /// Persisting failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// A replica other than the primary: the target of fan-out.
+pub trait Replica: Send + Sync {
+    /// Human description ("local /a,/b", "remote user@host:desc").
+    fn describe(&self) -> String;
+    /// Usable bytes.
+    fn len(&self) -> usize;
+    /// True when empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Read bytes at `off`.
+    fn read(&self, off: usize, buf: &mut [u8]) -> Result<(), PersistError>;
+    /// Copy `data` to `off` and flush it (not yet drained).
+    fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError>;
+    /// Make every earlier `write_flush` durable.
+    fn drain(&self) -> Result<(), PersistError>;
+}
+
+/// Connects a remote replica for a pool of `pool_size` bytes (`create` says whether the remote
+/// pool is being created). Implemented by the rpmem crate.
+pub type RemoteConnector<'a> =
+    &'a dyn Fn(&RemoteReplica, usize, u64, bool) -> Result<Box<dyn Replica>, String>;
+
+/// Options for create and open.
+#[derive(Clone, Copy, Default)]
+pub struct OpenOptions<'a> {
+    /// Use this flusher instead of deciding by `MAP_SYNC`/`PMEM_IS_PMEM_FORCE` (tests).
+    pub flusher: Option<Flusher>,
+    /// Skip the byte-by-byte comparison of replicas at open (headers are always compared).
+    pub skip_data_verify: bool,
+    /// How to reach remote replicas.
+    pub remote: Option<RemoteConnector<'a>>,
+}
+
+struct LocalPart {
+    path: PathBuf,
+    size: u64,
+    /// Kept open for the lifetime of the pool: holds the `flock`.
+    _file: File,
+    hdr: Option<MappedRegion>,
+}
+
+/// A replica whose parts are local files, mapped contiguously.
+pub struct LocalReplica {
+    parts: Vec<LocalPart>,
+    data: MappedRegion,
+    is_pmem: bool,
+}
+
+impl LocalReplica {
+    /// Whether this replica is persistent memory (cache flushes) or not (`msync`).
+    pub fn is_pmem(&self) -> bool {
+        self.is_pmem
+    }
+
+    /// The data region.
+    pub fn region(&self) -> &MappedRegion {
+        &self.data
+    }
+
+    /// The part files.
+    pub fn part_paths(&self) -> Vec<PathBuf> {
+        self.parts.iter().map(|p| p.path.clone()).collect()
+    }
+}
+
+impl Replica for LocalReplica {
+    fn describe(&self) -> String {
+        let paths: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| p.path.display().to_string())
+            .collect();
+        format!("local {}", paths.join(","))
+    }
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) -> Result<(), PersistError> {
+        self.data.read(off, buf);
+        Ok(())
+    }
+    fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError> {
+        self.data.memcpy_persist(off, data, Flags::NO_DRAIN)
+    }
+    fn drain(&self) -> Result<(), PersistError> {
+        self.data.drain()
+    }
+}
+
+/// An open pool.
+pub struct Pool {
+    primary: LocalReplica,
+    others: Vec<Box<dyn Replica>>,
+    len: usize,
+    header: Option<PartHeader>,
+    repaired: Vec<String>,
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), Error> {
+    // SAFETY: flock on a valid descriptor owned by `file`.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+            });
+        }
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            op: "flock",
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Which parts have a header region.
+fn has_header(set: &PoolSet, part: usize) -> bool {
+    !set.options.no_hdrs && (part == 0 || !set.options.single_hdr)
+}
+
+/// Open (or create) and map one local replica.
+fn map_replica(
+    set: &PoolSet,
+    parts: &[poolset::Part],
+    create: bool,
+    flusher: Option<Flusher>,
+) -> Result<LocalReplica, Error> {
+    let page = map::page_size() as u64;
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_directory {
+            return Err(Error::DirectoryPart {
+                path: p.path.clone(),
+            });
+        }
+        if p.size < MIN_PART_BYTES {
+            return Err(Error::PartTooSmall {
+                path: p.path.clone(),
+                size: p.size,
+                min: MIN_PART_BYTES,
+            });
+        }
+        if p.size % page != 0 {
+            return Err(Error::PartNotAligned {
+                path: p.path.clone(),
+                size: p.size,
+                page,
+            });
+        }
+        let file = if create {
+            let f = FsOpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&p.path)
+                .map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Error::Exists {
+                            path: p.path.clone(),
+                        }
+                    } else {
+                        io_err(&p.path, "create")(e)
+                    }
+                })?;
+            lock(&f, &p.path)?;
+            f.set_len(p.size).map_err(io_err(&p.path, "set_len"))?;
+            f
+        } else {
+            let f = FsOpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&p.path)
+                .map_err(io_err(&p.path, "open"))?;
+            lock(&f, &p.path)?;
+            let actual = f.metadata().map_err(io_err(&p.path, "stat"))?.len();
+            if actual < p.size {
+                return Err(Error::FileTooSmall {
+                    path: p.path.clone(),
+                    actual,
+                    expected: p.size,
+                });
+            }
+            if actual != p.size {
+                return Err(Error::SizeMismatch {
+                    path: p.path.clone(),
+                    actual,
+                    expected: p.size,
+                    what: "poolset",
+                });
+            }
+            f
+        };
+        let hdr_bytes = if has_header(set, i) {
+            HEADER_REGION_BYTES as u64
+        } else {
+            0
+        };
+        total += p.size - hdr_bytes;
+        files.push((file, hdr_bytes));
+    }
+    let total_len = usize::try_from(total).map_err(|_| Error::Io {
+        path: parts[0].path.clone(),
+        op: "map",
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "replica larger than the address space",
+        ),
+    })?;
+    let res =
+        Reservation::new(total_len).map_err(io_err(&parts[0].path, "reserve address range"))?;
+    let mut off = 0usize;
+    let mut all_sync = true;
+    let mut all_dax = true;
+    let mut local = Vec::new();
+    for ((file, hdr_bytes), p) in files.into_iter().zip(parts) {
+        let len = (p.size - hdr_bytes) as usize;
+        let sync = res
+            .map_at(off, &file, hdr_bytes, len)
+            .map_err(io_err(&p.path, "mmap"))?;
+        all_sync &= sync;
+        all_dax &= map::is_device_dax(&p.path);
+        off += len;
+        local.push((file, hdr_bytes, p));
+    }
+    let is_pmem = map::decide_is_pmem(all_sync, all_dax);
+    let fl = flusher.unwrap_or_else(|| Flusher::detect(is_pmem));
+    let mut out_parts = Vec::new();
+    for (file, hdr_bytes, p) in local {
+        let hdr = if hdr_bytes > 0 {
+            // SAFETY: the file stays open and is not truncated while the pool exists (we hold
+            // its lock); the mapping is only accessed through the region's raw pointer.
+            let m = unsafe {
+                memmap2::MmapOptions::new()
+                    .len(HEADER_REGION_BYTES)
+                    .map_mut(&file)
+            }
+            .map_err(io_err(&p.path, "mmap header"))?;
+            // Headers are made durable the same way as the data of their replica.
+            Some(MappedRegion::from_mmap(m, fl))
+        } else {
+            None
+        };
+        out_parts.push(LocalPart {
+            path: p.path.clone(),
+            size: p.size,
+            _file: file,
+            hdr,
+        });
+    }
+    let base = res.addr();
+    // SAFETY: the whole reservation is now mapped read/write by parts; `res` is moved into the
+    // region's owner so the range lives exactly as long as the region.
+    let data = unsafe { MappedRegion::new(base, total_len, fl, Box::new(res)) };
+    Ok(LocalReplica {
+        parts: out_parts,
+        data,
+        is_pmem,
+    })
+}
+
+fn parse_set(path: &Path) -> Result<PoolSet, Error> {
+    poolset::parse_file(path, poolset::Mode::Initiator)
+        .map(|p| p.set)
+        .map_err(|e| Error::Poolset(e.to_string()))
+}
+
+fn single_file_set(path: &Path, size: u64) -> PoolSet {
+    PoolSet {
+        options: poolset::Options::default(),
+        replicas: vec![poolset::Replica::Local(poolset::LocalReplica {
+            parts: vec![poolset::Part {
+                size,
+                path: path.to_path_buf(),
+                is_directory: false,
+                line: 0,
+            }],
+            line: 0,
+        })],
+    }
+}
+
+fn check_layout(layout: &str) -> Result<(), Error> {
+    if layout.len() > header::LAYOUT_MAX || layout.as_bytes().contains(&0) {
+        return Err(Error::LayoutName(layout.to_string()));
+    }
+    Ok(())
+}
+
+impl Pool {
+    /// Create a pool in a new single file of `size` bytes.
+    pub fn create_file(path: &Path, size: u64, layout: &str) -> Result<Pool, Error> {
+        Pool::create(&single_file_set(path, size), layout, OpenOptions::default())
+    }
+
+    /// Open a single-file pool; `layout`, when given, must match.
+    pub fn open_file(path: &Path, layout: Option<&str>) -> Result<Pool, Error> {
+        let size = std::fs::metadata(path).map_err(io_err(path, "stat"))?.len();
+        Pool::open(&single_file_set(path, size), layout, OpenOptions::default())
+    }
+
+    /// Create a pool from a poolset file.
+    pub fn create_poolset(set_file: &Path, layout: &str) -> Result<Pool, Error> {
+        Pool::create(&parse_set(set_file)?, layout, OpenOptions::default())
+    }
+
+    /// Open a pool from a poolset file.
+    pub fn open_poolset(set_file: &Path, layout: Option<&str>) -> Result<Pool, Error> {
+        Pool::open(&parse_set(set_file)?, layout, OpenOptions::default())
+    }
+
+    /// Create a pool: create every part file (which must not exist), map, write headers.
+    /// On failure, part files this call created are removed again.
+    pub fn create(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
+        check_layout(layout)?;
+        let fresh: Vec<PathBuf> = set
+            .replicas
+            .iter()
+            .filter_map(|r| match r {
+                poolset::Replica::Local(l) => Some(l.parts.iter()),
+                poolset::Replica::Remote(_) => None,
+            })
+            .flatten()
+            .filter(|p| !p.path.exists())
+            .map(|p| p.path.clone())
+            .collect();
+        let res = Pool::create_inner(set, layout, opts);
+        if res.is_err() {
+            for p in &fresh {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        res
+    }
+
+    fn create_inner(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
+        let (primary, remote_specs) = Pool::map_all(set, true, opts)?;
+        let pool_size = primary[0].len() as u64;
+        Pool::check_replica_sizes(&primary, pool_size)?;
+        if !set.options.no_hdrs {
+            Pool::write_headers(set, &primary, layout, pool_size)?;
+        }
+        Pool::assemble(
+            set,
+            primary,
+            remote_specs,
+            pool_size,
+            true,
+            opts,
+            Vec::new(),
+        )
+    }
+
+    /// Open a pool and check everything (see `docs/FORMAT.md`, "Checks at open").
+    pub fn open(set: &PoolSet, layout: Option<&str>, opts: OpenOptions<'_>) -> Result<Pool, Error> {
+        let (locals, remote_specs) = Pool::map_all(set, false, opts)?;
+        let mut repaired = Vec::new();
+        let pool_size = if set.options.no_hdrs {
+            locals[0].len() as u64
+        } else {
+            Pool::check_headers(set, &locals, layout, &mut repaired)?
+        };
+        Pool::check_replica_sizes(&locals, pool_size)?;
+        Pool::assemble(set, locals, remote_specs, pool_size, false, opts, repaired)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn map_all(
+        set: &PoolSet,
+        create: bool,
+        opts: OpenOptions<'_>,
+    ) -> Result<(Vec<LocalReplica>, Vec<(usize, RemoteReplica)>), Error> {
+        let mut locals = Vec::new();
+        let mut remotes = Vec::new();
+        for (r, rep) in set.replicas.iter().enumerate() {
+            match rep {
+                poolset::Replica::Local(l) => {
+                    locals.push(map_replica(set, &l.parts, create, opts.flusher)?)
+                }
+                poolset::Replica::Remote(rr) => {
+                    if r == 0 {
+                        return Err(Error::RemoteReplica {
+                            replica: 0,
+                            node: rr.host.clone(),
+                        });
+                    }
+                    remotes.push((r, rr.clone()));
+                }
+            }
+        }
+        if locals.is_empty() {
+            return Err(Error::Poolset("pool set has no local replica".into()));
+        }
+        Ok((locals, remotes))
+    }
+
+    fn check_replica_sizes(locals: &[LocalReplica], pool_size: u64) -> Result<(), Error> {
+        for (r, l) in locals.iter().enumerate() {
+            if (l.len() as u64) < pool_size {
+                return Err(Error::ReplicaTooSmall {
+                    replica: r,
+                    size: l.len() as u64,
+                    pool_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn write_headers(
+        set: &PoolSet,
+        locals: &[LocalReplica],
+        layout: &str,
+        pool_size: u64,
+    ) -> Result<(), Error> {
+        let uuid = || {
+            Uuid::new_v4()
+                .map(|u| u.0)
+                .map_err(io_err(Path::new("/dev/urandom"), "getrandom"))
+        };
+        let poolset_uuid = uuid()?;
+        // UUIDs of every part (headerless parts get none).
+        let mut uuids: Vec<Vec<[u8; 16]>> = Vec::new();
+        for l in locals {
+            let mut v = Vec::new();
+            for _ in &l.parts {
+                v.push(uuid()?);
+            }
+            uuids.push(v);
+        }
+        let nrep = locals.len();
+        let crtime = now_secs();
+        for (r, l) in locals.iter().enumerate() {
+            let hdr_parts: Vec<usize> =
+                (0..l.parts.len()).filter(|&i| has_header(set, i)).collect();
+            let np = hdr_parts.len();
+            for (k, &i) in hdr_parts.iter().enumerate() {
+                let part = &l.parts[i];
+                let mut h = PartHeader::zeroed();
+                h.signature = header::SIGNATURE;
+                h.major.set(header::MAJOR);
+                if set.options.single_hdr {
+                    h.incompat.set(header::INCOMPAT_SINGLEHDR);
+                }
+                h.poolset_uuid = poolset_uuid;
+                h.uuid = uuids[r][i];
+                h.prev_part_uuid = uuids[r][hdr_parts[(k + np - 1) % np]];
+                h.next_part_uuid = uuids[r][hdr_parts[(k + 1) % np]];
+                h.prev_repl_uuid = uuids[(r + nrep - 1) % nrep][0];
+                h.next_repl_uuid = uuids[(r + 1) % nrep][0];
+                h.crtime.set(crtime);
+                h.set_arch();
+                h.set_layout(layout)
+                    .map_err(|_| Error::LayoutName(layout.into()))?;
+                h.part_size.set(part.size);
+                h.pool_size.set(pool_size);
+                h.part_index.set(k as u32);
+                h.part_count.set(np as u32);
+                h.replica_index.set(r as u32);
+                h.replica_count.set(nrep as u32);
+                let region = part
+                    .hdr
+                    .as_ref()
+                    .expect("has_header parts have a header mapping");
+                header::write_region(region, 0, &h, 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_headers(
+        set: &PoolSet,
+        locals: &[LocalReplica],
+        layout: Option<&str>,
+        repaired: &mut Vec<String>,
+    ) -> Result<u64, Error> {
+        // Headers by replica, only for parts that have one.
+        let mut hdrs: Vec<Vec<(usize, PartHeader)>> = Vec::new();
+        for l in locals {
+            let mut v = Vec::new();
+            for (i, part) in l.parts.iter().enumerate() {
+                let Some(region) = &part.hdr else { continue };
+                let read: HeaderRead =
+                    header::read_region(region, 0).map_err(|error| Error::Header {
+                        path: part.path.clone(),
+                        error,
+                    })?;
+                if !read.stale.is_empty() {
+                    header::repair_region(region, 0, &read)?;
+                    repaired.push(format!(
+                        "{}: rewrote header slot(s) {:?}",
+                        part.path.display(),
+                        read.stale
+                    ));
+                }
+                v.push((i, read.header));
+            }
+            hdrs.push(v);
+        }
+        let first = &hdrs[0][0].1;
+        let nrep = locals.len();
+        let pool_size = first.pool_size.get();
+        let mismatch = |path: &Path, field, expected: String, found: String| Error::Mismatch {
+            path: path.to_path_buf(),
+            field,
+            expected,
+            found,
+        };
+        for (r, v) in hdrs.iter().enumerate() {
+            let np = v.len();
+            for (k, (i, h)) in v.iter().enumerate() {
+                let part = &locals[r].parts[*i];
+                let path = part.path.as_path();
+                let eq_u = |field, exp: [u8; 16], got: [u8; 16]| {
+                    if exp == got {
+                        Ok(())
+                    } else {
+                        Err(mismatch(
+                            path,
+                            field,
+                            Uuid(exp).to_string(),
+                            Uuid(got).to_string(),
+                        ))
+                    }
+                };
+                let eq_n = |field, exp: u64, got: u64| {
+                    if exp == got {
+                        Ok(())
+                    } else {
+                        Err(mismatch(path, field, exp.to_string(), got.to_string()))
+                    }
+                };
+                if let Some(want) = layout {
+                    if h.layout_name() != want {
+                        return Err(mismatch(
+                            path,
+                            "layout",
+                            format!("{want:?}"),
+                            format!("{:?}", h.layout_name()),
+                        ));
+                    }
+                }
+                eq_n("replica_index", r as u64, h.replica_index.get().into())?;
+                eq_n("replica_count", nrep as u64, h.replica_count.get().into())?;
+                eq_n("part_index", k as u64, h.part_index.get().into())?;
+                eq_n("part_count", np as u64, h.part_count.get().into())?;
+                eq_u("poolset_uuid", first.poolset_uuid, h.poolset_uuid)?;
+                eq_n("pool_size", pool_size, h.pool_size.get())?;
+                eq_n(
+                    "incompat SINGLEHDR",
+                    u64::from(set.options.single_hdr),
+                    u64::from(h.incompat.get() & header::INCOMPAT_SINGLEHDR != 0),
+                )?;
+                if h.part_size.get() != part.size {
+                    return Err(Error::SizeMismatch {
+                        path: path.to_path_buf(),
+                        actual: part.size,
+                        expected: h.part_size.get(),
+                        what: "header",
+                    });
+                }
+                eq_u("next_part_uuid", v[(k + 1) % np].1.uuid, h.next_part_uuid)?;
+                eq_u(
+                    "prev_part_uuid",
+                    v[(k + np - 1) % np].1.uuid,
+                    h.prev_part_uuid,
+                )?;
+                eq_u(
+                    "next_repl_uuid",
+                    hdrs[(r + 1) % nrep][0].1.uuid,
+                    h.next_repl_uuid,
+                )?;
+                eq_u(
+                    "prev_repl_uuid",
+                    hdrs[(r + nrep - 1) % nrep][0].1.uuid,
+                    h.prev_repl_uuid,
+                )?;
+            }
+        }
+        Ok(pool_size)
+    }
+
+    fn assemble(
+        _set: &PoolSet,
+        mut locals: Vec<LocalReplica>,
+        remotes: Vec<(usize, RemoteReplica)>,
+        pool_size: u64,
+        create: bool,
+        opts: OpenOptions<'_>,
+        repaired: Vec<String>,
+    ) -> Result<Pool, Error> {
+        let primary = locals.remove(0);
+        let header = primary.parts[0]
+            .hdr
+            .as_ref()
+            .and_then(|h| header::read_region(h, 0).ok())
+            .map(|r| r.header);
+        let mut others: Vec<Box<dyn Replica>> = Vec::new();
+        for l in locals {
+            others.push(Box::new(l));
+        }
+        for (r, rr) in remotes {
+            let node = match &rr.user {
+                Some(u) => format!("{u}@{}", rr.host),
+                None => rr.host.clone(),
+            };
+            let Some(connect) = opts.remote else {
+                return Err(Error::RemoteReplica { replica: r, node });
+            };
+            let rep = connect(&rr, r, pool_size, create).map_err(|message| Error::Remote {
+                replica: r,
+                message,
+            })?;
+            if (rep.len() as u64) < pool_size {
+                return Err(Error::ReplicaTooSmall {
+                    replica: r,
+                    size: rep.len() as u64,
+                    pool_size,
+                });
+            }
+            others.push(rep);
+        }
+        let pool = Pool {
+            primary,
+            others,
+            len: pool_size as usize,
+            header,
+            repaired,
+        };
+        if !create && !opts.skip_data_verify {
+            pool.verify_replicas()?;
+        }
+        Ok(pool)
+    }
+
+    /// Compare every replica's bytes with the primary's.
+    pub fn verify_replicas(&self) -> Result<(), Error> {
+        const CHUNK: usize = 1 << 20;
+        let mut a = vec![0u8; CHUNK];
+        let mut b = vec![0u8; CHUNK];
+        for (i, rep) in self.others.iter().enumerate() {
+            let mut off = 0;
+            while off < self.len {
+                let n = (self.len - off).min(CHUNK);
+                self.primary.data.read(off, &mut a[..n]);
+                rep.read(off, &mut b[..n])?;
+                if let Some(d) = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y) {
+                    return Err(Error::ReplicasDiffer {
+                        replica: i + 1,
+                        offset: (off + d) as u64,
+                    });
+                }
+                off += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary's part-0 header (None with NOHDRS).
+    pub fn header(&self) -> Option<&PartHeader> {
+        self.header.as_ref()
+    }
+
+    /// Whether the primary replica is persistent memory.
+    pub fn is_pmem(&self) -> bool {
+        self.primary.is_pmem
+    }
+
+    /// Number of replicas, the primary included.
+    pub fn replica_count(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// The primary replica.
+    pub fn primary(&self) -> &LocalReplica {
+        &self.primary
+    }
+
+    /// Repairs done at open (stale header slots rewritten).
+    pub fn repaired(&self) -> &[String] {
+        &self.repaired
+    }
+
+    /// Shared handle (convenience for callers that share a pool between threads).
+    pub fn into_arc(self) -> Arc<Pool> {
+        Arc::new(self)
+    }
+}
+
+impl Persister for Pool {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        crate::region::check_bounds(off, buf.len(), self.len);
+        self.primary.data.read(off, buf)
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        crate::region::check_bounds(off, data.len(), self.len);
+        self.primary.data.write(off, data)
+    }
+    fn fill(&self, off: usize, byte: u8, len: usize) {
+        crate::region::check_bounds(off, len, self.len);
+        self.primary.data.fill(off, byte, len)
+    }
+    fn write_u64(&self, off: usize, v: u64) {
+        crate::region::check_bounds(off, 8, self.len);
+        self.primary.data.write_u64(off, v)
+    }
+    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        crate::region::check_bounds(off, len, self.len);
+        self.primary.data.flush(off, len)?;
+        if self.others.is_empty() {
+            return Ok(());
+        }
+        // Fan out: copy the flushed range from the primary to every replica (flushed there,
+        // drained by `drain`).
+        const CHUNK: usize = 64 << 10;
+        let mut buf = vec![0u8; len.min(CHUNK)];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            self.primary.data.read(off + done, &mut buf[..n]);
+            for (i, rep) in self.others.iter().enumerate() {
+                rep.write_flush(off + done, &buf[..n])
+                    .map_err(|e| PersistError::Replica {
+                        replica: i + 1,
+                        message: e.to_string(),
+                    })?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+    fn drain(&self) -> Result<(), PersistError> {
+        self.primary.data.drain()?;
+        for (i, rep) in self.others.iter().enumerate() {
+            rep.drain().map_err(|e| PersistError::Replica {
+                replica: i + 1,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+    fn memcpy_persist(&self, off: usize, data: &[u8], flags: Flags) -> Result<(), PersistError> {
+        crate::region::check_bounds(off, data.len(), self.len);
+        if flags.contains(Flags::NO_FLUSH) {
+            self.primary.data.write(off, data);
+            return Ok(());
+        }
+        // Primary with the hardware fast path, then the same bytes to every replica.
+        self.primary
+            .data
+            .memcpy_persist(off, data, flags | Flags::NO_DRAIN)?;
+        for (i, rep) in self.others.iter().enumerate() {
+            rep.write_flush(off, data)
+                .map_err(|e| PersistError::Replica {
+                    replica: i + 1,
+                    message: e.to_string(),
+                })?;
+        }
+        if !flags.contains(Flags::NO_DRAIN) {
+            self.drain()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,535 @@
+//! Pool create/open: single files, multi-part poolsets, SINGLEHDR/NOHDRS, local replicas,
+//! file locks (also after a crashed holder), and every open error the issue lists.
+
+use pool::header::{self, PartHeader, HEADER_SLOT_BYTES};
+use pool::persist::{Flags, FlushPath, Flusher};
+use pool::{Error, OpenOptions, Persister, Pool};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use zerocopy::{FromBytes, IntoBytes};
+
+const MIB: u64 = 1 << 20;
+
+fn dir() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+fn write_set(d: &Path, body: &str) -> PathBuf {
+    let p = d.join("pool.set");
+    std::fs::write(&p, format!("PMEMPOOLSET\n{body}")).unwrap();
+    p
+}
+
+/// Rewrite both header slots of `file` after `edit` (resealed unless `edit` breaks it on purpose).
+fn edit_header(file: &Path, reseal: bool, edit: impl Fn(&mut PartHeader)) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    for slot in 0..2u64 {
+        let mut b = vec![0u8; HEADER_SLOT_BYTES];
+        f.read_exact_at(&mut b, slot * HEADER_SLOT_BYTES as u64)
+            .unwrap();
+        let mut h = PartHeader::read_from_bytes(&b).unwrap();
+        edit(&mut h);
+        if reseal {
+            h.seal();
+        }
+        f.write_all_at(h.as_bytes(), slot * HEADER_SLOT_BYTES as u64)
+            .unwrap();
+    }
+}
+
+#[test]
+fn single_file_round_trip() {
+    let d = dir();
+    let path = d.path().join("p");
+    {
+        let p = Pool::create_file(&path, 4 * MIB, "demo").unwrap();
+        assert_eq!(p.len() as u64, 4 * MIB - 4096);
+        p.memcpy_persist(100, b"hello pool", Flags::NONE).unwrap();
+        p.write_u64(4096, 42);
+        p.persist(4096, 8).unwrap();
+        assert_eq!(p.header().unwrap().layout_name(), "demo");
+        assert!(!p.is_pmem() || std::env::var("PMEM_IS_PMEM_FORCE").as_deref() == Ok("1"));
+    }
+    let p = Pool::open_file(&path, Some("demo")).unwrap();
+    let mut b = [0u8; 10];
+    p.read(100, &mut b);
+    assert_eq!(&b, b"hello pool");
+    assert_eq!(p.read_u64(4096), 42);
+    // Data lives after the 4 KiB header region in the file.
+    let mut f = [0u8; 10];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut f, 4096 + 100)
+        .unwrap();
+    assert_eq!(&f, b"hello pool");
+}
+
+#[test]
+fn multi_part_is_contiguous_and_parts_hold_their_bytes() {
+    let d = dir();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    let set = write_set(
+        d.path(),
+        &format!("2M {}\n3M {}\n", a.display(), b.display()),
+    );
+    let first_len = 2 * MIB - 4096;
+    {
+        let p = Pool::create_poolset(&set, "multi").unwrap();
+        assert_eq!(p.len() as u64, 5 * MIB - 2 * 4096);
+        // A write straddling the part boundary.
+        let data: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
+        p.memcpy_persist(first_len as usize - 4096, &data, Flags::NONE)
+            .unwrap();
+    }
+    let fa = std::fs::File::open(&a).unwrap();
+    let fb = std::fs::File::open(&b).unwrap();
+    let mut x = vec![0u8; 4096];
+    fa.read_exact_at(&mut x, 2 * MIB - 4096).unwrap();
+    assert_eq!(x[1], 1);
+    fb.read_exact_at(&mut x, 4096).unwrap(); // part b's data starts after its header
+    assert_eq!(x[0], 0); // byte 4096 of data = 4096 as u8 = 0
+    assert_eq!(x[1], 1);
+    let p = Pool::open_poolset(&set, Some("multi")).unwrap();
+    let mut y = vec![0u8; 8192];
+    p.read(first_len as usize - 4096, &mut y);
+    assert!(y.iter().enumerate().all(|(i, &v)| v == i as u8));
+}
+
+#[test]
+fn singlehdr_and_nohdrs() {
+    let d = dir();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let set = write_set(
+        d.path(),
+        &format!("OPTION SINGLEHDR\n2M {}\n2M {}\n", a.display(), b.display()),
+    );
+    let p = Pool::create_poolset(&set, "s").unwrap();
+    assert_eq!(p.len() as u64, 4 * MIB - 4096);
+    assert_eq!(
+        p.header().unwrap().incompat.get(),
+        header::INCOMPAT_SINGLEHDR
+    );
+    drop(p);
+    Pool::open_poolset(&set, None).unwrap();
+
+    let d = dir();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let set = write_set(
+        d.path(),
+        &format!("OPTION NOHDRS\n2M {}\n2M {}\n", a.display(), b.display()),
+    );
+    let p = Pool::create_poolset(&set, "n").unwrap();
+    assert_eq!(p.len() as u64, 4 * MIB);
+    assert!(p.header().is_none());
+    p.memcpy_persist(0, b"raw", Flags::NONE).unwrap();
+    drop(p);
+    let mut x = [0u8; 3];
+    std::fs::File::open(&a)
+        .unwrap()
+        .read_exact_at(&mut x, 0)
+        .unwrap();
+    assert_eq!(&x, b"raw");
+    Pool::open_poolset(&set, None).unwrap();
+}
+
+#[test]
+fn local_replicas_receive_every_persist_and_are_verified() {
+    let d = dir();
+    let (a, r1, r2a, r2b) = (
+        d.path().join("a"),
+        d.path().join("r1"),
+        d.path().join("r2a"),
+        d.path().join("r2b"),
+    );
+    let set = write_set(
+        d.path(),
+        &format!(
+            "4M {}\nREPLICA\n4M {}\nREPLICA\n2M {}\n3M {}\n",
+            a.display(),
+            r1.display(),
+            r2a.display(),
+            r2b.display()
+        ),
+    );
+    {
+        let p = Pool::create_poolset(&set, "rep").unwrap();
+        assert_eq!(p.replica_count(), 3);
+        let big = vec![0xABu8; 100_000];
+        p.memcpy_persist(2 * MIB as usize - 50_000, &big, Flags::NONE)
+            .unwrap();
+        p.write(10, b"plain");
+        p.persist(10, 5).unwrap();
+        p.memset_persist(500, 7, 300, Flags::NO_DRAIN).unwrap();
+        p.drain().unwrap();
+    }
+    // Each replica file holds the bytes.
+    let mut x = [0u8; 5];
+    std::fs::File::open(&r1)
+        .unwrap()
+        .read_exact_at(&mut x, 4096 + 10)
+        .unwrap();
+    assert_eq!(&x, b"plain");
+    // Replica 2: second part holds the tail of the big write (data offset 2 MiB - 4096 onward).
+    let mut y = [0u8; 1];
+    std::fs::File::open(&r2b)
+        .unwrap()
+        .read_exact_at(&mut y, 4096 + 100)
+        .unwrap();
+    assert_eq!(y[0], 0xAB);
+    Pool::open_poolset(&set, Some("rep")).unwrap();
+
+    // Change a byte in replica 1 behind the pool's back: open reports the replica and offset.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&r1)
+        .unwrap()
+        .write_all_at(&[1], 4096 + 12345)
+        .unwrap();
+    match Pool::open_poolset(&set, None) {
+        Err(Error::ReplicasDiffer {
+            replica: 1,
+            offset: 12345,
+        }) => {}
+        other => panic!("expected ReplicasDiffer, got {:?}", other.err()),
+    }
+    let opts = OpenOptions {
+        skip_data_verify: true,
+        ..OpenOptions::default()
+    };
+    let ps = poolset::parse_file(&set, poolset::Mode::Initiator)
+        .unwrap()
+        .set;
+    Pool::open(&ps, None, opts).unwrap();
+}
+
+#[test]
+fn replica_smaller_than_primary_is_refused() {
+    let d = dir();
+    let set = write_set(
+        d.path(),
+        &format!(
+            "4M {}\nREPLICA\n2M {}\n",
+            d.path().join("a").display(),
+            d.path().join("b").display()
+        ),
+    );
+    let e = Pool::create_poolset(&set, "x").err().unwrap();
+    assert!(
+        matches!(e, Error::ReplicaTooSmall { replica: 1, .. }),
+        "{e}"
+    );
+    assert!(
+        !d.path().join("a").exists(),
+        "failed create removes its files"
+    );
+}
+
+#[test]
+fn every_flush_path_works_through_a_pool() {
+    for path in FlushPath::ALL {
+        let Ok(f) = Flusher::with_path(path) else {
+            eprintln!("SKIP {path:?}: CPU lacks it");
+            continue;
+        };
+        let d = dir();
+        let file = d.path().join("p");
+        let text = format!("PMEMPOOLSET\n2M {}\n", file.display());
+        let set = poolset::parse_bytes("x.set", text.as_bytes(), poolset::Mode::Initiator)
+            .unwrap()
+            .set;
+        let opts = OpenOptions {
+            flusher: Some(f),
+            ..OpenOptions::default()
+        };
+        let p = Pool::create(&set, "paths", opts).unwrap();
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 31) as u8).collect();
+        for flags in [Flags::NONE, Flags::NONTEMPORAL, Flags::TEMPORAL] {
+            p.memcpy_persist(3, &data, flags).unwrap();
+            let mut back = vec![0u8; data.len()];
+            p.read(3, &mut back);
+            assert_eq!(back, data, "{path:?} {flags:?}");
+        }
+        drop(p);
+        let mut x = vec![0u8; data.len()];
+        std::fs::File::open(&file)
+            .unwrap()
+            .read_exact_at(&mut x, 4096 + 3)
+            .unwrap();
+        assert_eq!(x, data);
+    }
+}
+
+fn expect_err(set: &Path, layout: Option<&str>) -> Error {
+    match Pool::open_poolset(set, layout) {
+        Ok(_) => panic!("open succeeded"),
+        Err(e) => {
+            eprintln!("error as reported: {e}");
+            e
+        }
+    }
+}
+
+fn two_part_pool() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let d = dir();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let set = write_set(
+        d.path(),
+        &format!("2M {}\n2M {}\n", a.display(), b.display()),
+    );
+    Pool::create_poolset(&set, "layout-a").unwrap();
+    (d, set, a, b)
+}
+
+#[test]
+fn open_errors_name_what_is_wrong() {
+    // Wrong signature.
+    let (_d, set, a, _b) = two_part_pool();
+    edit_header(&a, true, |h| h.signature = *b"NOTAPOOL");
+    let e = expect_err(&set, None);
+    assert!(e.to_string().contains("signature"), "{e}");
+
+    // Unsupported version.
+    let (_d, set, a, _b) = two_part_pool();
+    edit_header(&a, true, |h| h.major.set(9));
+    assert!(expect_err(&set, None)
+        .to_string()
+        .contains("major: format version 9"));
+
+    // Unknown incompat flag.
+    let (_d, set, _a, b) = two_part_pool();
+    edit_header(&b, true, |h| h.incompat.set(0x40));
+    let e = expect_err(&set, None);
+    assert!(
+        e.to_string().contains("incompat") && e.to_string().contains("0x40"),
+        "{e}"
+    );
+
+    // Bad checksum (field changed without resealing).
+    let (_d, set, a, _b) = two_part_pool();
+    edit_header(&a, false, |h| h.crtime.set(h.crtime.get() + 1));
+    assert!(expect_err(&set, None).to_string().contains("checksum"));
+
+    // Layout mismatch.
+    let (_d, set, _a, _b) = two_part_pool();
+    let e = expect_err(&set, Some("layout-b"));
+    assert!(
+        e.to_string().contains("layout") && e.to_string().contains("layout-a"),
+        "{e}"
+    );
+
+    // Wrong part order.
+    let (d, _set, a, b) = two_part_pool();
+    let swapped = write_set(
+        d.path(),
+        &format!("2M {}\n2M {}\n", b.display(), a.display()),
+    );
+    let e = expect_err(&swapped, None);
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                field: "part_index",
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // UUID links broken: a part from another pool.
+    let (_d1, _set1, a1, _b1) = two_part_pool();
+    let (d2, _set2, _a2, b2) = two_part_pool();
+    let mixed = write_set(
+        d2.path(),
+        &format!("2M {}\n2M {}\n", a1.display(), b2.display()),
+    );
+    let e = expect_err(&mixed, None);
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                field: "poolset_uuid" | "next_part_uuid",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Same pool set UUID but a foreign part UUID link.
+    let (_d, set, a, _b) = two_part_pool();
+    edit_header(&a, true, |h| h.next_part_uuid = [9; 16]);
+    let e = expect_err(&set, None);
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                field: "next_part_uuid",
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // File too small / size mismatch.
+    let (_d, set, _a, b) = two_part_pool();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_len(MIB)
+        .unwrap();
+    let e = expect_err(&set, None);
+    assert!(
+        matches!(e, Error::FileTooSmall { actual, expected, .. } if actual == MIB && expected == 2 * MIB),
+        "{e}"
+    );
+    let (_d, set, _a, b) = two_part_pool();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_len(3 * MIB)
+        .unwrap();
+    assert!(matches!(
+        expect_err(&set, None),
+        Error::SizeMismatch {
+            what: "poolset",
+            ..
+        }
+    ));
+    // Header says another part size than the (consistent) file and poolset.
+    let (_d, set, a, _b) = two_part_pool();
+    edit_header(&a, true, |h| h.part_size.set(8 * MIB));
+    assert!(matches!(
+        expect_err(&set, None),
+        Error::SizeMismatch { what: "header", .. }
+    ));
+
+    // Not a pool at all.
+    let d = dir();
+    let f = d.path().join("zero");
+    std::fs::File::create(&f).unwrap().set_len(2 * MIB).unwrap();
+    let e = Pool::open_file(&f, None).err().unwrap();
+    assert!(e.to_string().contains("no pool here"), "{e}");
+}
+
+#[test]
+fn one_corrupt_slot_is_repaired_at_open() {
+    let (_d, set, a, _b) = two_part_pool();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&a)
+        .unwrap()
+        .write_all_at(&[0xFF], 700)
+        .unwrap();
+    let p = Pool::open_poolset(&set, None).unwrap();
+    assert_eq!(p.repaired().len(), 1, "{:?}", p.repaired());
+    drop(p);
+    assert!(Pool::open_poolset(&set, None)
+        .unwrap()
+        .repaired()
+        .is_empty());
+}
+
+#[test]
+fn creation_errors() {
+    let d = dir();
+    let small = write_set(d.path(), &format!("1M {}\n", d.path().join("s").display()));
+    assert!(
+        matches!(Pool::create_poolset(&small, "x"), Err(Error::PartTooSmall { size, .. }) if size == MIB)
+    );
+    let odd = write_set(
+        d.path(),
+        &format!("2098000 {}\n", d.path().join("o").display()),
+    );
+    assert!(matches!(
+        Pool::create_poolset(&odd, "x"),
+        Err(Error::PartNotAligned { .. })
+    ));
+    let f = d.path().join("exists");
+    std::fs::write(&f, b"x").unwrap();
+    assert!(matches!(
+        Pool::create_file(&f, 2 * MIB, "x"),
+        Err(Error::Exists { .. })
+    ));
+    assert!(matches!(
+        Pool::create_file(&d.path().join("l"), 2 * MIB, &"l".repeat(64)),
+        Err(Error::LayoutName(_))
+    ));
+    let remote = write_set(
+        d.path(),
+        &format!(
+            "2M {}\nREPLICA user@host remote.set\n",
+            d.path().join("r").display()
+        ),
+    );
+    let e = Pool::create_poolset(&remote, "x").err().unwrap();
+    assert!(matches!(e, Error::RemoteReplica { replica: 1, .. }), "{e}");
+    assert!(!d.path().join("r").exists());
+}
+
+#[test]
+fn second_open_fails_while_first_is_open() {
+    let d = dir();
+    let path = d.path().join("p");
+    let p = Pool::create_file(&path, 2 * MIB, "l").unwrap();
+    assert!(matches!(
+        Pool::open_file(&path, None),
+        Err(Error::Locked { .. })
+    ));
+    drop(p);
+    Pool::open_file(&path, None).unwrap();
+}
+
+/// Child half of `crashed_holder_does_not_leave_pool_locked`: opens the pool and waits to die.
+#[test]
+fn child_holds_pool() {
+    let Ok(path) = std::env::var("POOL_TEST_HOLD") else {
+        return;
+    };
+    let _p = Pool::open_file(Path::new(&path), None).unwrap();
+    println!("HOLDING");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn crashed_holder_does_not_leave_pool_locked() {
+    let d = dir();
+    let path = d.path().join("p");
+    drop(Pool::create_file(&path, 2 * MIB, "l").unwrap());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_holds_pool",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("POOL_TEST_HOLD", &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut holding = false;
+    for line in BufReader::new(out).lines() {
+        if line.unwrap().contains("HOLDING") {
+            holding = true;
+            break;
+        }
+    }
+    assert!(holding, "child never opened the pool");
+    assert!(matches!(
+        Pool::open_file(&path, None),
+        Err(Error::Locked { .. })
+    ));
+    child.kill().unwrap(); // SIGKILL: no destructors run, like a crash
+    child.wait().unwrap();
+    Pool::open_file(&path, None).unwrap();
+}
