@@ -125,3 +125,25 @@ fn persist_frame_golden_bytes() {
     .concat();
     assert_eq!(bytes, want);
 }
+
+/// FNV-1a, enough to notice an edit.
+fn fnv1a(data: &str) -> u64 {
+    data.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The byte maps (`src/wire.rs`) and the wire values (`src/types.rs`) cannot change without
+/// docs/PROTOCOL.md being looked at: the document records their hash. If this fails, update the
+/// document for the change (and the protocol version if a byte map changed), then the hash line.
+#[test]
+fn protocol_doc_tracks_wire_sources() {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let hash = fnv1a(include_str!("../src/wire.rs"))
+        ^ fnv1a(include_str!("../src/types.rs")).rotate_left(1);
+    let line = format!("wire-sources-hash: {hash:016x}");
+    assert!(
+        doc.contains(&line),
+        "docs/PROTOCOL.md does not record the current wire sources; review it, then set `{line}`"
+    );
+}
