@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
                 Ok(p) => p,
                 Err(e) => panic!("printed text does not parse: {e}\n{text}"),
             };
-            assert!(again.set.eq_ignoring_lines(&parsed.set), "round trip changed the set:\n{text}");
+            assert!(
+                again.set.eq_ignoring_lines(&parsed.set),
+                "round trip changed the set:\n{text}"
+            );
             assert_eq!(again.set.to_text(), text, "printing is not a fixpoint");
         }
     }
