@@ -181,7 +181,9 @@ impl ConnRequest<'_> {
         Ok(ep)
     }
 
-    /// Refuses the request, sending `data` to the initiator as the reason.
+    /// Refuses the request, sending `data` to the initiator as the reason. The sockets provider
+    /// sends the refusal asynchronously: keep the `PassiveEndpoint` open for a moment afterwards
+    /// (closing it at once can drop the refusal, and the initiator then waits for its deadline).
     pub fn reject(mut self, data: &[u8]) -> Result<()> {
         let info = self
             .info
@@ -359,17 +361,16 @@ impl Endpoint {
     }
 
     fn wait_connected(&mut self, op: &'static str, deadline: Instant) -> Result<()> {
-        loop {
-            let ev = self.eq.wait(op, deadline)?;
-            if !ev.info.is_null() {
-                // SAFETY: any fi_info delivered by an event is ours to free.
-                drop(unsafe { Info::from_raw(ev.info) });
-            }
-            match ev.event {
-                e if e == sys::FI_CONNECTED => return Ok(()),
-                e if e == sys::FI_SHUTDOWN => return Err(Error::Rejected { op }),
-                e => return Err(Error::UnexpectedEvent { op, event: e }),
-            }
+        let ev = self.eq.wait(op, deadline)?;
+        if !ev.info.is_null() {
+            // SAFETY: any fi_info delivered by an event is ours to free.
+            drop(unsafe { Info::from_raw(ev.info) });
+        }
+        match ev.event {
+            e if e == sys::FI_CONNECTED => Ok(()),
+            // A connection torn down before it was established was refused on the other side.
+            e if e == sys::FI_SHUTDOWN => Err(Error::Rejected { op }),
+            e => Err(Error::UnexpectedEvent { op, event: e }),
         }
     }
 
@@ -453,7 +454,9 @@ impl Endpoint {
             peer_shutdown,
             ..
         } = self;
-        let c = tx.wait(op, spin, deadline, || shutdown_seen(eq, peer_shutdown, op))?;
+        let c = tx
+            .wait(op, spin, deadline, || shutdown_seen(eq, peer_shutdown, op))
+            .map_err(|e| canceled_is_disconnect(e, peer_shutdown))?;
         if c.token != token {
             return Err(Error::InvalidArgument {
                 op,
@@ -619,7 +622,9 @@ impl Endpoint {
             peer_shutdown,
             ..
         } = self;
-        let c = rx.wait(op, spin, deadline, || shutdown_seen(eq, peer_shutdown, op))?;
+        let c = rx
+            .wait(op, spin, deadline, || shutdown_seen(eq, peer_shutdown, op))
+            .map_err(|e| canceled_is_disconnect(e, peer_shutdown))?;
         if c.token & RX_TOKEN == 0 || (c.token & !RX_TOKEN) as usize >= self.cfg.rx_slots {
             return Err(Error::InvalidArgument {
                 op,
@@ -679,6 +684,19 @@ fn shutdown_seen(eq: &EventQueue, seen: &mut bool, op: &'static str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// This crate never cancels operations, so a completion with FI_ECANCELED means the provider
+/// flushed the endpoint's queues because the connection went down (tcp does this on a peer's
+/// shutdown or reset, sometimes before the SHUTDOWN event is readable).
+fn canceled_is_disconnect(e: Error, seen: &mut bool) -> Error {
+    match e {
+        Error::Completion { op, code, .. } if code == sys::FI_ECANCELED as i32 => {
+            *seen = true;
+            Error::Disconnected { op }
+        }
+        e => e,
+    }
 }
 
 fn check_data_len(op: &'static str, ep: &Endpoint, data: &[u8]) -> Result<()> {

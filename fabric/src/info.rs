@@ -120,7 +120,7 @@ impl Info {
         unsafe {
             (*h).caps = u64::from(sys::FI_MSG | sys::FI_RMA);
             (*h).mode = 0; // we satisfy no mode bits: op contexts are plain tokens, not fi_context
-            (*h).addr_format = sys::FI_FORMAT_UNSPEC as u32;
+            (*h).addr_format = sys::FI_FORMAT_UNSPEC;
             (*(*h).ep_attr).type_ = sys::fi_ep_type_FI_EP_MSG;
             (*(*h).domain_attr).mr_mode = MR_MODE_SUPPORTED as i32;
             (*(*h).domain_attr).threading = sys::fi_threading_FI_THREAD_SAFE;

@@ -233,14 +233,19 @@ fn wrong_secret_rejected(p: Provider) {
     let l = listen(p);
     let port = l.pep.local_addr().port();
     let (tx, rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
     let server = thread::spawn(move || {
         let r = accept_checked(&l);
         tx.send(matches!(r, Ok(None))).unwrap();
+        // The sockets provider sends the reject from its CM thread: closing the listener at
+        // once can drop it. Keep the listener open until the connector has its answer.
+        let _ = done_rx.recv_timeout(Duration::from_secs(5));
     });
     let start = Instant::now();
     let err = connect(p, port, b"not-the-secret")
         .err()
         .expect("wrong secret must fail");
+    done_tx.send(()).unwrap();
     assert!(
         matches!(err, Error::Rejected { .. }),
         "want Rejected, got: {err}"
@@ -295,9 +300,39 @@ fn peer_close_is_noticed(p: Provider) {
         start.elapsed()
     );
     assert!(
-        matches!(err, Error::Disconnected { .. } | Error::Completion { .. }),
+        matches!(err, Error::Disconnected { .. }),
         "want Disconnected, got: {err}"
     );
+}
+
+fn silent_listener_times_out(p: Provider) {
+    // A listener that never answers its connection requests.
+    let l = listen(p);
+    let port = l.pep.local_addr().port().to_string();
+    let info = Info::get(&Hints::connect(p, "127.0.0.1", &port)).unwrap();
+    let fabric = Fabric::open(&info).unwrap();
+    let domain = Domain::open(&fabric, &info).unwrap();
+    let wait = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = Endpoint::connect(
+        &domain,
+        &info,
+        &EndpointConfig::default(),
+        SECRET,
+        start + wait,
+    )
+    .err()
+    .expect("nobody accepts: must fail");
+    let took = start.elapsed();
+    assert!(
+        matches!(err, Error::Timeout { .. }),
+        "want Timeout, got: {err}"
+    );
+    assert!(
+        took >= wait && took < wait + Duration::from_millis(250),
+        "took {took:?}"
+    );
+    drop(l);
 }
 
 fn nobody_listening(p: Provider) {
@@ -340,6 +375,11 @@ fn tcp_nobody_listening() {
 }
 
 #[test]
+fn tcp_silent_listener_times_out() {
+    silent_listener_times_out(Provider::Tcp);
+}
+
+#[test]
 fn sockets_rma_round_trip() {
     if available(Provider::Sockets) {
         rma_round_trip(Provider::Sockets);
@@ -350,6 +390,13 @@ fn sockets_rma_round_trip() {
 fn sockets_wrong_secret_rejected() {
     if available(Provider::Sockets) {
         wrong_secret_rejected(Provider::Sockets);
+    }
+}
+
+#[test]
+fn sockets_peer_close_is_noticed() {
+    if available(Provider::Sockets) {
+        peer_close_is_noticed(Provider::Sockets);
     }
 }
 
