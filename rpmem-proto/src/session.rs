@@ -5,7 +5,9 @@
 //! Control channel (docs/PROTOCOL.md, "Session state machine"):
 //! `AwaitHello --HELLO--> Ready --CREATE|OPEN--> PoolOpen --SET_ATTR*--> PoolOpen --CLOSE--> Closed`,
 //! and `Ready --REMOVE--> Closed`. A failed CREATE/OPEN/SET_ATTR leaves the state unchanged; a
-//! failed HELLO or CLOSE, or a failed REMOVE, ends the session.
+//! failed HELLO or CLOSE, or a failed REMOVE, ends the session. A request refused by
+//! [`TargetState::check_request`] (wrong state or channel) is answered with an ERROR carrying
+//! [`ProtocolError::status`], and then the session ends.
 
 use crate::error::ProtocolError;
 use crate::msg::{Hello, HelloResp, Message};

@@ -633,3 +633,43 @@ fn exhaustive_single_byte_mutations() {
         "decoded {decoded}, refused {refused}"
     );
 }
+
+/// A reader that hands out one byte per call and an `Interrupted` error before each byte, as a
+/// pipe or SSH channel under signals may.
+struct Trickle<'a> {
+    data: &'a [u8],
+    interrupt_next: bool,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.interrupt_next = !self.interrupt_next;
+        if self.interrupt_next {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        match (self.data.split_first(), buf.first_mut()) {
+            (Some((b, rest)), Some(slot)) => {
+                *slot = *b;
+                self.data = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+#[test]
+fn short_reads_and_interrupts() {
+    let msgs = [open(), persist()];
+    let mut bytes = Vec::new();
+    for m in &msgs {
+        write_message(&mut bytes, m).unwrap();
+    }
+    let mut r = Trickle {
+        data: &bytes,
+        interrupt_next: false,
+    };
+    assert_eq!(read_message(&mut r).unwrap(), msgs[0]);
+    assert_eq!(read_message(&mut r).unwrap(), msgs[1]);
+    assert!(matches!(read_message(&mut r), Err(ReadError::Closed)));
+}
