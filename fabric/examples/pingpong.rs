@@ -1,7 +1,8 @@
 //! pingpong: a short latency check on 127.0.0.1 — `persist`-shaped round trips: an unsignaled
 //! RMA write of N bytes, a small send, and the peer's small reply. Prints median and p99.
 //!
-//! Usage: `cargo run --release -p fabric --example pingpong -- [tcp|sockets] [bytes] [iterations]`
+//! Usage: `cargo run --release -p fabric --example pingpong -- [tcp|sockets|raw] [bytes] [iterations]`
+//! `raw` is the baseline: plain std TCP (TCP_NODELAY on), N+8 bytes out, 2 bytes back.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -10,6 +11,12 @@ use fabric::*;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("raw") {
+        let bytes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+        let iters: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2000);
+        raw_tcp(bytes, iters);
+        return Ok(());
+    }
     let provider = args
         .get(1)
         .map(|s| Provider::from_name(s).unwrap_or_else(|| panic!("unknown provider {s}")))
@@ -57,12 +64,49 @@ fn main() -> Result<()> {
     }
     ep.send(b"bye", dl())?;
     server.join().expect("server thread")?;
+    report(&format!("{provider}: {bytes} B write + send/recv"), lat);
+    Ok(())
+}
+
+fn report(what: &str, mut lat: Vec<Duration>) {
     lat.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "{provider}: {bytes} B write + send/recv round trip, {iters} iterations: median {:.1} us, p99 {:.1} us",
+        "{what} round trip, {} iterations: median {:.1} us, p99 {:.1} us",
+        lat.len(),
         us(lat[lat.len() / 2]),
         us(lat[lat.len() * 99 / 100])
     );
-    Ok(())
+}
+
+fn raw_tcp(bytes: usize, iters: usize) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("local addr");
+    let server = thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = vec![0u8; bytes + 8];
+        while s.read_exact(&mut buf).is_ok() {
+            if s.write_all(b"ok").is_err() {
+                break;
+            }
+        }
+    });
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.set_nodelay(true).expect("nodelay");
+    let out = vec![7u8; bytes + 8];
+    let mut back = [0u8; 2];
+    let mut lat = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let t = Instant::now();
+        c.write_all(&out).expect("write");
+        c.read_exact(&mut back).expect("read");
+        if i >= iters / 10 {
+            lat.push(t.elapsed());
+        }
+    }
+    drop(c);
+    server.join().expect("server");
+    report(&format!("raw TCP: {bytes} B + 8 B out, 2 B back"), lat);
 }
