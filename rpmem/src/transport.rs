@@ -241,14 +241,7 @@ impl ControlChannel {
                 // Errors while closing only mean the peer is already gone; the exit status
                 // below is what the caller wants to know.
                 let _ = channel.send_eof();
-                let mut stderr = String::new();
-                let _ = channel
-                    .stderr()
-                    .take(STDERR_KEPT_MAX as u64)
-                    .read_to_string(&mut stderr);
-                let _ = channel.wait_close();
-                let code = channel.exit_status().ok();
-                Ok(RpmemdExit { code, stderr })
+                Ok(ssh_exit(channel))
             }
         }
     }
@@ -273,16 +266,7 @@ impl ControlChannel {
                 if !channel.eof() {
                     return None;
                 }
-                let mut stderr = String::new();
-                let _ = channel
-                    .stderr()
-                    .take(STDERR_KEPT_MAX as u64)
-                    .read_to_string(&mut stderr);
-                let _ = channel.wait_close();
-                Some(RpmemdExit {
-                    code: channel.exit_status().ok(),
-                    stderr,
-                })
+                Some(ssh_exit(channel))
             }
         }
     }
@@ -333,6 +317,21 @@ impl Drop for ControlChannel {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// Drains what is left of the remote stderr, waits for the channel to close, and reads the exit
+/// status. Errors here only mean the peer is already gone, so they leave the fields empty.
+fn ssh_exit(channel: &mut ssh2::Channel) -> RpmemdExit {
+    let mut stderr = String::new();
+    let _ = channel
+        .stderr()
+        .take(STDERR_KEPT_MAX as u64)
+        .read_to_string(&mut stderr);
+    let _ = channel.wait_close();
+    RpmemdExit {
+        code: channel.exit_status().ok(),
+        stderr,
     }
 }
 
