@@ -1,14 +1,29 @@
 //! rpmem: the initiator side of remote replication (librpmem's role).
 //!
-//! What exists so far is the control channel: target syntax ([`target`]), the basics of the
-//! user's SSH configuration ([`ssh_config`]) and the transports that start rpmemd on the target
-//! ([`transport`]): a local child process, the built-in SSH client, or an external ssh command.
-//! The session protocol and the libfabric data plane come with the rest of issue 4; until then this
-//! crate offers no persist API, so no caller can mistake it for a working replica.
+//! - [`RpmemPool`]: create/open a pool replica on a target, persist (RMA write + PERSIST on a
+//!   lane), deep persist, flush + drain, read back, set attributes, close, and [`remove`].
+//! - [`Options`]: transport, provider, persist method, deadlines (with `from_env` for PMDK-style
+//!   variables); [`PoolMemory`]: the local memory that is replicated.
+//! - The control channel: target syntax ([`target`]), the basics of the user's SSH
+//!   configuration ([`ssh_config`]) and the transports that start rpmemd on the target
+//!   ([`transport`]): a local child process, the built-in SSH client, or an external ssh command.
+//!
+//! Invariants: every wait has a deadline; every failure is an [`Error`] variant that names the
+//! step and says what to check; lanes are independent (one thread per lane, `&self` methods with a
+//! lock per lane); the wire format is `rpmem_proto`'s alone.
 
+mod error;
+mod memory;
+mod options;
+mod pool;
 pub mod ssh_config;
 pub mod target;
 pub mod transport;
 
+pub use error::Error;
+pub use memory::PoolMemory;
+pub use options::Options;
+pub use pool::{remove, PersistFlags, RemoveFlags, RpmemPool};
+pub use rpmem_proto::{PersistMethod, PoolAttr, Provider};
 pub use target::{Target, TargetError};
 pub use transport::{ControlChannel, RpmemdExit, SshOptions, Transport, TransportError};

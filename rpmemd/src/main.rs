@@ -1,10 +1,126 @@
 //! rpmemd: the target daemon of remote replication.
 //!
-//! Not implemented yet (issue 4). It will serve pools described by poolsets inside its
-//! `poolset-dir`, speaking the protocol of docs/PROTOCOL.md, on top of `rpmemd::config` and
-//! `rpmemd::paths`. Until then it refuses to run rather than pretend to serve anything.
+//! Started by the initiator (over SSH, or as a local child process) with its stdin/stdout as the
+//! control channel (docs/PROTOCOL.md). It serves one session: HELLO, then CREATE/OPEN of a pool
+//! described by a poolset inside `poolset-dir` (or REMOVE), the data lanes over libfabric, and
+//! exits after CLOSE or when stdin ends. `rpmemd --remove POOLSET [--force] [--pool-set]`
+//! removes a pool and exits instead.
+//!
+//! The data listener binds to the address the initiator reached this host on: the server
+//! address of `SSH_CONNECTION` when started by sshd, `127.0.0.1` otherwise (local transport).
+//! `RPMEMD_LISTEN_ADDR` overrides both (for set-ups where neither is right).
+//!
+//! Modules: [`log`] (never stdout), [`store`] (pool, attributes, durability), [`lanes`] (data
+//! plane), [`session`] (the control state machine).
+
+mod lanes;
+mod log;
+mod session;
+mod store;
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use rpmemd::config::Config;
+
+use crate::log::{err, info};
+
+/// How long rpmemd waits for HELLO after starting (docs/PROTOCOL.md §10).
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() {
-    eprintln!("rpmemd: not implemented yet (see issue 4); refusing to start");
-    std::process::exit(2);
+    let cfg = match Config::from_args_and_files(std::env::args_os()) {
+        Ok(c) => c,
+        Err(rpmemd::config::ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("rpmemd: {e}");
+            std::process::exit(2);
+        }
+    };
+    log::init(&cfg);
+    if let Some(r) = &cfg.remove {
+        match store::remove(&cfg.poolset_dir, &r.poolset, r.force, r.pool_set) {
+            Ok(()) => {
+                info!("removed pool {:?}", r.poolset);
+                std::process::exit(0)
+            }
+            Err(f) => {
+                err!("cannot remove {:?}: {}: {}", r.poolset, f.status, f.message);
+                std::process::exit(1)
+            }
+        }
+    }
+    let listen_ip = match listen_ip() {
+        Ok(ip) => ip,
+        Err(e) => {
+            err!("{e}");
+            std::process::exit(2);
+        }
+    };
+    info!(
+        "serving poolset-dir {} with the data listener on {listen_ip}",
+        cfg.poolset_dir.display()
+    );
+    let settings = session::Settings {
+        poolset_dir: cfg.poolset_dir.clone(),
+        persist_apm: cfg.persist_apm,
+        persist_general: cfg.persist_general,
+        listen_ip,
+    };
+    let stdin = io::stdin();
+    if !wait_readable(stdin.as_raw_fd(), HELLO_DEADLINE) {
+        err!("no HELLO within {HELLO_DEADLINE:?}; exiting");
+        std::process::exit(1);
+    }
+    let mut input = stdin.lock();
+    let mut output = io::stdout().lock();
+    let code = session::Session::new(settings).run(&mut input as &mut dyn Read, &mut output);
+    std::process::exit(code);
+}
+
+/// The address the data listener binds to (see the module note).
+fn listen_ip() -> Result<IpAddr, String> {
+    if let Ok(v) = std::env::var("RPMEMD_LISTEN_ADDR") {
+        return v
+            .parse()
+            .map_err(|e| format!("RPMEMD_LISTEN_ADDR={v:?} is not an IP address: {e}"));
+    }
+    if let Ok(v) = std::env::var("SSH_CONNECTION") {
+        // "client_ip client_port server_ip server_port"
+        if let Some(ip) = v.split_whitespace().nth(2) {
+            // sshd may write IPv6 with a zone (%eth0); libfabric takes the plain address.
+            let ip = ip.split('%').next().unwrap_or(ip);
+            return ip
+                .parse()
+                .map_err(|e| format!("SSH_CONNECTION={v:?}: bad server address: {e}"));
+        }
+        return Err(format!("SSH_CONNECTION={v:?} has no server address"));
+    }
+    Ok(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Waits until `fd` is readable (or hung up) for at most `timeout`.
+fn wait_readable(fd: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        match rc {
+            1.. => return true,
+            0 => return false,
+            _ => {
+                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    return true; // let the read report the error
+                }
+            }
+        }
+    }
 }

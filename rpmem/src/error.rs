@@ -1,0 +1,108 @@
+//! Errors of the initiator API. Each variant names the step that failed and, in its message,
+//! what the user should check (SSH reachability, rpmemd installed, poolset in poolset-dir,
+//! memlock limit, provider availability, a dead target).
+
+use std::time::Duration;
+
+use rpmem_proto::Status;
+
+use crate::target::TargetError;
+use crate::transport::TransportError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad target: {0}")]
+    Target(#[from] TargetError),
+    #[error("cannot start rpmemd on {target}: {source}")]
+    Start {
+        target: String,
+        source: TransportError,
+    },
+    /// The control channel ended: rpmemd exited, was killed, or is not installed.
+    #[error("rpmemd on {target} went away during {during}: {explain}")]
+    RpmemdGone {
+        target: String,
+        during: &'static str,
+        explain: String,
+    },
+    #[error(
+        "rpmemd on {target} did not answer {during} within {waited:?} (rpmemd hung, or the \
+         link to the target is down)"
+    )]
+    ControlTimeout {
+        target: String,
+        during: &'static str,
+        waited: Duration,
+    },
+    #[error("control channel to {target} failed during {during}: {source}")]
+    ControlIo {
+        target: String,
+        during: &'static str,
+        source: std::io::Error,
+    },
+    /// rpmemd answered with an ERROR frame.
+    #[error("rpmemd on {target} refused {request}: {status}: {message}")]
+    Refused {
+        target: String,
+        request: &'static str,
+        status: Status,
+        message: String,
+    },
+    #[error("protocol error with rpmemd on {target} during {during}: {detail}")]
+    Protocol {
+        target: String,
+        during: &'static str,
+        detail: String,
+    },
+    #[error(
+        "rpmemd on {target} speaks protocol {peer_major}.{peer_minor}, this rpmem speaks \
+         {ours}.x: install matching rpmem and rpmemd versions"
+    )]
+    VersionMismatch {
+        target: String,
+        peer_major: u16,
+        peer_minor: u16,
+        ours: u16,
+    },
+    #[error("libfabric provider {provider} is not usable to reach {addr}: {source}")]
+    Provider {
+        provider: String,
+        addr: String,
+        source: fabric::Error,
+    },
+    #[error(
+        "registering {len} bytes of local pool memory failed: {source} (check the memlock \
+         limit, `ulimit -l`)"
+    )]
+    Register { len: usize, source: fabric::Error },
+    #[error(
+        "lane {lane}: cannot connect to rpmemd's data listener {addr}:{port} ({provider}): \
+         {source} (check that the target's address is reachable from here and no firewall \
+         blocks the port)"
+    )]
+    LaneConnect {
+        lane: u32,
+        addr: String,
+        port: u16,
+        provider: String,
+        source: fabric::Error,
+    },
+    /// A data-plane operation failed: the target died or the link is down.
+    #[error("lane {lane}: {op} failed: {source} (target not responding: rpmemd died or the link is down)")]
+    Lane {
+        lane: u32,
+        op: &'static str,
+        source: fabric::Error,
+    },
+    #[error("lane {lane}: rpmemd refused to persist {offset}+{length}: {status}")]
+    PersistRefused {
+        lane: u32,
+        offset: u64,
+        length: u64,
+        status: Status,
+    },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("cannot allocate {len} bytes of pool memory: {why}")]
+    Alloc { len: usize, why: String },
+}

@@ -1,0 +1,754 @@
+//! [`RpmemPool`]: one session with rpmemd — the control channel (HELLO, CREATE/OPEN, SET_ATTR,
+//! CLOSE) and the data lanes (one libfabric endpoint per lane, each behind its own lock).
+//!
+//! Persist on a lane = RMA write of the range from the local [`PoolMemory`] to the same offset
+//! of the remote pool, then PERSIST and its PERSIST_RESP (general method), or an RMA read of 8
+//! bytes of the range (appliance method). The providers we ask for order sends after writes
+//! (`FI_ORDER_SAW`, requested in `fabric::Info::get`), so the PERSIST is sent right after the
+//! write is posted (docs/PROTOCOL.md §8.2).
+
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fabric::{
+    Access, Domain, Endpoint, EndpointConfig, Fabric, Hints, Info, MemoryRegion, OwnedRegion,
+    RemoteKey, Signal,
+};
+use rpmem_proto::{
+    check_range,
+    session::{accept_hello_resp, check_reply},
+    Capabilities, Hello, LaneConnect, Message, PersistMethod, PoolAttr, PoolRequest, PoolResp,
+    Provider, ReadError, Status, LANE_FRAME_MAX, PROTO_MAJOR, PROTO_MINOR,
+};
+
+use crate::memory::PoolMemory;
+use crate::options::Options;
+use crate::target::Target;
+use crate::transport::ControlChannel;
+use crate::Error;
+
+/// Size of each lane receive buffer (a PERSIST_RESP frame is 24 bytes).
+const LANE_BUFF_BYTES: usize = 64;
+/// Largest single RMA transfer we post (bounded again by the provider's max_msg_size).
+const RMA_CHUNK_MAX: usize = 16 << 20;
+/// Bounce buffer of `read`, per lane.
+const READ_BOUNCE_BYTES: usize = 1 << 20;
+
+/// Flags of [`RpmemPool::persist`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistFlags(u32);
+
+impl PersistFlags {
+    pub const NONE: PersistFlags = PersistFlags(0);
+    /// No ordering with other lanes' persists is needed (librpmem's RPMEM_PERSIST_RELAXED).
+    pub const RELAXED: PersistFlags = PersistFlags(1);
+
+    pub fn contains(self, other: PersistFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Flags of [`remove`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoveFlags {
+    /// Ignore errors while removing parts.
+    pub force: bool,
+    /// Remove the poolset file too.
+    pub pool_set: bool,
+}
+
+struct Control {
+    ch: ControlChannel,
+    target: String,
+    deadline: Duration,
+    /// Negotiated in HELLO.
+    caps: Capabilities,
+    minor: u16,
+}
+
+impl Control {
+    fn start(target: &str, opts: &Options) -> Result<Control, Error> {
+        let t: Target = target.parse()?;
+        let (transport, args) = opts.resolve();
+        let ch = ControlChannel::open(&transport, &t, &args, opts.control_deadline).map_err(
+            |source| Error::Start {
+                target: target.to_string(),
+                source,
+            },
+        )?;
+        let mut c = Control {
+            ch,
+            target: target.to_string(),
+            deadline: opts.control_deadline,
+            caps: Capabilities(0),
+            minor: PROTO_MINOR,
+        };
+        c.hello()?;
+        Ok(c)
+    }
+
+    /// Why the channel is gone: rpmemd's exit, waited for briefly.
+    fn gone(&mut self, during: &'static str) -> Error {
+        let until = Instant::now() + Duration::from_millis(1000);
+        let explain = loop {
+            if let Some(exit) = self.ch.try_exit() {
+                break exit.explain();
+            }
+            if Instant::now() >= until {
+                break "the control channel closed (rpmemd's exit status is not known yet)"
+                    .to_string();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Error::RpmemdGone {
+            target: self.target.clone(),
+            during,
+            explain,
+        }
+    }
+
+    fn io_error(&mut self, during: &'static str, e: io::Error) -> Error {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::ControlTimeout {
+                target: self.target.clone(),
+                during,
+                waited: self.deadline,
+            },
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset => self.gone(during),
+            _ => Error::ControlIo {
+                target: self.target.clone(),
+                during,
+                source: e,
+            },
+        }
+    }
+
+    /// Sends `req` and reads its reply (the response type, or ERROR turned into `Refused`).
+    fn call(&mut self, req: &Message) -> Result<Message, Error> {
+        let ty = req.msg_type();
+        let during = ty.name();
+        if let Err(e) = rpmem_proto::write_message(&mut self.ch, req) {
+            return Err(match e {
+                rpmem_proto::WriteError::Io(e) => self.io_error(during, e),
+                rpmem_proto::WriteError::Encode(e) => Error::InvalidArgument(e.to_string()),
+            });
+        }
+        let reply = match rpmem_proto::read_message(&mut self.ch) {
+            Ok(m) => m,
+            Err(ReadError::Closed) | Err(ReadError::Truncated(_)) => return Err(self.gone(during)),
+            Err(ReadError::Io(e)) => return Err(self.io_error(during, e)),
+            Err(ReadError::Decode(e)) => {
+                return Err(Error::Protocol {
+                    target: self.target.clone(),
+                    during,
+                    detail: e.to_string(),
+                })
+            }
+        };
+        check_reply(ty, &reply).map_err(|e| Error::Protocol {
+            target: self.target.clone(),
+            during,
+            detail: e.to_string(),
+        })?;
+        if let Message::Error {
+            status, message, ..
+        } = reply
+        {
+            return Err(Error::Refused {
+                target: self.target.clone(),
+                request: during,
+                status,
+                message,
+            });
+        }
+        Ok(reply)
+    }
+
+    fn hello(&mut self) -> Result<(), Error> {
+        let reply = self.call(&Message::Hello(Hello {
+            major: PROTO_MAJOR,
+            minor: PROTO_MINOR,
+            capabilities: Capabilities::KNOWN,
+        }))?;
+        let Message::HelloResp(r) = reply else {
+            return Err(self.unexpected("HELLO", &reply));
+        };
+        accept_hello_resp(PROTO_MAJOR, PROTO_MINOR, &r).map_err(|_| Error::VersionMismatch {
+            target: self.target.clone(),
+            peer_major: r.major,
+            peer_minor: r.minor,
+            ours: PROTO_MAJOR,
+        })?;
+        self.caps = r.capabilities;
+        self.minor = r.minor;
+        Ok(())
+    }
+
+    fn unexpected(&self, during: &'static str, got: &Message) -> Error {
+        Error::Protocol {
+            target: self.target.clone(),
+            during,
+            detail: format!("unexpected reply {}", got.msg_type().name()),
+        }
+    }
+}
+
+struct Lane {
+    ep: Endpoint,
+    /// Hull of the ranges written by `flush` and not yet drained.
+    flushed: Option<(u64, u64)>,
+    bounce: Option<OwnedRegion>,
+}
+
+/// A remote pool replica (librpmem's `RPMEMpool`).
+///
+/// Field order is drop order: lanes (endpoints) first, then the registration of the local
+/// memory, the domain, the control channel (closing it makes rpmemd close the pool), and the
+/// local memory last.
+pub struct RpmemPool {
+    lanes: Vec<Mutex<Lane>>,
+    local_mr: MemoryRegion,
+    domain: Domain,
+    _fabric: Fabric,
+    control: Mutex<Control>,
+    memory: PoolMemory,
+    remote: RemoteKey,
+    caps: Capabilities,
+    method: PersistMethod,
+    provider: Provider,
+    max_rma: usize,
+    persist_deadline: Duration,
+}
+
+enum Kind<'a> {
+    Create(&'a PoolAttr),
+    Open,
+}
+
+impl RpmemPool {
+    /// Creates the pool described by `descriptor` (a poolset relative to rpmemd's
+    /// poolset-dir) on `target` (`[user@]host[:port]`), replicating `memory`. `nlanes` is the
+    /// number of lanes wanted; on return it holds the number granted.
+    pub fn create(
+        target: &str,
+        descriptor: &str,
+        memory: PoolMemory,
+        nlanes: &mut u32,
+        attr: &PoolAttr,
+        opts: &Options,
+    ) -> Result<RpmemPool, Error> {
+        RpmemPool::start(target, descriptor, memory, nlanes, Kind::Create(attr), opts)
+            .map(|(p, _)| p)
+    }
+
+    /// Opens an existing remote pool; returns it with the attributes stored in it.
+    pub fn open(
+        target: &str,
+        descriptor: &str,
+        memory: PoolMemory,
+        nlanes: &mut u32,
+        opts: &Options,
+    ) -> Result<(RpmemPool, PoolAttr), Error> {
+        RpmemPool::start(target, descriptor, memory, nlanes, Kind::Open, opts)
+            .map(|(p, a)| (p, a.unwrap_or_default()))
+    }
+
+    fn start(
+        target: &str,
+        descriptor: &str,
+        memory: PoolMemory,
+        nlanes: &mut u32,
+        kind: Kind<'_>,
+        opts: &Options,
+    ) -> Result<(RpmemPool, Option<PoolAttr>), Error> {
+        if *nlanes == 0 {
+            return Err(Error::InvalidArgument("nlanes must be at least 1".into()));
+        }
+        let mut control = Control::start(target, opts)?;
+        let caps = control.caps;
+        let request = PoolRequest {
+            pool_size: memory.len() as u64,
+            nlanes: *nlanes,
+            buff_size: LANE_BUFF_BYTES as u32,
+            provider: opts.provider,
+            persist_method: opts.persist_method,
+            descriptor: descriptor.to_string(),
+        };
+        let (resp, attr) = match kind {
+            Kind::Create(a) => match control.call(&Message::Create {
+                pool: request,
+                attr: *a,
+            })? {
+                Message::CreateResp(r) => (r, None),
+                other => return Err(control.unexpected("CREATE", &other)),
+            },
+            Kind::Open => match control.call(&Message::Open(request))? {
+                Message::OpenResp { resp, attr } => (resp, Some(attr)),
+                other => return Err(control.unexpected("OPEN", &other)),
+            },
+        };
+        check_resp(&control, &resp, *nlanes, memory.len() as u64, opts.provider)?;
+        let pool = RpmemPool::connect(control, memory, &resp, caps, opts)?;
+        *nlanes = resp.nlanes;
+        Ok((pool, attr))
+    }
+
+    fn connect(
+        control: Control,
+        memory: PoolMemory,
+        resp: &PoolResp,
+        caps: Capabilities,
+        opts: &Options,
+    ) -> Result<RpmemPool, Error> {
+        let prov = fabric::Provider::from_name(resp.provider.fabric_name()).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "provider {} is not supported here",
+                resp.provider.fabric_name()
+            ))
+        })?;
+        let addr = resp.addr.to_string();
+        let port = resp.port.to_string();
+        let provider_err = |source| Error::Provider {
+            provider: prov.to_string(),
+            addr: format!("{addr}:{port}"),
+            source,
+        };
+        let info = Info::get(&Hints::connect(prov, &addr, &port)).map_err(provider_err)?;
+        let fab = Fabric::open(&info).map_err(provider_err)?;
+        let domain = Domain::open(&fab, &info).map_err(provider_err)?;
+        // SAFETY: PoolMemory guarantees [ptr, ptr+len) valid for its life; the pool owns the
+        // memory and drops the registration (field order) before it; the memory is only ever
+        // accessed through raw copies.
+        let local_mr = unsafe {
+            MemoryRegion::register(&domain, memory.as_ptr(), memory.len(), Access::LOCAL)
+        }
+        .map_err(|source| Error::Register {
+            len: memory.len(),
+            source,
+        })?;
+        let cfg = EndpointConfig {
+            msg_bytes_max: LANE_BUFF_BYTES,
+            rx_slots: 2,
+            cq_size: 32,
+            ..EndpointConfig::default()
+        };
+        let deadline = Instant::now() + opts.lane_connect_deadline;
+        let mut lanes = Vec::with_capacity(resp.nlanes as usize);
+        for lane in 0..resp.nlanes {
+            let data = LaneConnect {
+                major: PROTO_MAJOR,
+                minor: control.minor,
+                lane,
+                secret: resp.secret,
+            }
+            .encode();
+            let ep =
+                Endpoint::connect(&domain, &info, &cfg, &data, deadline).map_err(|source| {
+                    Error::LaneConnect {
+                        lane,
+                        addr: addr.clone(),
+                        port: resp.port,
+                        provider: prov.to_string(),
+                        source,
+                    }
+                })?;
+            lanes.push(Mutex::new(Lane {
+                ep,
+                flushed: None,
+                bounce: None,
+            }));
+        }
+        let max_rma = info.max_msg_size().clamp(4096, RMA_CHUNK_MAX);
+        Ok(RpmemPool {
+            lanes,
+            local_mr,
+            domain,
+            _fabric: fab,
+            control: Mutex::new(control),
+            memory,
+            remote: RemoteKey {
+                addr: resp.raddr,
+                len: resp.pool_size,
+                key: resp.rkey,
+            },
+            caps,
+            method: resp.persist_method,
+            provider: resp.provider,
+            max_rma,
+            persist_deadline: opts.persist_deadline,
+        })
+    }
+
+    /// Number of lanes granted.
+    pub fn nlanes(&self) -> u32 {
+        self.lanes.len() as u32
+    }
+
+    /// Size of the local pool (the replicated range).
+    pub fn size(&self) -> u64 {
+        self.memory.len() as u64
+    }
+
+    /// Size of the remote pool (at least [`size`](Self::size)).
+    pub fn remote_size(&self) -> u64 {
+        self.remote.len
+    }
+
+    /// The persist method rpmemd granted.
+    pub fn persist_method(&self) -> PersistMethod {
+        self.method
+    }
+
+    /// The provider of the data lanes.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The local memory (write to it, then persist).
+    pub fn memory(&self) -> &PoolMemory {
+        &self.memory
+    }
+
+    fn lane(&self, lane: u32) -> Result<MutexGuard<'_, Lane>, Error> {
+        let l = self.lanes.get(lane as usize).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "lane {lane} outside the {} lanes granted",
+                self.lanes.len()
+            ))
+        })?;
+        // A panic while holding a lane lock leaves the endpoint usable (its state is in
+        // libfabric), so a poisoned lock is taken over.
+        Ok(l.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn check(&self, offset: u64, length: u64) -> Result<(), Error> {
+        check_range(offset, length, self.size()).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// RMA-writes the range, unsignaled (the next waited operation on the lane covers it).
+    fn write_range(&self, l: &mut Lane, lane: u32, offset: u64, length: u64) -> Result<(), Error> {
+        let mut done = 0u64;
+        while done < length {
+            let n = (length - done).min(self.max_rma as u64);
+            let off = offset + done;
+            l.ep.write(
+                &self.local_mr,
+                off as usize,
+                n as usize,
+                &self.remote,
+                off,
+                Signal::None,
+                Instant::now() + self.persist_deadline,
+            )
+            .map_err(|source| Error::Lane {
+                lane,
+                op: "RMA write",
+                source,
+            })?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn persist_msg(
+        &self,
+        l: &mut Lane,
+        lane: u32,
+        offset: u64,
+        length: u64,
+        relaxed: bool,
+        deep: bool,
+    ) -> Result<(), Error> {
+        if self.method == PersistMethod::Appliance && !deep {
+            // Read-after-write: the read completes only after the writes before it reached
+            // the target's memory, which is in its persistence domain (rpmemd checked).
+            let n = length.min(8) as usize;
+            if n > 0 {
+                let Lane { ep, bounce: b, .. } = l;
+                let b = match b {
+                    Some(b) => b,
+                    None => b.insert(new_bounce(&self.domain, lane)?),
+                };
+                ep.read(
+                    b.mr(),
+                    0,
+                    n,
+                    &self.remote,
+                    offset,
+                    Instant::now() + self.persist_deadline,
+                )
+                .map_err(|source| Error::Lane {
+                    lane,
+                    op: "RMA read (appliance persist)",
+                    source,
+                })?;
+            }
+            return Ok(());
+        }
+        let frame = rpmem_proto::encode(&Message::Persist {
+            lane,
+            relaxed,
+            deep,
+            offset,
+            length,
+        })
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let deadline = Instant::now() + self.persist_deadline;
+        l.ep.send(&frame, deadline).map_err(|source| Error::Lane {
+            lane,
+            op: "sending PERSIST",
+            source,
+        })?;
+        let mut buf = [0u8; LANE_BUFF_BYTES];
+        let n =
+            l.ep.recv_into(&mut buf, deadline)
+                .map_err(|source| Error::Lane {
+                    lane,
+                    op: "waiting for PERSIST_RESP",
+                    source,
+                })?;
+        let protocol = |detail: String| Error::Protocol {
+            target: self.target_name(),
+            during: "PERSIST",
+            detail,
+        };
+        match rpmem_proto::decode(&buf[..n]).map_err(|e| protocol(e.to_string()))? {
+            Message::PersistResp { lane: l2, status } => {
+                if l2 != lane {
+                    return Err(protocol(format!(
+                        "PERSIST_RESP for lane {l2} on lane {lane}"
+                    )));
+                }
+                if status != Status::Ok {
+                    return Err(Error::PersistRefused {
+                        lane,
+                        offset,
+                        length,
+                        status,
+                    });
+                }
+                Ok(())
+            }
+            other => Err(protocol(format!(
+                "expected PERSIST_RESP, got {}",
+                other.msg_type().name()
+            ))),
+        }
+    }
+
+    fn target_name(&self) -> String {
+        self.control
+            .lock()
+            .map(|c| c.target.clone())
+            .unwrap_or_default()
+    }
+
+    /// Makes `[offset, offset+length)` of the local memory durable on the target, on `lane`.
+    pub fn persist(
+        &self,
+        offset: u64,
+        length: u64,
+        lane: u32,
+        flags: PersistFlags,
+    ) -> Result<(), Error> {
+        self.check(offset, length)?;
+        let mut l = self.lane(lane)?;
+        self.write_range(&mut l, lane, offset, length)?;
+        self.persist_msg(
+            &mut l,
+            lane,
+            offset,
+            length,
+            flags.contains(PersistFlags::RELAXED),
+            false,
+        )
+    }
+
+    /// As [`persist`](Self::persist), and also flushes to the deepest persistence domain on
+    /// the target (DEEP; needs the DEEP_PERSIST capability).
+    pub fn deep_persist(&self, offset: u64, length: u64, lane: u32) -> Result<(), Error> {
+        if !self.caps.contains(Capabilities::DEEP_PERSIST) {
+            return Err(Error::InvalidArgument(
+                "rpmemd on the target does not support deep persist (capability not negotiated)"
+                    .into(),
+            ));
+        }
+        self.check(offset, length)?;
+        let mut l = self.lane(lane)?;
+        self.write_range(&mut l, lane, offset, length)?;
+        self.persist_msg(&mut l, lane, offset, length, false, true)
+    }
+
+    /// Starts replicating `[offset, offset+length)` on `lane` without waiting; [`drain`]
+    /// (Self::drain) on the same lane makes every flushed range durable.
+    pub fn flush(&self, offset: u64, length: u64, lane: u32) -> Result<(), Error> {
+        self.check(offset, length)?;
+        let mut l = self.lane(lane)?;
+        self.write_range(&mut l, lane, offset, length)?;
+        let end = offset + length;
+        l.flushed = Some(match l.flushed {
+            Some((s, e)) => (s.min(offset), e.max(end)),
+            None => (offset, end),
+        });
+        Ok(())
+    }
+
+    /// Waits until every range flushed on `lane` is durable on the target (one PERSIST over
+    /// the hull of the flushed ranges: bytes in between are persisted too, which is harmless).
+    pub fn drain(&self, lane: u32) -> Result<(), Error> {
+        let mut l = self.lane(lane)?;
+        let Some((s, e)) = l.flushed.take() else {
+            return Ok(());
+        };
+        self.persist_msg(&mut l, lane, s, e - s, false, false)
+    }
+
+    /// Reads `out.len()` bytes at `offset` of the remote pool (RMA read; rpmemd's CPU is not
+    /// involved).
+    pub fn read(&self, out: &mut [u8], offset: u64, lane: u32) -> Result<(), Error> {
+        check_range(offset, out.len() as u64, self.remote.len)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let mut l = self.lane(lane)?;
+        let mut done = 0usize;
+        while done < out.len() {
+            let n = (out.len() - done).min(READ_BOUNCE_BYTES).min(self.max_rma);
+            let deadline = Instant::now() + self.persist_deadline;
+            let Lane { ep, bounce: b, .. } = &mut *l;
+            let b = match b {
+                Some(b) => b,
+                None => b.insert(new_bounce(&self.domain, lane)?),
+            };
+            ep.read(b.mr(), 0, n, &self.remote, offset + done as u64, deadline)
+                .map_err(|source| Error::Lane {
+                    lane,
+                    op: "RMA read",
+                    source,
+                })?;
+            b.read_at(0, &mut out[done..done + n])
+                .map_err(|source| Error::Lane {
+                    lane,
+                    op: "copying read data",
+                    source,
+                })?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Stores new pool attributes on the target.
+    pub fn set_attr(&self, attr: &PoolAttr) -> Result<(), Error> {
+        let mut c = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        match c.call(&Message::SetAttr(*attr))? {
+            Message::SetAttrResp(_) => Ok(()),
+            other => Err(c.unexpected("SET_ATTR", &other)),
+        }
+    }
+
+    /// Closes the session: rpmemd shuts the lanes, makes the pool durable and closes it (and
+    /// removes it with `remove`), then exits.
+    pub fn close(self, remove: bool) -> Result<(), Error> {
+        let RpmemPool {
+            lanes,
+            local_mr,
+            domain,
+            _fabric,
+            control,
+            memory,
+            ..
+        } = self;
+        let mut control = control.into_inner().unwrap_or_else(|p| p.into_inner());
+        let reply = control.call(&Message::Close { remove });
+        drop(lanes);
+        drop(local_mr);
+        drop(domain);
+        drop(_fabric);
+        match reply? {
+            Message::CloseResp(_) => {}
+            other => return Err(control.unexpected("CLOSE", &other)),
+        }
+        let target = control.target.clone();
+        let exit = control.ch.finish().map_err(|source| Error::Start {
+            target: target.clone(),
+            source,
+        })?;
+        drop(memory);
+        if exit.code.is_some_and(|c| c != 0) {
+            return Err(Error::RpmemdGone {
+                target,
+                during: "CLOSE",
+                explain: exit.explain(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn new_bounce(domain: &Domain, lane: u32) -> Result<OwnedRegion, Error> {
+    OwnedRegion::new(domain, READ_BOUNCE_BYTES, Access::LOCAL).map_err(|source| Error::Lane {
+        lane,
+        op: "allocating the read buffer",
+        source,
+    })
+}
+
+fn check_resp(
+    c: &Control,
+    r: &PoolResp,
+    nlanes: u32,
+    size: u64,
+    provider: Provider,
+) -> Result<(), Error> {
+    let bad = |detail: String| Error::Protocol {
+        target: c.target.clone(),
+        during: "CREATE/OPEN",
+        detail,
+    };
+    if r.nlanes == 0 || r.nlanes > nlanes {
+        return Err(bad(format!(
+            "granted {} lanes for {nlanes} asked",
+            r.nlanes
+        )));
+    }
+    if r.pool_size < size {
+        return Err(bad(format!(
+            "remote pool of {} bytes is smaller than the {size} asked",
+            r.pool_size
+        )));
+    }
+    if r.provider != provider {
+        return Err(bad(format!(
+            "listener uses provider {:?}, {provider:?} was asked",
+            r.provider
+        )));
+    }
+    Ok(())
+}
+
+/// Removes the pool `descriptor` on `target` (REMOVE); rpmemd refuses a pool in use.
+pub fn remove(
+    target: &str,
+    descriptor: &str,
+    flags: RemoveFlags,
+    opts: &Options,
+) -> Result<(), Error> {
+    let mut c = Control::start(target, opts)?;
+    match c.call(&Message::Remove {
+        descriptor: descriptor.to_string(),
+        force: flags.force,
+        pool_set: flags.pool_set,
+    })? {
+        Message::RemoveResp(_) => {}
+        other => return Err(c.unexpected("REMOVE", &other)),
+    }
+    let target_s = c.target.clone();
+    c.ch.finish().map_err(|source| Error::Start {
+        target: target_s,
+        source,
+    })?;
+    Ok(())
+}
+
+const _: () = assert!(LANE_BUFF_BYTES >= LANE_FRAME_MAX);

@@ -1,0 +1,168 @@
+//! Shared set-up of the end-to-end tests: a real rpmemd binary, a throw-away poolset-dir with an
+//! rpmemd configuration file, poolsets, and options for the local transport.
+//!
+//! Finding rpmemd: `RPMEMD_BIN` if set; otherwise the tests build it once per test process with
+//! `cargo build -p rpmemd` into `<target-dir>/e2e-rpmemd` — a separate target directory, because
+//! the outer `cargo test` holds the lock of its own one while tests run (trybuild's approach).
+//! The first run pays for one extra build; later runs are a no-op build.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rpmem::{Options, Transport};
+
+pub fn rpmemd_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("RPMEMD_BIN") {
+            return PathBuf::from(p);
+        }
+        // <target>/<profile>/deps/e2e_local-xxxx -> <target>
+        let exe = std::env::current_exe().expect("test executable path");
+        let target = exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .expect("test executable lives in <target>/<profile>/deps");
+        let dir = target.join("e2e-rpmemd");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "rpmemd",
+                "--bin",
+                "rpmemd",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&dir)
+            .output()
+            .expect("running cargo build -p rpmemd");
+        assert!(
+            out.status.success(),
+            "cargo build -p rpmemd failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir.join("debug").join("rpmemd")
+    })
+    .clone()
+}
+
+/// A poolset-dir with a configuration file, and a parts directory.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sets")).unwrap();
+        std::fs::create_dir(dir.path().join("parts")).unwrap();
+        std::fs::write(
+            dir.path().join("rpmemd.conf"),
+            format!(
+                "poolset-dir = {}\nuse-syslog = no\nlog-file = -\nlog-level = info\n",
+                dir.path().join("sets").display()
+            ),
+        )
+        .unwrap();
+        Site { dir }
+    }
+
+    pub fn poolset_dir(&self) -> PathBuf {
+        self.dir.path().join("sets")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("rpmemd.conf")
+    }
+
+    /// Writes `sets/<name>` describing parts of the given sizes (MiB) in `parts/`.
+    pub fn poolset(&self, name: &str, parts_mib: &[u64]) -> Vec<PathBuf> {
+        let mut text = String::from("PMEMPOOLSET\n");
+        let mut paths = Vec::new();
+        for (i, mib) in parts_mib.iter().enumerate() {
+            let p = self
+                .dir
+                .path()
+                .join("parts")
+                .join(format!("{name}.part{i}"));
+            text.push_str(&format!("{mib}M {}\n", p.display()));
+            paths.push(p);
+        }
+        std::fs::write(self.poolset_dir().join(name), text).unwrap();
+        paths
+    }
+
+    pub fn rpmemd_args(&self) -> Vec<String> {
+        vec!["-c".into(), self.config().display().to_string()]
+    }
+
+    /// Options for the local transport.
+    pub fn local(&self) -> Options {
+        Options {
+            transport: Some(Transport::Local {
+                program: rpmemd_bin(),
+            }),
+            rpmemd_args: self.rpmemd_args(),
+            control_deadline: Duration::from_secs(10),
+            persist_deadline: Duration::from_secs(5),
+            ..Options::default()
+        }
+    }
+}
+
+/// xorshift64*: a seeded pattern, so a failure can be replayed from the printed seed.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn seed() -> u64 {
+    let s = std::env::var("RPMEM_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("pattern seed {s} (replay with RPMEM_TEST_SEED={s})");
+    s
+}
+
+/// Offset of remote pool offset 0 in the first part file: the pool crate's header region
+/// (4096) plus rpmemd's attribute area (4096); see docs/PROTOCOL.md "Target side".
+pub const PART0_DATA_OFFSET: u64 = 8192;
+
+pub fn attr(tag: u8) -> rpmem::PoolAttr {
+    rpmem::PoolAttr {
+        signature: *b"RPMEMTST",
+        major: 1,
+        compat_features: 2,
+        incompat_features: 3,
+        ro_compat_features: 4,
+        poolset_uuid: [tag; 16],
+        uuid: [tag.wrapping_add(1); 16],
+        next_uuid: [tag.wrapping_add(2); 16],
+        prev_uuid: [tag.wrapping_add(3); 16],
+        user_flags: [tag.wrapping_add(4); 16],
+    }
+}

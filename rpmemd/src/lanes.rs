@@ -1,0 +1,292 @@
+//! The data plane of one session: the libfabric listener, the registration of the served pool,
+//! the admission of exactly `nlanes` lane endpoints that present the session secret, and one
+//! thread per lane answering PERSIST with PERSIST_RESP.
+//!
+//! Invariants: the listener is bound to one address (never the wildcard), it is closed once every
+//! lane is connected, a connection request is accepted only with valid lane-connect data (right
+//! version, free lane below the granted count, secret equal in constant time), and nothing a lane
+//! peer sends can panic a lane thread: every frame is decoded and checked before use.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fabric::{Access, Domain, Endpoint, EndpointConfig, Fabric, Hints, Info, MemoryRegion};
+use rpmem_proto::{
+    session::check_persist, Capabilities, LaneConnect, Message, Provider, Secret, Status,
+    LANE_CONNECT_LEN,
+};
+
+use crate::log::{debug, info, warning};
+use crate::store::{Failure, Served};
+
+/// Size of the message slots of a lane endpoint (a PERSIST frame is 40 bytes).
+pub const LANE_MSG_BYTES: usize = 64;
+/// How long a lane thread blocks in one receive before looking at the stop flag.
+const LANE_POLL: Duration = Duration::from_millis(100);
+/// Deadline for sending one PERSIST_RESP.
+const SEND_DEADLINE: Duration = Duration::from_secs(5);
+
+pub fn endpoint_config() -> EndpointConfig {
+    EndpointConfig {
+        msg_bytes_max: LANE_MSG_BYTES,
+        rx_slots: 4,
+        cq_size: 32,
+        ..EndpointConfig::default()
+    }
+}
+
+/// A listener on an ephemeral port with the pool memory registered.
+pub struct Listening {
+    pub pep: fabric::PassiveEndpoint,
+    pub domain: Domain,
+    pub mr: MemoryRegion,
+    pub fabric: Fabric,
+}
+
+/// Opens the provider on `ip`, registers the served pool, listens on a free port.
+pub fn listen(provider: Provider, ip: IpAddr, served: &Served) -> Result<Listening, Failure> {
+    let prov = fabric::Provider::from_name(provider.fabric_name()).ok_or_else(|| {
+        Failure::new(
+            Status::ProviderUnavailable,
+            format!(
+                "provider {} is not supported by this rpmemd",
+                provider.fabric_name()
+            ),
+        )
+    })?;
+    let addr = ip.to_string();
+    let unavailable = |e: fabric::Error| {
+        Failure::new(
+            Status::ProviderUnavailable,
+            format!("libfabric provider {prov} on {addr}: {e}"),
+        )
+    };
+    let info = Info::get(&Hints::listen(prov, &addr, "0")).map_err(unavailable)?;
+    let fab = Fabric::open(&info).map_err(unavailable)?;
+    let domain = Domain::open(&fab, &info).map_err(unavailable)?;
+    let len = usize::try_from(served.size()).unwrap_or(usize::MAX);
+    // SAFETY: base_ptr..base_ptr+len is inside the pool's live shared mapping (size() is the data
+    // area minus the attribute area). The session keeps the pool alive until this registration
+    // is dropped (Session::shutdown drops the lanes and the MR before the pool), and rpmemd never
+    // makes Rust references to the registered bytes (the pool crate copies through raw pointers).
+    let mr = unsafe {
+        MemoryRegion::register(
+            &domain,
+            served.base_ptr(),
+            len,
+            Access::LOCAL | Access::REMOTE_WRITE | Access::REMOTE_READ,
+        )
+    }
+    .map_err(|e| {
+        Failure::new(
+            Status::Memlock,
+            format!(
+                "registering {len} bytes of pool memory failed: {e} (check the memlock limit, \
+                 `ulimit -l`, on the target)"
+            ),
+        )
+    })?;
+    let pep = fabric::PassiveEndpoint::listen(&fab, &info)
+        .map_err(|e| Failure::new(Status::Io, format!("listening on {addr} with {prov}: {e}")))?;
+    Ok(Listening {
+        pep,
+        domain,
+        mr,
+        fabric: fab,
+    })
+}
+
+/// Accepts exactly `nlanes` endpoints presenting `secret`, refusing every other request, until
+/// `deadline`. Returns the endpoints indexed by lane.
+pub fn accept_lanes(
+    pep: &fabric::PassiveEndpoint,
+    domain: &Domain,
+    nlanes: u32,
+    secret: &Secret,
+    version: (u16, u16),
+    deadline: Instant,
+) -> Result<Vec<Endpoint>, Failure> {
+    let mut lanes: Vec<Option<Endpoint>> = (0..nlanes).map(|_| None).collect();
+    let mut connected = 0u32;
+    // A bounded number of refused attempts: a flood of bad requests cannot keep us here forever
+    // (the deadline bounds it too).
+    let mut refusals_left = 64 + 4 * nlanes;
+    while connected < nlanes {
+        let req = pep.get_request(deadline).map_err(|e| {
+            let missing: Vec<String> = lanes
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.is_none())
+                .map(|(i, _)| i.to_string())
+                .collect();
+            Failure::new(
+                Status::Io,
+                format!(
+                    "lanes {} did not connect to {} in time: {e}",
+                    missing.join(","),
+                    pep.local_addr()
+                ),
+            )
+        })?;
+        let peer = req
+            .peer_addr()
+            .map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
+        let data = req.data();
+        let verdict = match data.get(..LANE_CONNECT_LEN).map(LaneConnect::decode) {
+            None => Err(format!(
+                "connection data of {} bytes, too short",
+                data.len()
+            )),
+            Some(Err(e)) => Err(format!("malformed connection data: {e}")),
+            Some(Ok(c)) => {
+                if (c.major, c.minor) != version {
+                    Err(format!(
+                        "version {}.{} differs from the negotiated {}.{}",
+                        c.major, c.minor, version.0, version.1
+                    ))
+                } else if !c.secret.ct_eq(secret) {
+                    Err("wrong session secret".to_string())
+                } else if c.lane >= nlanes {
+                    Err(format!("lane {} outside the {nlanes} granted", c.lane))
+                } else if lanes[c.lane as usize].is_some() {
+                    Err(format!("lane {} is already connected", c.lane))
+                } else {
+                    Ok(c.lane)
+                }
+            }
+        };
+        match verdict {
+            Ok(lane) => {
+                let ep = req
+                    .accept(domain, &endpoint_config(), &[], deadline)
+                    .map_err(|e| {
+                        Failure::new(
+                            Status::Io,
+                            format!("accepting lane {lane} from {peer}: {e}"),
+                        )
+                    })?;
+                debug!("lane {lane} connected from {peer}");
+                lanes[lane as usize] = Some(ep);
+                connected += 1;
+            }
+            Err(why) => {
+                warning!("refused a lane connection from {peer}: {why}");
+                let _ = req.reject(&[]);
+                refusals_left = refusals_left.saturating_sub(1);
+                if refusals_left == 0 {
+                    return Err(Failure::new(
+                        Status::Io,
+                        "too many refused lane connections; ending the session",
+                    ));
+                }
+            }
+        }
+    }
+    // Every slot was filled exactly once above.
+    Ok(lanes.into_iter().flatten().collect())
+}
+
+/// The running lanes of a session.
+pub struct Lanes {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Lanes {
+    pub fn spawn(endpoints: Vec<Endpoint>, served: Arc<Served>, caps: Capabilities) -> Lanes {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = endpoints
+            .into_iter()
+            .enumerate()
+            .map(|(lane, ep)| {
+                let stop = stop.clone();
+                let served = served.clone();
+                std::thread::Builder::new()
+                    .name(format!("lane-{lane}"))
+                    .spawn(move || serve_lane(lane as u32, ep, &served, caps, &stop))
+            })
+            .filter_map(|r| match r {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    crate::log::err!("cannot start a lane thread: {e}");
+                    None
+                }
+            })
+            .collect();
+        Lanes { stop, threads }
+    }
+
+    /// Stops every lane thread and waits for it (its endpoint is shut down and closed).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_lane(lane: u32, mut ep: Endpoint, served: &Served, caps: Capabilities, stop: &AtomicBool) {
+    let mut buf = [0u8; LANE_MSG_BYTES];
+    let pool_size = served.size();
+    while !stop.load(Ordering::SeqCst) {
+        let n = match ep.recv_into(&mut buf, Instant::now() + LANE_POLL) {
+            Ok(n) => n,
+            Err(fabric::Error::Timeout { .. }) => continue,
+            Err(fabric::Error::Disconnected { .. }) => {
+                info!("lane {lane}: the initiator disconnected");
+                return;
+            }
+            Err(e) => {
+                warning!("lane {lane}: receive failed, closing the lane: {e}");
+                return;
+            }
+        };
+        let msg = match rpmem_proto::decode(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) => {
+                warning!("lane {lane}: malformed frame, closing the lane: {e}");
+                let _ = reply(&mut ep, lane, Status::Malformed);
+                return;
+            }
+        };
+        let status = match check_persist(&msg, lane, pool_size, caps) {
+            Err(e) => {
+                warning!("lane {lane}: PERSIST refused: {e}");
+                e.status()
+            }
+            Ok(()) => {
+                let Message::Persist {
+                    offset,
+                    length,
+                    deep,
+                    ..
+                } = msg
+                else {
+                    // check_persist accepts only PERSIST.
+                    continue;
+                };
+                match served.persist(offset, length, deep) {
+                    Ok(()) => Status::Ok,
+                    Err(e) => {
+                        crate::log::err!("lane {lane}: persist {offset}+{length} failed: {e}");
+                        Status::Io
+                    }
+                }
+            }
+        };
+        if let Err(e) = reply(&mut ep, lane, status) {
+            warning!("lane {lane}: cannot answer, closing the lane: {e}");
+            return;
+        }
+    }
+}
+
+fn reply(ep: &mut Endpoint, lane: u32, status: Status) -> Result<(), String> {
+    let frame =
+        rpmem_proto::encode(&Message::PersistResp { lane, status }).map_err(|e| e.to_string())?;
+    ep.send(&frame, Instant::now() + SEND_DEADLINE)
+        .map_err(|e| e.to_string())
+}
