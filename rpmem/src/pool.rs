@@ -59,7 +59,8 @@ pub struct RemoveFlags {
 }
 
 struct Control {
-    ch: ControlChannel,
+    /// `None` once the channel was finished after rpmemd went away.
+    ch: Option<ControlChannel>,
     target: String,
     deadline: Duration,
     /// Negotiated in HELLO.
@@ -78,7 +79,7 @@ impl Control {
             },
         )?;
         let mut c = Control {
-            ch,
+            ch: Some(ch),
             target: target.to_string(),
             deadline: opts.control_deadline,
             caps: Capabilities(0),
@@ -90,17 +91,28 @@ impl Control {
 
     /// Why the channel is gone: rpmemd's exit, waited for briefly.
     fn gone(&mut self, during: &'static str) -> Error {
-        let until = Instant::now() + Duration::from_millis(1000);
-        let explain = loop {
-            if let Some(exit) = self.ch.try_exit() {
-                break exit.explain();
+        let until = Instant::now() + Duration::from_millis(300);
+        let mut explain = None;
+        while let Some(ch) = self.ch.as_mut() {
+            if let Some(exit) = ch.try_exit() {
+                explain = Some(exit.explain());
+                break;
             }
             if Instant::now() >= until {
-                break "the control channel closed (rpmemd's exit status is not known yet)"
-                    .to_string();
+                // The channel is dead anyway: finishing it collects the exit status and stderr
+                // (over SSH the exit status arrives after the end of the data).
+                explain = self
+                    .ch
+                    .take()
+                    .and_then(|c| c.finish().ok())
+                    .map(|e| e.explain());
+                break;
             }
             std::thread::sleep(Duration::from_millis(10));
-        };
+        }
+        let explain = explain.unwrap_or_else(|| {
+            "the control channel closed (rpmemd's exit status is not known)".to_string()
+        });
         Error::RpmemdGone {
             target: self.target.clone(),
             during,
@@ -130,13 +142,19 @@ impl Control {
     fn call(&mut self, req: &Message) -> Result<Message, Error> {
         let ty = req.msg_type();
         let during = ty.name();
-        if let Err(e) = rpmem_proto::write_message(&mut self.ch, req) {
+        let Some(ch) = self.ch.as_mut() else {
+            return Err(self.gone(during));
+        };
+        if let Err(e) = rpmem_proto::write_message(ch, req) {
             return Err(match e {
                 rpmem_proto::WriteError::Io(e) => self.io_error(during, e),
                 rpmem_proto::WriteError::Encode(e) => Error::InvalidArgument(e.to_string()),
             });
         }
-        let reply = match rpmem_proto::read_message(&mut self.ch) {
+        let Some(ch) = self.ch.as_mut() else {
+            return Err(self.gone(during));
+        };
+        let reply = match rpmem_proto::read_message(ch) {
             Ok(m) => m,
             Err(ReadError::Closed) | Err(ReadError::Truncated(_)) => return Err(self.gone(during)),
             Err(ReadError::Io(e)) => return Err(self.io_error(during, e)),
@@ -670,7 +688,10 @@ impl RpmemPool {
             other => return Err(control.unexpected("CLOSE", &other)),
         }
         let target = control.target.clone();
-        let exit = control.ch.finish().map_err(|source| Error::Start {
+        let Some(ch) = control.ch.take() else {
+            return Err(control.gone("CLOSE"));
+        };
+        let exit = ch.finish().map_err(|source| Error::Start {
             target: target.clone(),
             source,
         })?;
@@ -744,10 +765,12 @@ pub fn remove(
         other => return Err(c.unexpected("REMOVE", &other)),
     }
     let target_s = c.target.clone();
-    c.ch.finish().map_err(|source| Error::Start {
-        target: target_s,
-        source,
-    })?;
+    if let Some(ch) = c.ch.take() {
+        ch.finish().map_err(|source| Error::Start {
+            target: target_s,
+            source,
+        })?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,88 @@
+//! End to end over SSH: a real sshd on 127.0.0.1 (testkit) starts rpmemd (found through the PATH
+//! the sshd sets), the built-in SSH client carries the control channel, and the data lanes go
+//! to the address rpmemd derives from SSH_CONNECTION.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rpmem::{Error, Options, PersistFlags, PoolMemory, RpmemPool, SshOptions, Transport};
+use testkit::Sshd;
+
+fn ssh_options(sshd: &Sshd, site: &Site, remote_program: &str) -> Options {
+    Options {
+        transport: Some(Transport::Ssh(SshOptions {
+            config_file: Some("/dev/null".into()),
+            known_hosts: Some(sshd.known_hosts().to_path_buf()),
+            accept_unknown_host: false,
+            identity_files: vec![sshd.user_key().to_path_buf()],
+            use_agent: false,
+            remote_program: remote_program.into(),
+            connect_timeout: Duration::from_secs(10),
+        })),
+        rpmemd_args: site.rpmemd_args(),
+        ..Options::default()
+    }
+}
+
+fn start_sshd() -> Sshd {
+    let bin_dir = rpmemd_bin().parent().unwrap().display().to_string();
+    Sshd::builder()
+        .set_env("PATH", format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"))
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn create_persist_close_over_ssh() {
+    let site = Site::new();
+    let parts = site.poolset("ssh.set", &[4]);
+    let sshd = start_sshd();
+    let target = format!("{}@127.0.0.1:{}", sshd.user(), sshd.port());
+    let size = 1 << 20;
+    let seed = seed();
+    let data = pattern(seed, size);
+    let mem = PoolMemory::new(size).unwrap();
+    mem.write(0, &data).unwrap();
+    let mut n = 2;
+    let pool = RpmemPool::create(
+        &target,
+        "ssh.set",
+        mem,
+        &mut n,
+        &attr(9),
+        &ssh_options(&sshd, &site, "rpmemd"),
+    )
+    .unwrap();
+    pool.persist(0, size as u64 / 2, 0, PersistFlags::NONE)
+        .unwrap();
+    pool.persist(size as u64 / 2, size as u64 / 2, n - 1, PersistFlags::NONE)
+        .unwrap();
+    let mut back = vec![0u8; 4096];
+    pool.read(&mut back, 12345, 0).unwrap();
+    assert!(back[..] == data[12345..12345 + 4096]);
+    pool.close(false).unwrap();
+    let file = std::fs::read(&parts[0]).unwrap();
+    let at = PART0_DATA_OFFSET as usize;
+    assert!(file[at..at + size] == data[..], "seed {seed}");
+}
+
+#[test]
+fn rpmemd_missing_on_the_target_is_explained() {
+    let site = Site::new();
+    let sshd = start_sshd();
+    let target = format!("{}@127.0.0.1:{}", sshd.user(), sshd.port());
+    let mut n = 1;
+    let r = RpmemPool::create(
+        &target,
+        "x.set",
+        PoolMemory::new(1 << 20).unwrap(),
+        &mut n,
+        &attr(1),
+        &ssh_options(&sshd, &site, "rpmemd-not-installed"),
+    );
+    let e = r.err().expect("must fail");
+    assert!(matches!(e, Error::RpmemdGone { .. }), "{e:?}");
+    assert!(e.to_string().contains("not installed"), "{e}");
+}
