@@ -391,7 +391,9 @@ fn rpmemd_killed_mid_session_gives_a_typed_error_not_a_hang() {
         "took {:?}",
         started.elapsed()
     );
-    let c = pool.close(false).err().expect("close must fail");
+    let Err(c) = pool.close(false) else {
+        panic!("close must fail")
+    };
     assert!(
         matches!(c, Error::RpmemdGone { .. } | Error::ControlIo { .. }),
         "{c:?}"

@@ -258,7 +258,7 @@ impl Served {
             let mut buf = [0u8; ATTR_BODY_BYTES + 4];
             self.pool.read(i * ATTR_SLOT_BYTES, &mut buf);
             if let Some((seq, attr)) = decode_slot(&buf) {
-                if best.map_or(true, |(s, _)| seq > s) {
+                if !matches!(best, Some((s, _)) if s >= seq) {
                     best = Some((seq, attr));
                 }
             }
