@@ -86,3 +86,46 @@ fn rpmemd_missing_on_the_target_is_explained() {
     assert!(matches!(e, Error::RpmemdGone { .. }), "{e:?}");
     assert!(e.to_string().contains("not installed"), "{e}");
 }
+
+#[test]
+fn second_host_in_a_network_namespace() {
+    if !testkit::require_root("second_host_in_a_network_namespace") {
+        return;
+    }
+    let host = match testkit::NetnsHost::create() {
+        Ok(h) => h,
+        Err(e) => {
+            testkit::report_skip("second_host_in_a_network_namespace", &e.to_string());
+            return;
+        }
+    };
+    let site = Site::new();
+    let parts = site.poolset("ns.set", &[4]);
+    let bin_dir = rpmemd_bin().parent().unwrap().display().to_string();
+    let sshd = host
+        .sshd_builder()
+        .set_env("PATH", format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"))
+        .start()
+        .unwrap();
+    let target = format!("{}@{}:{}", sshd.user(), host.peer_addr(), sshd.port());
+    let size = 1 << 20;
+    let seed = seed();
+    let data = pattern(seed, size);
+    let mem = PoolMemory::new(size).unwrap();
+    mem.write(0, &data).unwrap();
+    let mut n = 2;
+    let pool = RpmemPool::create(
+        &target,
+        "ns.set",
+        mem,
+        &mut n,
+        &attr(11),
+        &ssh_options(&sshd, &site, "rpmemd"),
+    )
+    .unwrap();
+    pool.persist(0, size as u64, 1, PersistFlags::NONE).unwrap();
+    pool.close(false).unwrap();
+    let file = std::fs::read(&parts[0]).unwrap();
+    let at = PART0_DATA_OFFSET as usize;
+    assert!(file[at..at + size] == data[..], "seed {seed}");
+}
