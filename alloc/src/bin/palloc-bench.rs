@@ -1,0 +1,2 @@
+//! palloc-bench (being written).
+fn main() {}

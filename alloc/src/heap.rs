@@ -1,0 +1,1398 @@
+//! The heap: zones of chunks, runs of small blocks, spans of whole chunks, and the volatile
+//! indexes rebuilt at open.
+//!
+//! # Crash consistency
+//! Every change of *allocated state* (a run bitmap word, a chunk header turning a span into a
+//! used object, a run, or back to free) and every user pointer set with it goes through one
+//! lane's redo log ([`crate::ulog`]) in one commit. Bytes that are not yet reachable (the
+//! allocation header of a reserved block, a new run's header and bitmap, zeroed object bytes)
+//! are written and flushed beforehand; the commit's first fence makes them durable before the
+//! state that makes them reachable. The only metadata written outside the log is the split of a
+//! free span into two free spans, which is ordered so that every intermediate image scans the
+//! same free chunks (see [`Heap::take_chunks`]).
+//!
+//! # Concurrency
+//! Each thread maps to an arena (one per lane): the arena owns a redo log and, per allocation
+//! class, one active run. The fast path locks the arena (uncontended when threads map to
+//! different lanes) and the chunk's own mutex; there is no heap-wide lock. The free-span index
+//! and the per-class lists of runs with free blocks are shared and locked only on slow paths.
+//! Lock order: arena → chunk (ascending index when several) → class list → free spans.
+
+use crate::layout::{self, HeapHeader, RunGeom, Zone, ALLOC_HEADER_BYTES, CHUNK_FREE, CHUNK_RUN};
+use crate::ulog::{Entry, Recovered, Ulog, UlogError};
+use crate::Error;
+use pool::Persister;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Layout parameters chosen at create (stored in the heap header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Chunk size: a power of two, at least 4 KiB. Default 256 KiB.
+    pub chunk_size: u64,
+    /// Maximum chunks per zone. Default 65528 (PMDK's).
+    pub zone_max_chunks: u32,
+    /// Lanes (arenas, redo logs). Default 16.
+    pub lane_count: u32,
+    /// Bytes of each lane's redo log (multiple of 64). Default 4096 (252 entries).
+    pub lane_redo_bytes: u32,
+    /// Bytes per lane reserved for upper layers (multiple of 64). Default 8192.
+    pub lane_extra_bytes: u32,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            chunk_size: layout::CHUNK_SIZE_DEFAULT,
+            zone_max_chunks: layout::ZONE_MAX_CHUNKS_DEFAULT,
+            lane_count: 16,
+            lane_redo_bytes: 4096,
+            lane_extra_bytes: 8192,
+        }
+    }
+}
+
+/// Allocation classes: the block sizes (allocation header included) served from runs.
+/// Larger requests take whole chunks. Not stored on media: runs record their own block size,
+/// so a heap can be reopened with different classes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocClasses {
+    block_sizes: Vec<u64>,
+}
+
+impl AllocClasses {
+    /// Sixteen-byte steps up to 256 bytes, then eight steps per doubling, up to an eighth of
+    /// a chunk.
+    pub fn default_for(chunk_size: u64) -> AllocClasses {
+        let max = chunk_size / 8;
+        let mut v: Vec<u64> = (32..256).step_by(16).collect();
+        let mut p = 256u64;
+        while p <= max {
+            for k in 0..8 {
+                let s = p + k * p / 8;
+                if s <= max {
+                    v.push(s);
+                }
+            }
+            p *= 2;
+        }
+        AllocClasses { block_sizes: v }
+    }
+
+    /// Explicit block sizes (header included): ascending, multiples of 16, at least 32, each
+    /// leaving room for at least two blocks in a chunk.
+    pub fn new(block_sizes: Vec<u64>, chunk_size: u64) -> Result<AllocClasses, Error> {
+        if block_sizes.is_empty() {
+            return Err(Error::Config("no allocation classes".into()));
+        }
+        for w in block_sizes.windows(2) {
+            if w[0] >= w[1] {
+                return Err(Error::Config(format!(
+                    "allocation classes not strictly ascending at {} >= {}",
+                    w[0], w[1]
+                )));
+            }
+        }
+        for &b in &block_sizes {
+            if RunGeom::new(b, chunk_size).is_none() {
+                return Err(Error::Config(format!(
+                    "allocation class {b}: need a multiple of 16, >= 32, two blocks per {chunk_size}-byte chunk"
+                )));
+            }
+        }
+        Ok(AllocClasses { block_sizes })
+    }
+
+    /// The block sizes.
+    pub fn block_sizes(&self) -> &[u64] {
+        &self.block_sizes
+    }
+}
+
+/// Run-time options of an open heap.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Allocation classes; `None` means [`AllocClasses::default_for`] the heap's chunk size.
+    pub classes: Option<AllocClasses>,
+}
+
+/// A live object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectInfo {
+    /// Offset of the object's first usable byte.
+    pub off: u64,
+    /// Type number given at allocation.
+    pub type_num: u64,
+    /// Usable bytes.
+    pub usable_size: u64,
+}
+
+/// Heap statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Sum of the usable sizes of live objects.
+    pub allocated_bytes: u64,
+    /// Live objects.
+    pub objects: u64,
+    /// Chunks that are runs.
+    pub runs: u64,
+    /// Free chunks.
+    pub free_chunks: u64,
+    /// All chunks.
+    pub total_chunks: u64,
+}
+
+/// A reserved, not yet published, allocation ([`Heap::reserve`]). Publish it with
+/// [`Action::Alloc`] or release it with [`Heap::cancel`]; dropping it keeps the block reserved
+/// until the heap is reopened (nothing persistent refers to it).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reservation {
+    heap: u64,
+    off: u64,
+    usable: u64,
+    type_num: u64,
+    kind: ResKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResKind {
+    Block { chunk: usize, bit: u32 },
+    Span { chunk: usize, n: u32 },
+}
+
+impl ResKind {
+    fn chunk(&self) -> usize {
+        match *self {
+            ResKind::Block { chunk, .. } | ResKind::Span { chunk, .. } => chunk,
+        }
+    }
+}
+
+impl Reservation {
+    /// Offset the object will have.
+    pub fn off(&self) -> u64 {
+        self.off
+    }
+    /// Usable bytes.
+    pub fn usable_size(&self) -> u64 {
+        self.usable
+    }
+    /// Type number.
+    pub fn type_num(&self) -> u64 {
+        self.type_num
+    }
+}
+
+/// One element of an atomic publish ([`Heap::publish`]).
+#[derive(Debug)]
+pub enum Action {
+    /// Make a reservation a live object.
+    Alloc(Reservation),
+    /// Free the object at this offset.
+    Free(u64),
+    /// Store an 8-byte value (a user slot, a lane's extra area, or inside a live object or one
+    /// allocated by the same publish).
+    Set {
+        /// Destination (8-byte aligned).
+        off: u64,
+        /// Value.
+        value: u64,
+    },
+}
+
+struct RunState {
+    geom: RunGeom,
+    class: Option<usize>,
+    /// Allocated or reserved blocks (the persistent bitmap plus reservations).
+    bits: Vec<u64>,
+    free: u32,
+    owner: Option<usize>,
+    in_avail: bool,
+}
+
+enum ChunkState {
+    /// Free, or not the first chunk of anything.
+    Free,
+    /// First chunk of a span of `n` chunks holding one object (`used`) or reserved for one.
+    Span {
+        n: u32,
+        used: bool,
+    },
+    /// A later chunk of the span starting at `start`.
+    Interior {
+        start: usize,
+    },
+    Run(Box<RunState>),
+}
+
+struct FreeSpans {
+    by_start: BTreeMap<usize, usize>,
+    by_size: BTreeSet<(usize, usize)>,
+    zone_first: Vec<usize>,
+    free_chunks: usize,
+}
+
+impl FreeSpans {
+    fn zone(&self, c: usize) -> usize {
+        self.zone_first.partition_point(|&f| f <= c) - 1
+    }
+
+    fn insert(&mut self, mut start: usize, mut len: usize) {
+        self.free_chunks += len;
+        let z = self.zone(start);
+        if let Some((&ps, &pl)) = self.by_start.range(..start).next_back() {
+            if ps + pl == start && self.zone(ps) == z {
+                self.by_start.remove(&ps);
+                self.by_size.remove(&(pl, ps));
+                start = ps;
+                len += pl;
+            }
+        }
+        if let Some(&nl) = self.by_start.get(&(start + len)) {
+            if self.zone(start + len) == z {
+                self.by_start.remove(&(start + len));
+                self.by_size.remove(&(nl, start + len));
+                len += nl;
+            }
+        }
+        self.by_start.insert(start, len);
+        self.by_size.insert((len, start));
+    }
+
+    fn take_best(&mut self, n: usize) -> Option<(usize, usize)> {
+        let &(len, start) = self.by_size.range((n, 0)..).next()?;
+        self.by_size.remove(&(len, start));
+        self.by_start.remove(&start);
+        self.free_chunks -= len;
+        Some((start, len))
+    }
+}
+
+struct Arena {
+    ulog: Ulog,
+    active: Vec<Option<usize>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    allocated_bytes: AtomicU64,
+    objects: AtomicU64,
+    runs: AtomicU64,
+}
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
+thread_local! {
+    static THREAD_NO: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another thread while holding a heap lock is a bug that already reported
+    // itself; the volatile state it guards is still memory-safe to use.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An open heap inside a persister's byte range.
+pub struct Heap<P: Persister + ?Sized> {
+    p: Arc<P>,
+    hdr: HeapHeader,
+    zones: Vec<Zone>,
+    chunks: Vec<Mutex<ChunkState>>,
+    classes: AllocClasses,
+    geoms: Vec<RunGeom>,
+    avail: Vec<Mutex<Vec<usize>>>,
+    spans: Mutex<FreeSpans>,
+    arenas: Vec<Mutex<Arena>>,
+    id: u64,
+    counters: Counters,
+    recovered: Vec<Recovered>,
+}
+
+/// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
+/// it. Obtained with [`Heap::lane`]; upper layers (transactions) hold it for a whole
+/// transaction.
+pub struct Lane<'h, P: Persister + ?Sized> {
+    heap: &'h Heap<P>,
+    index: usize,
+    arena: MutexGuard<'h, Arena>,
+}
+
+impl<P: Persister + ?Sized> Heap<P> {
+    /// Create a heap over the whole persister (overwriting whatever is there), then open it.
+    pub fn create(p: Arc<P>, c: &CreateOptions, opts: Options) -> Result<Heap<P>, Error> {
+        let hdr = HeapHeader {
+            heap_size: p.len() as u64,
+            chunk_size: c.chunk_size,
+            zone_max_chunks: c.zone_max_chunks,
+            lane_count: c.lane_count,
+            lane_redo_bytes: c.lane_redo_bytes,
+            lane_extra_bytes: c.lane_extra_bytes,
+        };
+        hdr.validate()
+            .map_err(|(f, m)| Error::Config(format!("{f}: {m}")))?;
+        let zones = hdr.zones();
+        if zones.is_empty() {
+            return Err(Error::TooSmall {
+                len: p.len() as u64,
+                need: (hdr.zones_off() + layout::PAGE + c.chunk_size as usize) as u64,
+            });
+        }
+        // A crash before the last step leaves "no heap here", never a half-made heap.
+        p.fill(0, 0, layout::HEAP_HEADER_AREA);
+        p.persist(0, layout::HEAP_HEADER_AREA)?;
+        for i in 0..hdr.lane_count as usize {
+            Ulog::format(&*p, hdr.lane_off(i), hdr.lane_redo_bytes as usize)?;
+            let extra = hdr.lane_extra_off(i);
+            p.fill(extra, 0, hdr.lane_extra_bytes as usize);
+            p.flush(extra, hdr.lane_extra_bytes as usize)?;
+        }
+        for z in &zones {
+            p.write(z.off, &z.encode_header());
+            p.fill(z.chunk_header_off(0), 0, 8 * z.chunks);
+            p.write_u64(
+                z.chunk_header_off(0),
+                layout::chunk_header(CHUNK_FREE, z.chunks as u32),
+            );
+            p.flush(z.off, layout::ZONE_HEADER_BYTES + 8 * z.chunks)?;
+        }
+        // Lanes and zones durable before the header that makes them a heap.
+        p.drain()?;
+        p.write(0, &hdr.encode());
+        p.persist(0, layout::HEAP_HEADER_BYTES)?;
+        Heap::open(p, opts)
+    }
+
+    /// Open the heap: recover every lane's redo log, then rebuild the volatile indexes.
+    pub fn open(p: Arc<P>, opts: Options) -> Result<Heap<P>, Error> {
+        let len = p.len() as u64;
+        if len < layout::HEAP_HEADER_AREA as u64 {
+            return Err(Error::TooSmall {
+                len,
+                need: layout::HEAP_HEADER_AREA as u64,
+            });
+        }
+        let mut raw = [0u8; layout::HEAP_HEADER_BYTES];
+        p.read(0, &mut raw);
+        let hdr = HeapHeader::decode(&raw, len).map_err(Error::from_header)?;
+        let classes = match opts.classes {
+            Some(c) => AllocClasses::new(c.block_sizes, hdr.chunk_size)?,
+            None => AllocClasses::default_for(hdr.chunk_size),
+        };
+        let geoms: Vec<RunGeom> = classes
+            .block_sizes
+            .iter()
+            .map(|&b| RunGeom::new(b, hdr.chunk_size).expect("classes validated above"))
+            .collect();
+        let mut arenas = Vec::new();
+        let mut recovered = Vec::new();
+        for i in 0..hdr.lane_count as usize {
+            let (ulog, rec) = Ulog::open(&*p, hdr.lane_off(i), hdr.lane_redo_bytes as usize)?;
+            recovered.push(rec);
+            arenas.push(Mutex::new(Arena {
+                ulog,
+                active: vec![None; geoms.len()],
+            }));
+        }
+        let zones = hdr.zones();
+        let total: usize = zones.iter().map(|z| z.chunks).sum();
+        let mut states: Vec<ChunkState> = (0..total).map(|_| ChunkState::Free).collect();
+        let mut spans = FreeSpans {
+            by_start: BTreeMap::new(),
+            by_size: BTreeSet::new(),
+            zone_first: zones.iter().map(|z| z.first_chunk).collect(),
+            free_chunks: 0,
+        };
+        let counters = Counters::default();
+        let mut avail: Vec<Vec<usize>> = vec![Vec::new(); geoms.len()];
+        for (zi, z) in zones.iter().enumerate() {
+            let mut zh = [0u8; layout::ZONE_HEADER_BYTES];
+            p.read(z.off, &mut zh);
+            if zh != z.encode_header() {
+                return Err(Error::Corrupt(format!(
+                    "zone {zi} header at {:#x} is not a zone of {} chunks",
+                    z.off, z.chunks
+                )));
+            }
+            let mut i = 0;
+            while i < z.chunks {
+                let g = z.first_chunk + i;
+                let w = p.read_u64(z.chunk_header_off(i));
+                let (kind, flags, size) = layout::decode_chunk_header(w);
+                let size = size as usize;
+                if flags != 0 || size == 0 || i + size > z.chunks {
+                    return Err(Error::Corrupt(format!(
+                        "zone {zi} chunk {i}: header {w:#018x} invalid"
+                    )));
+                }
+                match kind {
+                    CHUNK_FREE => spans.insert(g, size),
+                    layout::CHUNK_USED => {
+                        states[g] = ChunkState::Span {
+                            n: size as u32,
+                            used: true,
+                        };
+                        for s in &mut states[g + 1..g + size] {
+                            *s = ChunkState::Interior { start: g };
+                        }
+                        counters.objects.fetch_add(1, Ordering::Relaxed);
+                        counters.allocated_bytes.fetch_add(
+                            size as u64 * hdr.chunk_size - ALLOC_HEADER_BYTES,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    CHUNK_RUN if size == 1 => {
+                        let off = z.chunk_off(i);
+                        let mut rh = [0u8; layout::RUN_HEADER_BYTES];
+                        p.read(off, &mut rh);
+                        let geom = RunGeom::decode(&rh, hdr.chunk_size)
+                            .map_err(|m| Error::Corrupt(format!("zone {zi} chunk {i}: {m}")))?;
+                        let bits = read_bitmap(&*p, off, &geom);
+                        if tail_bits(&bits, geom.nblocks) != 0 {
+                            return Err(Error::Corrupt(format!(
+                                "zone {zi} chunk {i}: bitmap has bits past block {}",
+                                geom.nblocks
+                            )));
+                        }
+                        let used: u32 = bits.iter().map(|w| w.count_ones()).sum();
+                        let class = geoms.iter().position(|c| *c == geom);
+                        let free = geom.nblocks - used;
+                        if free > 0 {
+                            if let Some(c) = class {
+                                avail[c].push(g);
+                            }
+                        }
+                        counters.objects.fetch_add(used as u64, Ordering::Relaxed);
+                        counters.allocated_bytes.fetch_add(
+                            used as u64 * (geom.block_size - ALLOC_HEADER_BYTES),
+                            Ordering::Relaxed,
+                        );
+                        counters.runs.fetch_add(1, Ordering::Relaxed);
+                        states[g] = ChunkState::Run(Box::new(RunState {
+                            geom,
+                            class,
+                            bits,
+                            free,
+                            owner: None,
+                            in_avail: free > 0 && class.is_some(),
+                        }));
+                    }
+                    _ => {
+                        return Err(Error::Corrupt(format!(
+                            "zone {zi} chunk {i}: header {w:#018x} has unknown type or run size"
+                        )))
+                    }
+                }
+                i += size;
+            }
+        }
+        Ok(Heap {
+            p,
+            hdr,
+            zones,
+            chunks: states.into_iter().map(Mutex::new).collect(),
+            classes,
+            geoms,
+            avail: avail.into_iter().map(Mutex::new).collect(),
+            spans: Mutex::new(spans),
+            arenas,
+            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+            counters,
+            recovered,
+        })
+    }
+
+    /// The persister the heap lives in.
+    pub fn persister(&self) -> &Arc<P> {
+        &self.p
+    }
+
+    /// The stored layout parameters.
+    pub fn header(&self) -> &HeapHeader {
+        &self.hdr
+    }
+
+    /// The allocation classes in use.
+    pub fn classes(&self) -> &AllocClasses {
+        &self.classes
+    }
+
+    /// What recovery did in each lane at open.
+    pub fn recovered(&self) -> &[Recovered] {
+        &self.recovered
+    }
+
+    /// Offset of user slot `i` (0..8): an 8-byte word upper layers own, settable with
+    /// [`Action::Set`] (e.g. the root object's offset). Panics when `i >= 8`.
+    pub fn user_slot(&self, i: usize) -> u64 {
+        assert!(i < layout::USER_SLOTS, "user slot {i} out of 0..8");
+        (layout::USER_SLOTS_OFF + 8 * i) as u64
+    }
+
+    /// Lock a lane for the calling thread (its arena; waits if another thread holds it).
+    pub fn lane(&self) -> Lane<'_, P> {
+        let index = THREAD_NO.with(|n| *n) % self.arenas.len();
+        Lane {
+            heap: self,
+            index,
+            arena: lock(&self.arenas[index]),
+        }
+    }
+
+    /// Allocate `size` bytes of type `type_num`; the object's offset is stored at `dest` (if
+    /// any) in the same atomic step.
+    pub fn alloc(&self, size: u64, type_num: u64, dest: Option<u64>) -> Result<u64, Error> {
+        self.lane().alloc(size, type_num, dest, false)
+    }
+
+    /// As [`alloc`](Self::alloc), with the usable bytes zeroed.
+    pub fn zalloc(&self, size: u64, type_num: u64, dest: Option<u64>) -> Result<u64, Error> {
+        self.lane().alloc(size, type_num, dest, true)
+    }
+
+    /// Free the object at `off`; `dest` (if any) is set to 0 in the same atomic step.
+    pub fn free(&self, off: u64, dest: Option<u64>) -> Result<(), Error> {
+        let mut acts = vec![Action::Free(off)];
+        if let Some(d) = dest {
+            acts.push(Action::Set { off: d, value: 0 });
+        }
+        self.lane().publish(acts)
+    }
+
+    /// Resize: returns the new offset (the same one if the object already has room). The
+    /// contents up to the smaller size are kept; the old object is freed, the new one
+    /// allocated and `dest` set in one atomic step. `off == 0` allocates; `size == 0` frees
+    /// (and returns 0).
+    pub fn realloc(
+        &self,
+        off: u64,
+        size: u64,
+        type_num: u64,
+        dest: Option<u64>,
+    ) -> Result<u64, Error> {
+        let mut lane = self.lane();
+        if off == 0 {
+            return lane.alloc(size, type_num, dest, false);
+        }
+        let old = self.object(off)?;
+        if size == 0 {
+            let mut acts = vec![Action::Free(off)];
+            if let Some(d) = dest {
+                acts.push(Action::Set { off: d, value: 0 });
+            }
+            lane.publish(acts)?;
+            return Ok(0);
+        }
+        if size <= old.usable_size && type_num == old.type_num {
+            if let Some(d) = dest {
+                lane.publish(vec![Action::Set { off: d, value: off }])?;
+            }
+            return Ok(off);
+        }
+        let r = lane.reserve_inner(size, type_num, false)?;
+        let new = r.off;
+        // The new block is unreachable until the publish; copy into it first.
+        let n = old.usable_size.min(size) as usize;
+        let mut buf = vec![0u8; n.min(64 << 10)];
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(buf.len());
+            self.p.read(off as usize + done, &mut buf[..k]);
+            self.p.write(new as usize + done, &buf[..k]);
+            done += k;
+        }
+        self.p.flush(new as usize, n)?;
+        let mut acts = vec![Action::Alloc(r), Action::Free(off)];
+        if let Some(d) = dest {
+            acts.push(Action::Set { off: d, value: new });
+        }
+        lane.publish(acts)?;
+        Ok(new)
+    }
+
+    /// Reserve an object (not yet persistent; see [`Reservation`]).
+    pub fn reserve(&self, size: u64, type_num: u64) -> Result<Reservation, Error> {
+        self.lane().reserve_inner(size, type_num, false)
+    }
+
+    /// Publish `actions` in one atomic step. On an error nothing is published and every
+    /// reservation among `actions` is cancelled.
+    pub fn publish(&self, actions: Vec<Action>) -> Result<(), Error> {
+        self.lane().publish(actions)
+    }
+
+    /// Release the reservations among `actions` (the other actions are dropped).
+    pub fn cancel(&self, actions: Vec<Action>) {
+        for a in actions {
+            if let Action::Alloc(r) = a {
+                if r.heap == self.id {
+                    self.release(&r);
+                }
+            }
+        }
+    }
+
+    /// The live object at `off`, or [`Error::NotAllocated`].
+    pub fn object(&self, off: u64) -> Result<ObjectInfo, Error> {
+        let not = Error::NotAllocated { off };
+        let c = self.chunk_of(off).ok_or(not)?;
+        let g = lock(&self.chunks[c]);
+        match &*g {
+            ChunkState::Run(rs) => {
+                let (idx, start) = self
+                    .block_at(c, rs, off)
+                    .filter(|&(_, s)| s + ALLOC_HEADER_BYTES == off)
+                    .ok_or(Error::NotAllocated { off })?;
+                if self.p.read_u64(self.bitmap_word_off(c, idx)) & (1 << (idx % 64)) == 0 {
+                    return Err(Error::NotAllocated { off });
+                }
+                Ok(ObjectInfo {
+                    off,
+                    type_num: self.p.read_u64(start as usize + 8),
+                    usable_size: rs.geom.block_size - ALLOC_HEADER_BYTES,
+                })
+            }
+            ChunkState::Span { n, used: true } if off == self.chunk_off(c) + ALLOC_HEADER_BYTES => {
+                Ok(self.span_info(c, *n))
+            }
+            _ => Err(Error::NotAllocated { off }),
+        }
+    }
+
+    /// Usable bytes of the live object at `off`.
+    pub fn usable_size(&self, off: u64) -> Result<u64, Error> {
+        Ok(self.object(off)?.usable_size)
+    }
+
+    /// Every live object, in offset order (one chunk locked at a time: objects allocated or
+    /// freed concurrently may or may not be seen).
+    pub fn objects(&self) -> Objects<'_, P> {
+        Objects {
+            heap: self,
+            next_chunk: 0,
+            buf: VecDeque::new(),
+            type_num: None,
+        }
+    }
+
+    /// Live objects of one type.
+    pub fn objects_of_type(&self, type_num: u64) -> Objects<'_, P> {
+        Objects {
+            type_num: Some(type_num),
+            ..self.objects()
+        }
+    }
+
+    /// Current statistics.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            allocated_bytes: self.counters.allocated_bytes.load(Ordering::Relaxed),
+            objects: self.counters.objects.load(Ordering::Relaxed),
+            runs: self.counters.runs.load(Ordering::Relaxed),
+            free_chunks: lock(&self.spans).free_chunks as u64,
+            total_chunks: self.chunks.len() as u64,
+        }
+    }
+
+    // ----- geometry helpers -----
+
+    fn zone_of(&self, c: usize) -> &Zone {
+        let zi = self.zones.partition_point(|z| z.first_chunk <= c) - 1;
+        &self.zones[zi]
+    }
+
+    fn chunk_off(&self, c: usize) -> u64 {
+        let z = self.zone_of(c);
+        z.chunk_off(c - z.first_chunk) as u64
+    }
+
+    fn chunk_hdr_off(&self, c: usize) -> u64 {
+        let z = self.zone_of(c);
+        z.chunk_header_off(c - z.first_chunk) as u64
+    }
+
+    fn chunk_of(&self, off: u64) -> Option<usize> {
+        let off = off as usize;
+        let zi = self
+            .zones
+            .partition_point(|z| z.off <= off)
+            .checked_sub(1)?;
+        let z = &self.zones[zi];
+        let first = z.chunk_off(0);
+        (off >= first && off < z.end()).then(|| z.first_chunk + (off - first) / z.chunk_size)
+    }
+
+    fn bitmap_word_off(&self, c: usize, idx: u32) -> usize {
+        self.chunk_off(c) as usize + layout::RUN_HEADER_BYTES + 8 * (idx as usize / 64)
+    }
+
+    /// (block index, block start) of the block containing `off` in run chunk `c`.
+    fn block_at(&self, c: usize, rs: &RunState, off: u64) -> Option<(u32, u64)> {
+        let data = self.chunk_off(c) + rs.geom.data_off as u64;
+        let idx = off.checked_sub(data)? / rs.geom.block_size;
+        (idx < rs.geom.nblocks as u64).then(|| (idx as u32, data + idx * rs.geom.block_size))
+    }
+
+    fn span_info(&self, c: usize, n: u32) -> ObjectInfo {
+        let start = self.chunk_off(c);
+        ObjectInfo {
+            off: start + ALLOC_HEADER_BYTES,
+            type_num: self.p.read_u64(start as usize + 8),
+            usable_size: n as u64 * self.hdr.chunk_size - ALLOC_HEADER_BYTES,
+        }
+    }
+
+    fn class_for(&self, block: u64) -> Option<usize> {
+        let i = self.classes.block_sizes.partition_point(|&b| b < block);
+        (i < self.classes.block_sizes.len()).then_some(i)
+    }
+
+    fn in_lane_extra(&self, off: u64) -> bool {
+        let off = off as usize;
+        if self.hdr.lane_extra_bytes == 0 || off < layout::HEAP_HEADER_AREA {
+            return false;
+        }
+        let rel = off - layout::HEAP_HEADER_AREA;
+        let lane = rel / self.hdr.lane_bytes();
+        lane < self.hdr.lane_count as usize
+            && rel % self.hdr.lane_bytes() >= self.hdr.lane_redo_bytes as usize
+    }
+
+    fn is_user_slot(&self, off: u64) -> bool {
+        let s = layout::USER_SLOTS_OFF as u64;
+        off >= s && off < s + 8 * layout::USER_SLOTS as u64
+    }
+
+    // ----- slow paths -----
+
+    /// Take `n` contiguous free chunks. A free span longer than `n` is split persistently
+    /// first (remainder header, fence, then the first header, fence), so every crash image
+    /// scans the same set of free chunks. On exhaustion, empty runs are reclaimed once.
+    fn take_chunks(&self, arena: &mut Arena, n: usize) -> Result<usize, Error> {
+        for attempt in 0..2 {
+            {
+                let mut sp = lock(&self.spans);
+                if let Some((start, len)) = sp.take_best(n) {
+                    if len > n {
+                        let rest = (len - n) as u32;
+                        let h = self.chunk_hdr_off(start + n) as usize;
+                        self.p.write_u64(h, layout::chunk_header(CHUNK_FREE, rest));
+                        // The remainder's header durable before the first header shrinks.
+                        let r = self.p.persist(h, 8).and_then(|_| {
+                            let h0 = self.chunk_hdr_off(start) as usize;
+                            self.p
+                                .write_u64(h0, layout::chunk_header(CHUNK_FREE, n as u32));
+                            self.p.persist(h0, 8)
+                        });
+                        if let Err(e) = r {
+                            sp.insert(start, len);
+                            return Err(e.into());
+                        }
+                        sp.insert(start + n, len - n);
+                    }
+                    return Ok(start);
+                }
+            }
+            if attempt == 0 {
+                self.reclaim(arena)?;
+            }
+        }
+        Err(Error::OutOfMemory {
+            requested: n as u64 * self.hdr.chunk_size,
+        })
+    }
+
+    /// Turn every empty run nobody owns back into a free chunk (one redo commit each).
+    fn reclaim(&self, arena: &mut Arena) -> Result<(), Error> {
+        for slot in arena.active.iter_mut() {
+            if let Some(c) = *slot {
+                let mut g = lock(&self.chunks[c]);
+                if let ChunkState::Run(rs) = &mut *g {
+                    if rs.free == rs.geom.nblocks {
+                        rs.owner = None;
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        for c in 0..self.chunks.len() {
+            let mut g = lock(&self.chunks[c]);
+            let ChunkState::Run(rs) = &*g else { continue };
+            if rs.owner.is_some() || rs.free != rs.geom.nblocks {
+                continue;
+            }
+            arena.ulog.commit(
+                &*self.p,
+                &[Entry {
+                    off: self.chunk_hdr_off(c),
+                    value: layout::chunk_header(CHUNK_FREE, 1),
+                }],
+            )?;
+            *g = ChunkState::Free;
+            self.counters.runs.fetch_sub(1, Ordering::Relaxed);
+            lock(&self.spans).insert(c, 1);
+        }
+        Ok(())
+    }
+
+    fn make_run(&self, arena: &mut Arena, ai: usize, c: usize, class: usize) -> Result<(), Error> {
+        let geom = self.geoms[class];
+        let off = self.chunk_off(c) as usize;
+        self.p.write(off, &geom.encode());
+        let bm = 8 * geom.bitmap_words();
+        self.p.fill(off + layout::RUN_HEADER_BYTES, 0, bm);
+        // Made durable by the commit's first fence, before the chunk header says RUN.
+        let r = self
+            .p
+            .flush(off, layout::RUN_HEADER_BYTES + bm)
+            .map_err(UlogError::from)
+            .and_then(|_| {
+                arena.ulog.commit(
+                    &*self.p,
+                    &[Entry {
+                        off: self.chunk_hdr_off(c),
+                        value: layout::chunk_header(CHUNK_RUN, 1),
+                    }],
+                )
+            });
+        if let Err(e) = r {
+            lock(&self.spans).insert(c, 1);
+            return Err(e.into());
+        }
+        *lock(&self.chunks[c]) = ChunkState::Run(Box::new(RunState {
+            geom,
+            class: Some(class),
+            bits: vec![0; geom.bitmap_words()],
+            free: geom.nblocks,
+            owner: Some(ai),
+            in_avail: false,
+        }));
+        self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Undo a reservation's volatile effect.
+    fn release(&self, r: &Reservation) {
+        match r.kind {
+            ResKind::Block { chunk, bit } => {
+                let mut g = lock(&self.chunks[chunk]);
+                if let ChunkState::Run(rs) = &mut *g {
+                    self.unset_block(chunk, rs, bit);
+                }
+            }
+            ResKind::Span { chunk, n } => {
+                *lock(&self.chunks[chunk]) = ChunkState::Free;
+                self.free_span_volatile(chunk, n as usize);
+            }
+        }
+    }
+
+    /// Clear a block's volatile bit; offer the run to other arenas when it gains space.
+    fn unset_block(&self, chunk: usize, rs: &mut RunState, bit: u32) {
+        let m = 1u64 << (bit % 64);
+        if rs.bits[bit as usize / 64] & m == 0 {
+            return;
+        }
+        rs.bits[bit as usize / 64] &= !m;
+        rs.free += 1;
+        if rs.owner.is_none() && !rs.in_avail {
+            if let Some(class) = rs.class {
+                rs.in_avail = true;
+                lock(&self.avail[class]).push(chunk);
+            }
+        }
+    }
+
+    /// Interiors back to free and the span into the index (the first chunk's state is
+    /// already `Free`; called with no chunk lock held).
+    fn free_span_volatile(&self, chunk: usize, n: usize) {
+        for c in chunk + 1..chunk + n {
+            *lock(&self.chunks[c]) = ChunkState::Free;
+        }
+        lock(&self.spans).insert(chunk, n);
+    }
+}
+
+fn read_bitmap<P: Persister + ?Sized>(p: &P, chunk_off: usize, geom: &RunGeom) -> Vec<u64> {
+    (0..geom.bitmap_words())
+        .map(|w| p.read_u64(chunk_off + layout::RUN_HEADER_BYTES + 8 * w))
+        .collect()
+}
+
+/// Bits set at or past `nblocks`.
+pub(crate) fn tail_bits(bits: &[u64], nblocks: u32) -> u64 {
+    let mut t = 0;
+    for (w, &v) in bits.iter().enumerate() {
+        let first = w as u32 * 64;
+        if first >= nblocks {
+            t |= v;
+        } else if nblocks - first < 64 {
+            t |= v & !((1u64 << (nblocks - first)) - 1);
+        }
+    }
+    t
+}
+
+impl<P: Persister + ?Sized> Lane<'_, P> {
+    /// Index of this lane.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `(offset, length)` of this lane's area reserved for upper layers.
+    pub fn extra_area(&self) -> (usize, usize) {
+        (
+            self.heap.hdr.lane_extra_off(self.index),
+            self.heap.hdr.lane_extra_bytes as usize,
+        )
+    }
+
+    /// This lane's redo log, for upper layers' own all-or-nothing batches.
+    pub fn redo_log(&mut self) -> &mut Ulog {
+        &mut self.arena.ulog
+    }
+
+    /// Reserve on this lane (see [`Heap::reserve`]); `zero` zeroes the usable bytes.
+    pub fn reserve(&mut self, size: u64, type_num: u64, zero: bool) -> Result<Reservation, Error> {
+        self.reserve_inner(size, type_num, zero)
+    }
+
+    fn alloc(
+        &mut self,
+        size: u64,
+        type_num: u64,
+        dest: Option<u64>,
+        zero: bool,
+    ) -> Result<u64, Error> {
+        let r = self.reserve_inner(size, type_num, zero)?;
+        let off = r.off;
+        let mut acts = vec![Action::Alloc(r)];
+        if let Some(d) = dest {
+            acts.push(Action::Set { off: d, value: off });
+        }
+        self.publish(acts)?;
+        Ok(off)
+    }
+
+    fn reserve_inner(
+        &mut self,
+        size: u64,
+        type_num: u64,
+        zero: bool,
+    ) -> Result<Reservation, Error> {
+        let h = self.heap;
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let block = size
+            .checked_add(ALLOC_HEADER_BYTES)
+            .ok_or(Error::OutOfMemory { requested: size })?;
+        let r = match h.class_for(block) {
+            Some(class) => self.reserve_block(class, type_num)?,
+            None => {
+                let n = block.div_ceil(h.hdr.chunk_size);
+                if n > h.hdr.zone_max_chunks as u64 {
+                    return Err(Error::OutOfMemory { requested: size });
+                }
+                let c = h
+                    .take_chunks(&mut self.arena, n as usize)
+                    .map_err(|e| match e {
+                        Error::OutOfMemory { .. } => Error::OutOfMemory { requested: size },
+                        e => e,
+                    })?;
+                *lock(&h.chunks[c]) = ChunkState::Span {
+                    n: n as u32,
+                    used: false,
+                };
+                for i in c + 1..c + n as usize {
+                    *lock(&h.chunks[i]) = ChunkState::Interior { start: c };
+                }
+                let start = h.chunk_off(c);
+                h.p.write(
+                    start as usize,
+                    &layout::alloc_header(n * h.hdr.chunk_size, type_num),
+                );
+                Reservation {
+                    heap: h.id,
+                    off: start + ALLOC_HEADER_BYTES,
+                    usable: n * h.hdr.chunk_size - ALLOC_HEADER_BYTES,
+                    type_num,
+                    kind: ResKind::Span {
+                        chunk: c,
+                        n: n as u32,
+                    },
+                }
+            }
+        };
+        // The header (and zeroes) are flushed now and made durable by the publish's first
+        // fence, before the block becomes reachable.
+        let hdr_off = (r.off - ALLOC_HEADER_BYTES) as usize;
+        let res = if zero {
+            h.p.fill(r.off as usize, 0, r.usable as usize);
+            h.p.flush(hdr_off, r.usable as usize + ALLOC_HEADER_BYTES as usize)
+        } else {
+            h.p.flush(hdr_off, ALLOC_HEADER_BYTES as usize)
+        };
+        if let Err(e) = res {
+            h.release(&r);
+            return Err(e.into());
+        }
+        Ok(r)
+    }
+
+    fn reserve_block(&mut self, class: usize, type_num: u64) -> Result<Reservation, Error> {
+        let h = self.heap;
+        let ai = self.index;
+        loop {
+            if let Some(c) = self.arena.active[class] {
+                let mut g = lock(&h.chunks[c]);
+                if let ChunkState::Run(rs) = &mut *g {
+                    if rs.free > 0 {
+                        let bit = first_zero(&rs.bits, rs.geom.nblocks)
+                            .expect("free count says a block is free");
+                        rs.bits[bit as usize / 64] |= 1 << (bit % 64);
+                        rs.free -= 1;
+                        let start = h.chunk_off(c)
+                            + rs.geom.data_off as u64
+                            + bit as u64 * rs.geom.block_size;
+                        h.p.write(
+                            start as usize,
+                            &layout::alloc_header(rs.geom.block_size, type_num),
+                        );
+                        return Ok(Reservation {
+                            heap: h.id,
+                            off: start + ALLOC_HEADER_BYTES,
+                            usable: rs.geom.block_size - ALLOC_HEADER_BYTES,
+                            type_num,
+                            kind: ResKind::Block { chunk: c, bit },
+                        });
+                    }
+                    rs.owner = None;
+                }
+                self.arena.active[class] = None;
+            }
+            let got = loop {
+                let Some(c) = lock(&h.avail[class]).pop() else {
+                    break None;
+                };
+                let mut g = lock(&h.chunks[c]);
+                if let ChunkState::Run(rs) = &mut *g {
+                    rs.in_avail = false;
+                    if rs.owner.is_none() && rs.class == Some(class) && rs.free > 0 {
+                        rs.owner = Some(ai);
+                        break Some(c);
+                    }
+                }
+            };
+            if let Some(c) = got {
+                self.arena.active[class] = Some(c);
+                continue;
+            }
+            let c = h.take_chunks(&mut self.arena, 1).map_err(|e| match e {
+                Error::OutOfMemory { .. } => Error::OutOfMemory {
+                    requested: h.geoms[class].block_size - ALLOC_HEADER_BYTES,
+                },
+                e => e,
+            })?;
+            h.make_run(&mut self.arena, ai, c, class)?;
+            self.arena.active[class] = Some(c);
+        }
+    }
+
+    /// Publish `actions` atomically on this lane (see [`Heap::publish`]).
+    pub fn publish(&mut self, actions: Vec<Action>) -> Result<(), Error> {
+        let h = self.heap;
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::Alloc(r) if r.heap != h.id))
+        {
+            h.cancel(actions);
+            return Err(Error::ForeignReservation);
+        }
+        // Chunks to lock, ascending.
+        let mut need = Vec::new();
+        for a in &actions {
+            match a {
+                Action::Alloc(r) => need.push(r.kind.chunk()),
+                Action::Free(off) | Action::Set { off, .. } => {
+                    if let Some(c) = h.chunk_of(*off) {
+                        need.push(c);
+                        if let ChunkState::Interior { start } = &*lock(&h.chunks[c]) {
+                            need.push(*start);
+                        }
+                    }
+                }
+            }
+        }
+        need.sort_unstable();
+        need.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, ChunkState>)> =
+            need.iter().map(|&c| (c, lock(&h.chunks[c]))).collect();
+        let entries = match h.build_entries(&mut guards, &actions, self.arena.ulog.capacity()) {
+            Ok(e) => e,
+            Err(e) => {
+                drop(guards);
+                h.cancel(actions);
+                return Err(e);
+            }
+        };
+        // On a persistence failure the volatile state is left as it was: reservations stay
+        // reserved and frees stay allocated until the next open, which can only leak.
+        self.arena.ulog.commit(&*h.p, &entries)?;
+        let mut freed_spans = Vec::new();
+        for a in &actions {
+            match a {
+                Action::Alloc(r) => {
+                    h.counters.objects.fetch_add(1, Ordering::Relaxed);
+                    h.counters
+                        .allocated_bytes
+                        .fetch_add(r.usable, Ordering::Relaxed);
+                    if let ResKind::Span { chunk, n } = r.kind {
+                        **guard(&mut guards, chunk) = ChunkState::Span { n, used: true };
+                    }
+                }
+                Action::Free(off) => {
+                    let c = h.chunk_of(*off).expect("validated by build_entries");
+                    let g = guard(&mut guards, c);
+                    let usable = match &mut **g {
+                        ChunkState::Run(rs) => {
+                            let (bit, _) = h.block_at(c, rs, *off).expect("validated");
+                            h.unset_block(c, rs, bit);
+                            rs.geom.block_size - ALLOC_HEADER_BYTES
+                        }
+                        ChunkState::Span { n, .. } => {
+                            let n = *n;
+                            **g = ChunkState::Free;
+                            freed_spans.push((c, n as usize));
+                            n as u64 * h.hdr.chunk_size - ALLOC_HEADER_BYTES
+                        }
+                        _ => unreachable!("validated by build_entries"),
+                    };
+                    h.counters.objects.fetch_sub(1, Ordering::Relaxed);
+                    h.counters
+                        .allocated_bytes
+                        .fetch_sub(usable, Ordering::Relaxed);
+                }
+                Action::Set { .. } => {}
+            }
+        }
+        drop(guards);
+        for (c, n) in freed_spans {
+            h.free_span_volatile(c, n);
+        }
+        Ok(())
+    }
+}
+
+fn guard<'a, 'g>(
+    guards: &'a mut [(usize, MutexGuard<'g, ChunkState>)],
+    c: usize,
+) -> &'a mut MutexGuard<'g, ChunkState> {
+    let i = guards
+        .binary_search_by_key(&c, |(k, _)| *k)
+        .expect("chunk is in the lock set");
+    &mut guards[i].1
+}
+
+fn first_zero(bits: &[u64], nblocks: u32) -> Option<u32> {
+    for (w, &v) in bits.iter().enumerate() {
+        if v != u64::MAX {
+            let b = w as u32 * 64 + (!v).trailing_zeros();
+            return (b < nblocks).then_some(b);
+        }
+    }
+    None
+}
+
+fn set_entry(entries: &mut Vec<Entry>, off: u64, value: u64) {
+    match entries.iter_mut().find(|e| e.off == off) {
+        Some(e) => e.value = value,
+        None => entries.push(Entry { off, value }),
+    }
+}
+
+fn current(entries: &[Entry], p: &(impl Persister + ?Sized), off: u64) -> u64 {
+    entries
+        .iter()
+        .find(|e| e.off == off)
+        .map(|e| e.value)
+        .unwrap_or_else(|| p.read_u64(off as usize))
+}
+
+impl<P: Persister + ?Sized> Heap<P> {
+    /// Validate `actions` under the chunk locks and compute the redo entries.
+    fn build_entries(
+        &self,
+        guards: &mut [(usize, MutexGuard<'_, ChunkState>)],
+        actions: &[Action],
+        capacity: usize,
+    ) -> Result<Vec<Entry>, Error> {
+        let p = &*self.p;
+        let mut entries: Vec<Entry> = Vec::new();
+        // Usable ranges allocated by this publish, and object offsets freed by it.
+        let mut fresh: Vec<(u64, u64)> = Vec::new();
+        let mut freed: Vec<u64> = Vec::new();
+        for a in actions {
+            let Action::Alloc(r) = a else { continue };
+            let stale = Error::StaleReservation { off: r.off };
+            match (r.kind, &**guard(guards, r.kind.chunk())) {
+                (ResKind::Block { chunk, bit }, ChunkState::Run(rs))
+                    if rs.bits[bit as usize / 64] & (1 << (bit % 64)) != 0 =>
+                {
+                    let w = self.bitmap_word_off(chunk, bit) as u64;
+                    let cur = current(&entries, p, w);
+                    if cur & (1 << (bit % 64)) != 0 {
+                        return Err(stale);
+                    }
+                    set_entry(&mut entries, w, cur | 1 << (bit % 64));
+                }
+                (ResKind::Span { chunk, n }, ChunkState::Span { n: m, used: false }) if n == *m => {
+                    let w = self.chunk_hdr_off(chunk);
+                    if entries.iter().any(|e| e.off == w) {
+                        return Err(stale);
+                    }
+                    set_entry(&mut entries, w, layout::chunk_header(layout::CHUNK_USED, n));
+                }
+                _ => return Err(stale),
+            }
+            fresh.push((r.off, r.off + r.usable));
+        }
+        for a in actions {
+            let Action::Free(off) = *a else { continue };
+            let not = Error::NotAllocated { off };
+            if freed.contains(&off) || fresh.iter().any(|&(s, _)| s == off) {
+                return Err(not);
+            }
+            let c = self.chunk_of(off).ok_or(Error::NotAllocated { off })?;
+            match &**guard(guards, c) {
+                ChunkState::Run(rs) => {
+                    let (bit, start) = self
+                        .block_at(c, rs, off)
+                        .filter(|&(_, s)| s + ALLOC_HEADER_BYTES == off)
+                        .ok_or(Error::NotAllocated { off })?;
+                    let w = self.bitmap_word_off(c, bit) as u64;
+                    let cur = current(&entries, p, w);
+                    if cur & (1 << (bit % 64)) == 0 {
+                        return Err(not);
+                    }
+                    let _ = start;
+                    set_entry(&mut entries, w, cur & !(1 << (bit % 64)));
+                }
+                ChunkState::Span { n, used: true }
+                    if off == self.chunk_off(c) + ALLOC_HEADER_BYTES =>
+                {
+                    set_entry(
+                        &mut entries,
+                        self.chunk_hdr_off(c),
+                        layout::chunk_header(CHUNK_FREE, *n),
+                    );
+                }
+                _ => return Err(not),
+            }
+            freed.push(off);
+        }
+        for a in actions {
+            let Action::Set { off, value } = *a else {
+                continue;
+            };
+            let bad = |reason: &'static str| Error::BadDestination { off, reason };
+            if off % 8 != 0 {
+                return Err(bad("not 8-byte aligned"));
+            }
+            if !(self.is_user_slot(off) || self.in_lane_extra(off)) {
+                let within = |s: u64, e: u64| off >= s && off + 8 <= e;
+                if !fresh.iter().any(|&(s, e)| within(s, e)) {
+                    let c = self
+                        .chunk_of(off)
+                        .ok_or(bad("not in a user slot, a lane's extra area, or an object"))?;
+                    let c = match &**guard(guards, c) {
+                        ChunkState::Interior { start } => *start,
+                        _ => c,
+                    };
+                    // The interior's start was locked from a peek; re-check it is still there.
+                    let i = guards
+                        .binary_search_by_key(&c, |(k, _)| *k)
+                        .map_err(|_| bad("object changed concurrently"))?;
+                    let ok = match &*guards[i].1 {
+                        ChunkState::Run(rs) => match self.block_at(c, rs, off) {
+                            Some((bit, start)) => {
+                                let w = self.bitmap_word_off(c, bit) as u64;
+                                within(start + ALLOC_HEADER_BYTES, start + rs.geom.block_size)
+                                    && current(&entries, p, w) & (1 << (bit % 64)) != 0
+                            }
+                            None => false,
+                        },
+                        ChunkState::Span { n, used: true } => {
+                            let s = self.chunk_off(c);
+                            let freed_now = entries.iter().any(|e| e.off == self.chunk_hdr_off(c));
+                            !freed_now
+                                && within(
+                                    s + ALLOC_HEADER_BYTES,
+                                    s + *n as u64 * self.hdr.chunk_size,
+                                )
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(bad("not inside a live object"));
+                    }
+                }
+            }
+            set_entry(&mut entries, off, value);
+        }
+        if entries.len() > capacity {
+            return Err(Error::TooManyActions {
+                entries: entries.len(),
+                capacity,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+/// Iterator over live objects ([`Heap::objects`]).
+pub struct Objects<'h, P: Persister + ?Sized> {
+    heap: &'h Heap<P>,
+    next_chunk: usize,
+    buf: VecDeque<ObjectInfo>,
+    type_num: Option<u64>,
+}
+
+impl<P: Persister + ?Sized> Iterator for Objects<'_, P> {
+    type Item = ObjectInfo;
+
+    fn next(&mut self) -> Option<ObjectInfo> {
+        let h = self.heap;
+        while self.buf.is_empty() && self.next_chunk < h.chunks.len() {
+            let c = self.next_chunk;
+            self.next_chunk += 1;
+            let g = lock(&h.chunks[c]);
+            match &*g {
+                ChunkState::Run(rs) => {
+                    let off = h.chunk_off(c) as usize;
+                    let bits = read_bitmap(&*h.p, off, &rs.geom);
+                    for (w, &v) in bits.iter().enumerate() {
+                        let mut v = v;
+                        while v != 0 {
+                            let b = w as u64 * 64 + v.trailing_zeros() as u64;
+                            v &= v - 1;
+                            let start =
+                                off as u64 + rs.geom.data_off as u64 + b * rs.geom.block_size;
+                            self.buf.push_back(ObjectInfo {
+                                off: start + ALLOC_HEADER_BYTES,
+                                type_num: h.p.read_u64(start as usize + 8),
+                                usable_size: rs.geom.block_size - ALLOC_HEADER_BYTES,
+                            });
+                        }
+                    }
+                }
+                ChunkState::Span { n, used: true } => self.buf.push_back(h.span_info(c, *n)),
+                _ => {}
+            }
+            if let Some(t) = self.type_num {
+                self.buf.retain(|o| o.type_num == t);
+            }
+        }
+        self.buf.pop_front()
+    }
+}
