@@ -4,8 +4,9 @@
 //! A [`Pool`] is a [`Persister`] over its usable bytes (`0..len()`). Stores go to the primary
 //! replica; [`Persister::flush`] flushes the primary and copies the range to every other
 //! replica (copy + flush), and [`Persister::drain`] drains them all, so after `persist` the
-//! bytes are durable in every replica. Replicas other than the primary are behind the
-//! [`Replica`] trait so that remote replicas (implemented outside this crate; `pool` never
+//! bytes are durable in every replica. At open the primary is authoritative: every range where a
+//! replica differs from it is copied from the primary (see [`OpenOptions::skip_data_verify`]).
+//! Replicas other than the primary are behind the [`Replica`] trait so that remote replicas (implemented outside this crate; `pool` never
 //! touches the network) plug in through [`OpenOptions::remote`].
 
 use crate::header::{self, HeaderRead, PartHeader, RegionError, Uuid, HEADER_REGION_BYTES};
@@ -144,14 +145,6 @@ pub enum Error {
         /// The pool size.
         pool_size: u64,
     },
-    /// Replica contents differ.
-    #[error("replica {replica} differs from the primary at byte {offset}")]
-    ReplicasDiffer {
-        /// Replica index.
-        replica: usize,
-        /// First differing offset.
-        offset: u64,
-    },
     /// The layout name cannot be stored.
     #[error("layout name {0:?} is longer than 63 bytes or contains NUL")]
     LayoutName(String),
@@ -166,6 +159,17 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Err
         op,
         source,
     }
+}
+
+/// A range of the pool where a replica's data differs from the primary's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaDiff {
+    /// Replica index (numbered over the whole pool set, 0 = primary).
+    pub replica: usize,
+    /// First byte of the range (pool offset).
+    pub offset: u64,
+    /// Length of the range in bytes.
+    pub len: u64,
 }
 
 /// A replica other than the primary: the target of fan-out.
@@ -196,7 +200,14 @@ pub type RemoteConnector<'a> =
 pub struct OpenOptions<'a> {
     /// Use this flusher instead of deciding by `MAP_SYNC`/`PMEM_IS_PMEM_FORCE` (tests).
     pub flusher: Option<Flusher>,
-    /// Skip the byte-by-byte comparison of replicas at open (headers are always compared).
+    /// Skip the comparison of replica data at open (headers are always compared).
+    ///
+    /// Without it, open reads the whole pool from the primary and from every replica (twice the
+    /// pool size in reads, over the network for remote replicas) and copies every range where a
+    /// replica differs from the primary to that replica. With it, a replica may differ from the
+    /// primary in ranges that were stored but never flushed before a crash, until those ranges
+    /// are written again (the recovery of the layers above rewrites what they rely on) or a
+    /// later open synchronises them; [`Pool::verify_replicas`] reports such ranges.
     pub skip_data_verify: bool,
     /// How to reach remote replicas.
     pub remote: Option<RemoteConnector<'a>>,
@@ -800,7 +811,7 @@ impl Pool {
             }
             others.push(rep);
         }
-        let pool = Pool {
+        let mut pool = Pool {
             primary,
             others,
             len: pool_size as usize,
@@ -808,32 +819,115 @@ impl Pool {
             repaired,
         };
         if !create && !opts.skip_data_verify {
-            pool.verify_replicas()?;
+            // The primary is authoritative (as PMDK): data that differs in a replica (a store
+            // that reached the primary's media but was never flushed, so never fanned out, or a
+            // crash between the primary's copy and a replica's) is copied from the primary.
+            let notes = pool.sync_replicas_from_primary()?;
+            pool.repaired.extend(notes);
         }
         Ok(pool)
     }
 
-    /// Compare every replica's bytes with the primary's.
-    pub fn verify_replicas(&self) -> Result<(), Error> {
-        const CHUNK: usize = 1 << 20;
-        let mut a = vec![0u8; CHUNK];
-        let mut b = vec![0u8; CHUNK];
+    /// Compare every replica's data with the primary's and report where they differ, changing
+    /// nothing (for `pmempool check` and tests). Reads the whole pool from the primary and from
+    /// every replica (a network read of the whole pool for a remote replica).
+    ///
+    /// Each returned range covers the first to the last differing byte of one 1 MiB comparison
+    /// chunk (bytes inside it may be equal), adjacent ranges merged; ranges are in replica order,
+    /// then offset order.
+    pub fn verify_replicas(&self) -> Result<Vec<ReplicaDiff>, Error> {
+        let mut out = Vec::new();
         for (i, rep) in self.others.iter().enumerate() {
-            let mut off = 0;
-            while off < self.len {
-                let n = (self.len - off).min(CHUNK);
-                self.primary.data.read(off, &mut a[..n]);
-                rep.read(off, &mut b[..n])?;
-                if let Some(d) = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y) {
-                    return Err(Error::ReplicasDiffer {
-                        replica: i + 1,
-                        offset: (off + d) as u64,
-                    });
+            self.diff_replica(i + 1, rep.as_ref(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Append the ranges where `rep` differs from the primary to `out`.
+    fn diff_replica(
+        &self,
+        replica: usize,
+        rep: &dyn Replica,
+        out: &mut Vec<ReplicaDiff>,
+    ) -> Result<(), Error> {
+        const CHUNK: usize = 1 << 20;
+        let mut a = vec![0u8; CHUNK.min(self.len)];
+        let mut b = vec![0u8; CHUNK.min(self.len)];
+        let mut off = 0;
+        while off < self.len {
+            let n = (self.len - off).min(CHUNK);
+            self.primary.data.read(off, &mut a[..n]);
+            rep.read(off, &mut b[..n]).map_err(|e| {
+                Error::Persist(PersistError::Replica {
+                    replica,
+                    message: e.to_string(),
+                })
+            })?;
+            let (x, y) = (&a[..n], &b[..n]);
+            if x != y {
+                // Both positions exist because the slices differ.
+                let first = x.iter().zip(y).position(|(p, q)| p != q).unwrap_or(0);
+                let last = x.iter().zip(y).rposition(|(p, q)| p != q).unwrap_or(n - 1);
+                let (start, end) = ((off + first) as u64, (off + last + 1) as u64);
+                match out.last_mut() {
+                    Some(d) if d.replica == replica && d.offset + d.len == start => {
+                        d.len = end - d.offset
+                    }
+                    _ => out.push(ReplicaDiff {
+                        replica,
+                        offset: start,
+                        len: end - start,
+                    }),
                 }
-                off += n;
             }
+            off += n;
         }
         Ok(())
+    }
+
+    /// Open-time synchronisation: copy every range where a replica differs from the primary
+    /// from the primary to that replica and make it durable there. Returns one line per
+    /// replica that was changed (for [`repaired`](Self::repaired)).
+    fn sync_replicas_from_primary(&self) -> Result<Vec<String>, Error> {
+        const CHUNK: usize = 64 << 10;
+        let mut notes = Vec::new();
+        let mut buf = vec![0u8; CHUNK];
+        for (i, rep) in self.others.iter().enumerate() {
+            let replica = i + 1;
+            let mut diffs = Vec::new();
+            self.diff_replica(replica, rep.as_ref(), &mut diffs)?;
+            if diffs.is_empty() {
+                continue;
+            }
+            let wrap = |e: PersistError| {
+                Error::Persist(PersistError::Replica {
+                    replica,
+                    message: e.to_string(),
+                })
+            };
+            let mut bytes = 0u64;
+            for d in &diffs {
+                let (start, len) = (d.offset as usize, d.len as usize);
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(CHUNK);
+                    self.primary.data.read(start + done, &mut buf[..n]);
+                    rep.write_flush(start + done, &buf[..n]).map_err(wrap)?;
+                    done += n;
+                }
+                bytes += d.len;
+            }
+            // The copied ranges must be durable in the replica before the pool is used.
+            rep.drain().map_err(wrap)?;
+            notes.push(format!(
+                "replica {replica} ({}): differed from the primary in {} range(s), first at \
+                 offset {}; copied {bytes} bytes from the primary",
+                rep.describe(),
+                diffs.len(),
+                diffs[0].offset
+            ));
+        }
+        Ok(notes)
     }
 
     /// The primary's part-0 header (None with NOHDRS).
@@ -856,7 +950,8 @@ impl Pool {
         &self.primary
     }
 
-    /// Repairs done at open (stale header slots rewritten).
+    /// Repairs done at open: stale header slots rewritten, replica ranges copied from the
+    /// primary.
     pub fn repaired(&self) -> &[String] {
         &self.repaired
     }

@@ -188,28 +188,21 @@ fn local_replicas_receive_every_persist_and_are_verified() {
     assert_eq!(y[0], 0xAB);
     Pool::open_poolset(&set, Some("rep")).unwrap();
 
-    // Change a byte in replica 1 behind the pool's back: open reports the replica and offset.
+    // Change a byte in replica 1 behind the pool's back: open copies it back from the primary
+    // and says so.
     std::fs::OpenOptions::new()
         .write(true)
         .open(&r1)
         .unwrap()
         .write_all_at(&[1], 4096 + 12345)
         .unwrap();
-    match Pool::open_poolset(&set, None) {
-        Err(Error::ReplicasDiffer {
-            replica: 1,
-            offset: 12345,
-        }) => {}
-        other => panic!("expected ReplicasDiffer, got {:?}", other.err()),
-    }
-    let opts = OpenOptions {
-        skip_data_verify: true,
-        ..OpenOptions::default()
-    };
-    let ps = poolset::parse_file(&set, poolset::Mode::Initiator)
-        .unwrap()
-        .set;
-    Pool::open(&ps, None, opts).unwrap();
+    let p = Pool::open_poolset(&set, None).unwrap();
+    assert!(
+        p.repaired().len() == 1 && p.repaired()[0].contains("offset 12345"),
+        "{:?}",
+        p.repaired()
+    );
+    assert!(p.verify_replicas().unwrap().is_empty());
 }
 
 #[test]
@@ -532,4 +525,72 @@ fn crashed_holder_does_not_leave_pool_locked() {
     child.kill().unwrap(); // SIGKILL: no destructors run, like a crash
     child.wait().unwrap();
     Pool::open_file(&path, None).unwrap();
+}
+
+fn replicated_pool() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let d = dir();
+    let (a, r) = (d.path().join("a"), d.path().join("r"));
+    let set = write_set(
+        d.path(),
+        &format!("2M {}\nREPLICA\n2M {}\n", a.display(), r.display()),
+    );
+    drop(Pool::create_poolset(&set, "rep").unwrap());
+    (d, set, a, r)
+}
+
+/// C1: a store that was never flushed reaches the primary's file but not the replica (replicas
+/// get bytes only on flush). Open must not fail: the primary is authoritative, the differing
+/// range is copied to the replica and reported.
+#[test]
+fn unflushed_store_does_not_break_open_of_a_replicated_pool() {
+    let (_d, set, _a, r) = replicated_pool();
+    {
+        let p = Pool::open_poolset(&set, None).unwrap();
+        p.write(0, b"x");
+        p.write(70_000, b"yz");
+    } // dropped without flush
+    let p = Pool::open_poolset(&set, None).unwrap();
+    assert_eq!(p.repaired().len(), 1, "{:?}", p.repaired());
+    assert!(p.repaired()[0].contains("replica 1"), "{:?}", p.repaired());
+    assert!(p.verify_replicas().unwrap().is_empty());
+    drop(p);
+    let mut x = [0u8; 2];
+    let f = std::fs::File::open(&r).unwrap();
+    f.read_exact_at(&mut x[..1], 4096).unwrap();
+    assert_eq!(&x[..1], b"x");
+    f.read_exact_at(&mut x, 4096 + 70_000).unwrap();
+    assert_eq!(&x, b"yz");
+    assert!(Pool::open_poolset(&set, None)
+        .unwrap()
+        .repaired()
+        .is_empty());
+}
+
+/// C1: `verify_replicas` reports differing ranges (by replica and offset) and changes nothing;
+/// `skip_data_verify` opens without comparing (and so without repairing).
+#[test]
+fn verify_replicas_reports_without_repairing() {
+    let (_d, set, _a, r) = replicated_pool();
+    let rf = std::fs::OpenOptions::new().write(true).open(&r).unwrap();
+    rf.write_all_at(&[1], 4096 + 12345).unwrap();
+    rf.write_all_at(&[2, 2, 2], 4096 + 3 * MIB / 2).unwrap();
+    let ps = poolset::parse_file(&set, poolset::Mode::Initiator)
+        .unwrap()
+        .set;
+    let opts = OpenOptions {
+        skip_data_verify: true,
+        ..OpenOptions::default()
+    };
+    let p = Pool::open(&ps, None, opts).unwrap();
+    assert!(p.repaired().is_empty());
+    let diffs = p.verify_replicas().unwrap();
+    let got: Vec<(usize, u64, u64)> = diffs.iter().map(|d| (d.replica, d.offset, d.len)).collect();
+    assert_eq!(got, vec![(1, 12345, 1), (1, 3 * MIB / 2, 3)], "{diffs:?}");
+    // Reporting changed nothing.
+    assert_eq!(p.verify_replicas().unwrap(), diffs);
+    drop(p);
+    // A normal open repairs from the primary.
+    let p = Pool::open_poolset(&set, None).unwrap();
+    assert_eq!(p.repaired().len(), 1, "{:?}", p.repaired());
+    assert!(p.verify_replicas().unwrap().is_empty());
 }
