@@ -104,6 +104,18 @@ pub struct Cpu {
     pub avx: bool,
 }
 
+impl Cpu {
+    /// The features present in both `self` and `other`.
+    pub fn intersect(self, other: Cpu) -> Cpu {
+        Cpu {
+            clwb: self.clwb && other.clwb,
+            clflushopt: self.clflushopt && other.clflushopt,
+            clflush: self.clflush && other.clflush,
+            avx: self.avx && other.avx,
+        }
+    }
+}
+
 /// The CPU's capabilities (probed on first call).
 pub fn cpu() -> Cpu {
     static CPU: OnceLock<Cpu> = OnceLock::new();
@@ -200,7 +212,17 @@ impl Flusher {
     }
 
     /// [`detect`](Self::detect) with an explicit CPU and environment lookup (for tests).
+    ///
+    /// `c` can only take features away: it is intersected with the real [`cpu`], so a
+    /// flusher built here never executes an instruction this CPU lacks (which would be
+    /// undefined behaviour or SIGILL). Tests can thus force every path the CPU really has.
     pub fn detect_with(is_pmem: bool, c: Cpu, env: &dyn Fn(&str) -> Option<String>) -> Flusher {
+        Flusher::choose(is_pmem, c.intersect(cpu()), env)
+    }
+
+    /// The decision of [`detect_with`](Self::detect_with) for a CPU `c` that must be a subset
+    /// of the real one (the caller intersects it).
+    fn choose(is_pmem: bool, c: Cpu, env: &dyn Fn(&str) -> Option<String>) -> Flusher {
         let no_clflushopt = env_flag_in(env, "PMEM_NO_CLFLUSHOPT");
         let no_clwb = env_flag_in(env, "PMEM_NO_CLWB") || no_clflushopt;
         let path = if !is_pmem || !c.clflush {
@@ -848,24 +870,55 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        let f = Flusher::detect_with(true, all, &env(&[]));
+        // `choose` only decides (nothing is executed), so a fake CPU with every feature is fine.
+        let f = Flusher::choose(true, all, &env(&[]));
         assert_eq!(
             (f.path(), f.movnt(), f.movnt_threshold),
             (FlushPath::Clwb, true, 256)
         );
-        let f = Flusher::detect_with(true, all, &env(&[("PMEM_NO_CLWB", "1")]));
+        let f = Flusher::choose(true, all, &env(&[("PMEM_NO_CLWB", "1")]));
         assert_eq!(f.path(), FlushPath::ClflushOpt);
-        let f = Flusher::detect_with(true, all, &env(&[("PMEM_NO_CLFLUSHOPT", "1")]));
+        let f = Flusher::choose(true, all, &env(&[("PMEM_NO_CLFLUSHOPT", "1")]));
         assert_eq!(f.path(), FlushPath::Clflush);
-        let f = Flusher::detect_with(
+        let f = Flusher::choose(
             true,
             all,
             &env(&[("PMEM_NO_MOVNT", "1"), ("PMEM_MOVNT_THRESHOLD", "1024")]),
         );
         assert_eq!((f.movnt(), f.movnt_threshold), (false, 1024));
-        let f = Flusher::detect_with(true, Cpu { clwb: false, ..all }, &env(&[]));
+        let f = Flusher::choose(true, Cpu { clwb: false, ..all }, &env(&[]));
         assert_eq!(f.path(), FlushPath::ClflushOpt);
-        let f = Flusher::detect_with(false, all, &env(&[]));
+        let f = Flusher::choose(false, all, &env(&[]));
         assert_eq!((f.path(), f.movnt()), (FlushPath::Msync, false));
+    }
+
+    /// S1: a requested CPU can only remove features. With a simulated real CPU lacking CLWB,
+    /// CLFLUSHOPT and AVX, asking for all of them yields CLFLUSH without AVX; and the public
+    /// `detect_with` never selects a path the real CPU lacks.
+    #[test]
+    fn detect_with_never_exceeds_the_real_cpu() {
+        let all = Cpu {
+            clwb: true,
+            clflushopt: true,
+            clflush: true,
+            avx: true,
+        };
+        let old = Cpu {
+            clwb: false,
+            clflushopt: false,
+            clflush: true,
+            avx: false,
+        };
+        let none = |_: &str| None;
+        let f = Flusher::choose(true, all.intersect(old), &none);
+        assert_eq!((f.path(), f.avx), (FlushPath::Clflush, false));
+        let f = Flusher::detect_with(true, all, &none);
+        assert!(
+            Flusher::with_path(f.path()).is_ok(),
+            "{f:?} not supported by {:?}",
+            cpu()
+        );
+        assert!(!f.avx || cpu().avx);
+        assert_eq!(all.intersect(cpu()), cpu());
     }
 }
