@@ -18,12 +18,15 @@
 //!
 //! # Environment
 //!
-//! Read once, by [`Flusher::detect`] (and so by every pool opened without an explicit flusher):
+//! Read at every call of [`Flusher::detect`], that is at every pool create/open without an
+//! explicit flusher (so a change of the environment applies to pools opened afterwards), and
+//! once for [`Flusher::global`]. As PMDK, a switch is on only when its value is exactly `1`, and
+//! each switch removes only its own instruction:
 //!
 //! | variable                   | effect                                                         |
 //! |----------------------------|----------------------------------------------------------------|
-//! | `PMEM_NO_CLWB=1`           | never use CLWB                                                 |
-//! | `PMEM_NO_CLFLUSHOPT=1`     | never use CLFLUSHOPT (and hence not CLWB either, as PMDK)      |
+//! | `PMEM_NO_CLWB=1`           | never use CLWB (CLFLUSHOPT, else CLFLUSH, instead)             |
+//! | `PMEM_NO_CLFLUSHOPT=1`     | never use CLFLUSHOPT (CLWB is still used where present)        |
 //! | `PMEM_NO_MOVNT=1`          | never use non-temporal stores                                  |
 //! | `PMEM_MOVNT_THRESHOLD=N`   | copies/fills of at least N bytes use non-temporal stores       |
 //! | `PMEM_IS_PMEM_FORCE=0\|1`  | force the "is persistent memory" decision (see `crate::map`)   |
@@ -184,11 +187,9 @@ pub enum PersistError {
     },
 }
 
+/// A `PMEM_NO_*` switch: on only when the value is exactly `1`, as PMDK (`strcmp(e, "1")`).
 fn env_flag_in(env: &dyn Fn(&str) -> Option<String>, name: &str) -> bool {
-    matches!(
-        env(name).as_deref(),
-        Some("1") | Some("y") | Some("yes") | Some("true")
-    )
+    env(name).as_deref() == Some("1")
 }
 
 fn process_env(name: &str) -> Option<String> {
@@ -223,8 +224,10 @@ impl Flusher {
     /// The decision of [`detect_with`](Self::detect_with) for a CPU `c` that must be a subset
     /// of the real one (the caller intersects it).
     fn choose(is_pmem: bool, c: Cpu, env: &dyn Fn(&str) -> Option<String>) -> Flusher {
+        // Each switch removes only its own instruction, as PMDK: PMEM_NO_CLFLUSHOPT=1 on a
+        // CPU with CLWB still uses CLWB.
         let no_clflushopt = env_flag_in(env, "PMEM_NO_CLFLUSHOPT");
-        let no_clwb = env_flag_in(env, "PMEM_NO_CLWB") || no_clflushopt;
+        let no_clwb = env_flag_in(env, "PMEM_NO_CLWB");
         let path = if !is_pmem || !c.clflush {
             FlushPath::Msync
         } else if c.clwb && !no_clwb {
@@ -871,6 +874,14 @@ mod tests {
             }
         };
         // `choose` only decides (nothing is executed), so a fake CPU with every feature is fine.
+        let env_owned = |pairs: Vec<(&'static str, &'static str)>| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
         let f = Flusher::choose(true, all, &env(&[]));
         assert_eq!(
             (f.path(), f.movnt(), f.movnt_threshold),
@@ -878,8 +889,34 @@ mod tests {
         );
         let f = Flusher::choose(true, all, &env(&[("PMEM_NO_CLWB", "1")]));
         assert_eq!(f.path(), FlushPath::ClflushOpt);
+        // K4: PMEM_NO_CLFLUSHOPT does not disable CLWB (PMDK checks each independently).
         let f = Flusher::choose(true, all, &env(&[("PMEM_NO_CLFLUSHOPT", "1")]));
+        assert_eq!(f.path(), FlushPath::Clwb);
+        let f = Flusher::choose(
+            true,
+            all,
+            &env(&[("PMEM_NO_CLFLUSHOPT", "1"), ("PMEM_NO_CLWB", "1")]),
+        );
         assert_eq!(f.path(), FlushPath::Clflush);
+        let f = Flusher::choose(
+            true,
+            Cpu { clwb: false, ..all },
+            &env(&[("PMEM_NO_CLFLUSHOPT", "1")]),
+        );
+        assert_eq!(f.path(), FlushPath::Clflush);
+        // Only "1" switches, as PMDK's strcmp(e, "1").
+        for v in ["yes", "true", "y", "0", "", " 1"] {
+            let f = Flusher::choose(
+                true,
+                all,
+                &env_owned(vec![("PMEM_NO_CLWB", v), ("PMEM_NO_MOVNT", v)]),
+            );
+            assert_eq!(
+                (f.path(), f.movnt()),
+                (FlushPath::Clwb, true),
+                "value {v:?}"
+            );
+        }
         let f = Flusher::choose(
             true,
             all,
