@@ -501,13 +501,24 @@ pub fn decode_region(buf: &[u8]) -> Result<HeaderRead, RegionError> {
 /// `off`, crash-safely: slot 1 first, persisted, then slot 0, persisted.
 ///
 /// Precondition for crash safety: before the call the region holds a valid header with sequence
-/// number below `seq` in slot 0 (or nothing, at creation).
+/// number below `seq` in slot 0 (or nothing, at creation). Otherwise a crash after slot 1 is
+/// written could leave two valid slots of equal or inverted age; this is a programmer error and
+/// panics.
 pub fn write_region(
     p: &dyn Persister,
     off: usize,
     h: &PartHeader,
     seq: u64,
 ) -> Result<(), PersistError> {
+    let mut slot0 = vec![0u8; HEADER_SLOT_BYTES];
+    p.read(off, &mut slot0);
+    if let Ok(cur) = PartHeader::decode(&slot0) {
+        assert!(
+            cur.seq.get() < seq,
+            "write_region: slot 0 holds seq {}, not below the new seq {seq}",
+            cur.seq.get()
+        );
+    }
     let mut h = h.clone();
     h.seq = U64::new(seq);
     h.seal();
@@ -600,6 +611,14 @@ mod tests {
             .to_string()
             .contains("no pool here"));
         assert!(sample().set_layout(&"x".repeat(64)).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "slot 0 holds seq 2, not below the new seq 2")]
+    fn write_region_asserts_a_newer_seq() {
+        let r = Recorder::new(HEADER_REGION_BYTES);
+        write_region(&r, 0, &sample(), 2).unwrap();
+        write_region(&r, 0, &sample(), 2).unwrap();
     }
 
     #[test]

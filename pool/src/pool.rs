@@ -304,6 +304,9 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A header region with a stale slot: (replica, part, what was read).
+type StaleHeader = (usize, usize, HeaderRead);
+
 /// Which parts have a header region.
 fn has_header(set: &PoolSet, part: usize) -> bool {
     !set.options.no_hdrs && (part == 0 || !set.options.single_hdr)
@@ -546,12 +549,14 @@ impl Pool {
     pub fn open(set: &PoolSet, layout: Option<&str>, opts: OpenOptions<'_>) -> Result<Pool, Error> {
         let (locals, remote_specs) = Pool::map_all(set, false, opts)?;
         let mut repaired = Vec::new();
-        let pool_size = if set.options.no_hdrs {
-            locals[0].len() as u64
+        let (pool_size, stale) = if set.options.no_hdrs {
+            (locals[0].len() as u64, Vec::new())
         } else {
-            Pool::check_headers(set, &locals, layout, &mut repaired)?
+            Pool::check_headers(set, &locals, layout)?
         };
         Pool::check_replica_sizes(&locals, pool_size)?;
+        // Every check has passed: only now may a stale header slot be rewritten.
+        Pool::repair_headers(&locals, &stale, &mut repaired)?;
         Pool::assemble(set, locals, remote_specs, pool_size, false, opts, repaired)
     }
 
@@ -659,15 +664,40 @@ impl Pool {
         Ok(())
     }
 
+    /// Rewrite the stale header slots found by `check_headers` (called once every open check
+    /// has passed).
+    fn repair_headers(
+        locals: &[LocalReplica],
+        stale: &[StaleHeader],
+        repaired: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        for (r, i, read) in stale {
+            let part = &locals[*r].parts[*i];
+            let region = part
+                .hdr
+                .as_ref()
+                .expect("stale headers are only recorded for parts with a header mapping");
+            header::repair_region(region, 0, read)?;
+            repaired.push(format!(
+                "{}: rewrote header slot(s) {:?}",
+                part.path.display(),
+                read.stale
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check every header; returns the pool size and the header regions with a stale slot
+    /// (to be repaired once every check has passed).
     fn check_headers(
         set: &PoolSet,
         locals: &[LocalReplica],
         layout: Option<&str>,
-        repaired: &mut Vec<String>,
-    ) -> Result<u64, Error> {
+    ) -> Result<(u64, Vec<StaleHeader>), Error> {
+        let mut stale = Vec::new();
         // Headers by replica, only for parts that have one.
         let mut hdrs: Vec<Vec<(usize, PartHeader)>> = Vec::new();
-        for l in locals {
+        for (r, l) in locals.iter().enumerate() {
             let mut v = Vec::new();
             for (i, part) in l.parts.iter().enumerate() {
                 let Some(region) = &part.hdr else { continue };
@@ -677,12 +707,9 @@ impl Pool {
                         error,
                     })?;
                 if !read.stale.is_empty() {
-                    header::repair_region(region, 0, &read)?;
-                    repaired.push(format!(
-                        "{}: rewrote header slot(s) {:?}",
-                        part.path.display(),
-                        read.stale
-                    ));
+                    // Rewritten only after every check has passed (see `repair_headers`): a
+                    // header of the wrong pool, layout or index must not be written to.
+                    stale.push((r, i, read.clone()));
                 }
                 v.push((i, read.header));
             }
@@ -768,7 +795,7 @@ impl Pool {
                 )?;
             }
         }
-        Ok(pool_size)
+        Ok((pool_size, stale))
     }
 
     fn assemble(

@@ -432,6 +432,38 @@ fn one_corrupt_slot_is_repaired_at_open() {
         .is_empty());
 }
 
+/// C4: a stale slot is rewritten only after every open check passed; an open that fails (here:
+/// wrong layout) leaves the file untouched.
+#[test]
+fn failed_open_does_not_rewrite_a_stale_slot() {
+    let (_d, set, a, _b) = two_part_pool();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&a)
+        .unwrap();
+    f.write_all_at(&[0xFF], 700).unwrap();
+    let mut before = vec![0u8; 4096];
+    f.read_exact_at(&mut before, 0).unwrap();
+    let e = expect_err(&set, Some("another-layout"));
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                field: "layout",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let mut after = vec![0u8; 4096];
+    f.read_exact_at(&mut after, 0).unwrap();
+    assert!(before == after, "a failed open rewrote the header region");
+    // The right layout opens and repairs.
+    let p = Pool::open_poolset(&set, Some("layout-a")).unwrap();
+    assert_eq!(p.repaired().len(), 1, "{:?}", p.repaired());
+}
+
 #[test]
 fn creation_errors() {
     let d = dir();
