@@ -8,6 +8,7 @@ STACK_PACKAGES=(
     nftables iproute2 iputils-ping                 # second host in a network namespace; link faults
     libssh2-1-dev libssl-dev                       # ssh2 crate
     libpmem-dev libpmemobj-dev                     # the real peer in benchmarks
+    bsdextrautils                                  # hexdump, for the demo
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
