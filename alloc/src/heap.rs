@@ -591,7 +591,8 @@ impl<P: Persister + ?Sized> Heap<P> {
         }
         let r = lane.reserve_inner(size, type_num, false)?;
         let new = r.off;
-        // The new block is unreachable until the publish; copy into it first.
+        // The new block is unreachable until the publish; copy into it and make the copy
+        // durable first (the publish's log covers only its own entries).
         let n = old.usable_size.min(size) as usize;
         let mut buf = vec![0u8; n.min(64 << 10)];
         let mut done = 0;
@@ -601,7 +602,10 @@ impl<P: Persister + ?Sized> Heap<P> {
             self.p.write(new as usize + done, &buf[..k]);
             done += k;
         }
-        self.p.flush(new as usize, n)?;
+        if let Err(e) = self.p.persist(new as usize, n) {
+            self.release(&r);
+            return Err(e.into());
+        }
         let mut acts = vec![Action::Alloc(r), Action::Free(off)];
         if let Some(d) = dest {
             acts.push(Action::Set { off: d, value: new });
@@ -841,10 +845,11 @@ impl<P: Persister + ?Sized> Heap<P> {
         self.p.write(off, &geom.encode());
         let bm = 8 * geom.bitmap_words();
         self.p.fill(off + layout::RUN_HEADER_BYTES, 0, bm);
-        // Made durable by the commit's first fence, before the chunk header says RUN.
+        // Durable (own fence) before the redo log that makes the chunk a run is written: a
+        // log can be complete in a crash image while bytes merely flushed with it are not.
         let r = self
             .p
-            .flush(off, layout::RUN_HEADER_BYTES + bm)
+            .persist(off, layout::RUN_HEADER_BYTES + bm)
             .map_err(UlogError::from)
             .and_then(|_| {
                 arena.ulog.commit(
@@ -988,7 +993,10 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
             .checked_add(ALLOC_HEADER_BYTES)
             .ok_or(Error::OutOfMemory { requested: size })?;
         let r = match h.class_for(block) {
-            Some(class) => self.reserve_block(class, type_num)?,
+            Some(class) => self.reserve_block(class, type_num).map_err(|e| match e {
+                Error::OutOfMemory { .. } => Error::OutOfMemory { requested: size },
+                e => e,
+            })?,
             None => {
                 let n = block.div_ceil(h.hdr.chunk_size);
                 if n > h.hdr.zone_max_chunks as u64 {
@@ -1008,10 +1016,6 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                     *lock(&h.chunks[i]) = ChunkState::Interior { start: c };
                 }
                 let start = h.chunk_off(c);
-                h.p.write(
-                    start as usize,
-                    &layout::alloc_header(n * h.hdr.chunk_size, type_num),
-                );
                 Reservation {
                     heap: h.id,
                     off: start + ALLOC_HEADER_BYTES,
@@ -1024,18 +1028,16 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                 }
             }
         };
-        // The header (and zeroes) are flushed now and made durable by the publish's first
-        // fence, before the block becomes reachable.
-        let hdr_off = (r.off - ALLOC_HEADER_BYTES) as usize;
-        let res = if zero {
+        // The allocation header is written by the publish's redo log. Zeroes are made durable
+        // here, by this thread's own fence: a redo log is all-or-nothing only for its own
+        // entries, so bytes it makes reachable must be durable before it is (and the publish
+        // may run on another thread, whose fence would not order this thread's flushes).
+        if zero {
             h.p.fill(r.off as usize, 0, r.usable as usize);
-            h.p.flush(hdr_off, r.usable as usize + ALLOC_HEADER_BYTES as usize)
-        } else {
-            h.p.flush(hdr_off, ALLOC_HEADER_BYTES as usize)
-        };
-        if let Err(e) = res {
-            h.release(&r);
-            return Err(e.into());
+            if let Err(e) = h.p.persist(r.off as usize, r.usable as usize) {
+                h.release(&r);
+                return Err(e.into());
+            }
         }
         Ok(r)
     }
@@ -1055,10 +1057,6 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                         let start = h.chunk_off(c)
                             + rs.geom.data_off as u64
                             + bit as u64 * rs.geom.block_size;
-                        h.p.write(
-                            start as usize,
-                            &layout::alloc_header(rs.geom.block_size, type_num),
-                        );
                         return Ok(Reservation {
                             heap: h.id,
                             off: start + ALLOC_HEADER_BYTES,
@@ -1088,12 +1086,7 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                 self.arena.active[class] = Some(c);
                 continue;
             }
-            let c = h.take_chunks(&mut self.arena, 1).map_err(|e| match e {
-                Error::OutOfMemory { .. } => Error::OutOfMemory {
-                    requested: h.geoms[class].block_size - ALLOC_HEADER_BYTES,
-                },
-                e => e,
-            })?;
+            let c = h.take_chunks(&mut self.arena, 1)?;
             h.make_run(&mut self.arena, ai, c, class)?;
             self.arena.active[class] = Some(c);
         }
@@ -1255,6 +1248,9 @@ impl<P: Persister + ?Sized> Heap<P> {
                 }
                 _ => return Err(stale),
             }
+            let start = r.off - ALLOC_HEADER_BYTES;
+            set_entry(&mut entries, start, r.usable + ALLOC_HEADER_BYTES);
+            set_entry(&mut entries, start + 8, r.type_num);
             fresh.push((r.off, r.off + r.usable));
         }
         for a in actions {

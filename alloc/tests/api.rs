@@ -1,0 +1,314 @@
+//! The heap's public API on a real mapped region: alloc/zalloc/realloc/free with destinations,
+//! type numbers, iteration, reservations, classes, statistics, errors, out of memory, reopen.
+
+mod common;
+use common::*;
+use palloc::{Action, AllocClasses, CreateOptions, Error, Heap, Options};
+use pool::Persister;
+
+#[test]
+fn alloc_free_with_destination_and_types() {
+    let r = region(4 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let slot = h.user_slot(0);
+    let a = h.alloc(100, 7, Some(slot)).unwrap();
+    assert_eq!(r.read_u64(slot as usize), a);
+    assert!(h.usable_size(a).unwrap() >= 100);
+    assert_eq!(h.object(a).unwrap().type_num, 7);
+    let b = h.zalloc(5000, 8, None).unwrap();
+    let mut buf = vec![1u8; 5000];
+    r.read(b as usize, &mut buf);
+    assert!(buf.iter().all(|&x| x == 0));
+    let big = h.alloc(40 << 10, 9, None).unwrap(); // > a chunk: a span
+    assert_eq!(h.usable_size(big).unwrap(), (48 << 10) - 16);
+    assert_eq!(objects(&h).len(), 3);
+    assert_eq!(
+        h.objects_of_type(8).map(|o| o.off).collect::<Vec<_>>(),
+        vec![b]
+    );
+    assert_consistent(&h);
+    h.free(a, Some(slot)).unwrap();
+    assert_eq!(r.read_u64(slot as usize), 0);
+    assert!(matches!(h.free(a, None), Err(Error::NotAllocated { .. })));
+    assert!(matches!(
+        h.free(a + 16, None),
+        Err(Error::NotAllocated { .. })
+    ));
+    assert!(matches!(
+        h.free(big + 8, None),
+        Err(Error::NotAllocated { .. })
+    ));
+    assert!(matches!(
+        h.free(1 << 40, None),
+        Err(Error::NotAllocated { .. })
+    ));
+    h.free(big, None).unwrap();
+    assert_eq!(objects(&h), vec![(b, 8, h.usable_size(b).unwrap())]);
+    assert!(matches!(h.alloc(0, 1, None), Err(Error::ZeroSize)));
+    assert_consistent(&h);
+}
+
+#[test]
+fn destinations_must_be_writable_through_the_heap() {
+    let r = region(4 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let before = objects(&h);
+    for (dest, why) in [
+        (0u64, "user slot"),             // heap header
+        (h.user_slot(0) + 4, "aligned"), // unaligned
+        (4096, "user slot"),             // a redo log
+        (1 << 21, "live object"),        // free chunk data
+    ] {
+        let e = h.alloc(64, 1, Some(dest)).unwrap_err();
+        assert!(e.to_string().contains(why), "{dest:#x}: {e}");
+    }
+    // Nothing was allocated by the refused calls.
+    assert_eq!(objects(&h), before);
+    assert_consistent(&h);
+    // Inside a live object, and inside a large object's later chunk: accepted.
+    let holder = h.alloc(64, 1, None).unwrap();
+    let a = h.alloc(64, 2, Some(holder + 8)).unwrap();
+    assert_eq!(r.read_u64(holder as usize + 8), a);
+    let big = h.alloc(100 << 10, 3, None).unwrap();
+    let far = big + (80 << 10);
+    let b = h.alloc(64, 2, Some(far)).unwrap();
+    assert_eq!(r.read_u64(far as usize), b);
+    // Past the end of an object, or in its header: refused.
+    let e = h.alloc(64, 2, Some(holder - 8)).unwrap_err();
+    assert!(e.to_string().contains("live object"), "{e}");
+    // The lane's extra area is writable.
+    let (extra, _) = h.lane().extra_area();
+    h.alloc(64, 2, Some(extra as u64)).unwrap();
+    assert_consistent(&h);
+}
+
+#[test]
+fn realloc_keeps_contents_and_moves_atomically() {
+    let r = region(4 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let slot = h.user_slot(1);
+    let a = h.alloc(40, 5, Some(slot)).unwrap();
+    r.write(a as usize, &[0xAB; 40]);
+    let same = h.realloc(a, 30, 5, Some(slot)).unwrap();
+    assert_eq!(same, a);
+    let b = h.realloc(a, 3000, 5, Some(slot)).unwrap();
+    assert_ne!(b, a);
+    assert_eq!(r.read_u64(slot as usize), b);
+    let mut buf = [0u8; 40];
+    r.read(b as usize, &mut buf);
+    assert_eq!(buf, [0xAB; 40]);
+    assert!(h.object(a).is_err());
+    let c = h.realloc(b, 64 << 10, 5, Some(slot)).unwrap();
+    r.read(c as usize, &mut buf);
+    assert_eq!(buf, [0xAB; 40]);
+    assert_eq!(h.realloc(c, 0, 5, Some(slot)).unwrap(), 0);
+    assert_eq!(r.read_u64(slot as usize), 0);
+    assert_eq!(objects(&h), vec![]);
+    let d = h.realloc(0, 10, 6, Some(slot)).unwrap();
+    assert_eq!(r.read_u64(slot as usize), d);
+    assert_consistent(&h);
+}
+
+#[test]
+fn reserve_publish_cancel() {
+    let r = region(4 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let keep = h.alloc(64, 1, None).unwrap();
+    let r1 = h.reserve(64, 2).unwrap();
+    let r2 = h.reserve(20 << 10, 3).unwrap();
+    let (o1, o2) = (r1.off(), r2.off());
+    // Not visible until published.
+    assert_eq!(objects(&h).len(), 1);
+    h.publish(vec![
+        Action::Alloc(r1),
+        Action::Alloc(r2),
+        Action::Set {
+            off: h.user_slot(0),
+            value: o1,
+        },
+        Action::Set {
+            off: h.user_slot(1),
+            value: o2,
+        },
+        Action::Set { off: o2, value: 99 }, // inside an object of this same publish
+        Action::Free(keep),
+    ])
+    .unwrap();
+    assert_eq!(r.read_u64(h.user_slot(0) as usize), o1);
+    assert_eq!(r.read_u64(o2 as usize), 99);
+    let offs: Vec<u64> = objects(&h).iter().map(|o| o.0).collect();
+    assert_eq!(offs, vec![o1, o2]);
+    // Cancel returns the space.
+    let before = h.stats();
+    let r3 = h.reserve(30 << 10, 4).unwrap();
+    let r4 = h.reserve(64, 4).unwrap();
+    h.cancel(vec![Action::Alloc(r3), Action::Alloc(r4)]);
+    assert_eq!(h.stats(), before);
+    // A failing publish cancels its reservations and changes nothing.
+    let r5 = h.reserve(64, 4).unwrap();
+    let e = h
+        .publish(vec![Action::Alloc(r5), Action::Free(keep)])
+        .unwrap_err();
+    assert!(matches!(e, Error::NotAllocated { .. }), "{e}");
+    assert_eq!(h.stats(), before);
+    assert_consistent(&h);
+    // A reservation of another heap is refused.
+    let r2h = region(4 << 20);
+    let other = Heap::create(r2h, &small(), opts()).unwrap();
+    let foreign = other.reserve(64, 1).unwrap();
+    assert!(matches!(
+        h.publish(vec![Action::Alloc(foreign)]),
+        Err(Error::ForeignReservation)
+    ));
+    // More entries than a lane's log holds: refused, nothing changed.
+    let many: Vec<Action> = (0..100)
+        .map(|i| Action::Set {
+            off: h.user_slot(i % 8),
+            value: 1,
+        })
+        .chain((0..70).map(|_| Action::Alloc(h.reserve(16 << 10, 1).unwrap())))
+        .collect();
+    let e = h.publish(many).unwrap_err();
+    assert!(matches!(e, Error::TooManyActions { .. }), "{e}");
+    assert_eq!(h.stats(), before);
+    assert_consistent(&h);
+}
+
+#[test]
+fn out_of_memory_is_clear_and_harmless() {
+    let r = region(1 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let mut small_objs = Vec::new();
+    let e = loop {
+        match h.alloc(1000, 1, None) {
+            Ok(o) => small_objs.push(o),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, Error::OutOfMemory { requested: 1000 }), "{e}");
+    assert!(e.to_string().contains("out of memory"));
+    let snapshot = objects(&h);
+    assert!(matches!(
+        h.alloc(64 << 10, 1, None),
+        Err(Error::OutOfMemory { .. })
+    ));
+    assert_eq!(objects(&h), snapshot);
+    assert_consistent(&h);
+    // Free everything: runs are reclaimed for a large allocation.
+    for o in small_objs {
+        h.free(o, None).unwrap();
+    }
+    let total = h.stats().total_chunks;
+    let big = h.alloc((total - 1) * (16 << 10), 2, None).unwrap();
+    assert_consistent(&h);
+    h.free(big, None).unwrap();
+    assert_eq!(h.stats().free_chunks, total);
+    assert_consistent(&h);
+}
+
+#[test]
+fn reopen_rebuilds_the_same_heap() {
+    let r = region(8 << 20);
+    let c = CreateOptions {
+        zone_max_chunks: 40, // several zones
+        ..small()
+    };
+    let h = Heap::create(r.clone(), &c, opts()).unwrap();
+    let mut live = Vec::new();
+    for i in 0..600u64 {
+        let size = [24, 100, 700, 3000, 20000, 70000][i as usize % 6];
+        live.push(h.alloc(size, i % 5, None).unwrap());
+        if i % 3 == 0 {
+            h.free(live.swap_remove((i as usize * 7) % live.len()), None)
+                .unwrap();
+        }
+    }
+    let before = objects(&h);
+    let stats = h.stats();
+    assert_consistent(&h);
+    assert!(palloc::check(&*r).unwrap().zones > 1);
+    drop(h);
+    let h = Heap::open(r.clone(), opts()).unwrap();
+    assert_eq!(objects(&h), before);
+    let s = h.stats();
+    assert_eq!(
+        (s.objects, s.allocated_bytes, s.runs),
+        (stats.objects, stats.allocated_bytes, stats.runs)
+    );
+    for o in &before {
+        h.free(o.0, None).unwrap();
+    }
+    assert_eq!(h.stats().objects, 0);
+    assert_consistent(&h);
+}
+
+#[test]
+fn allocation_classes_are_configurable() {
+    let r = region(4 << 20);
+    assert!(AllocClasses::new(vec![64, 48], 16 << 10).is_err());
+    assert!(AllocClasses::new(vec![40], 16 << 10).is_err());
+    assert!(AllocClasses::new(vec![], 16 << 10).is_err());
+    let classes = AllocClasses::new(vec![128, 1024], 16 << 10).unwrap();
+    let h = Heap::create(
+        r.clone(),
+        &small(),
+        Options {
+            classes: Some(classes),
+        },
+    )
+    .unwrap();
+    let a = h.alloc(1, 1, None).unwrap();
+    assert_eq!(h.usable_size(a).unwrap(), 112);
+    let b = h.alloc(200, 1, None).unwrap();
+    assert_eq!(h.usable_size(b).unwrap(), 1008);
+    let c = h.alloc(1009, 1, None).unwrap(); // past the largest class: a whole chunk
+    assert_eq!(h.usable_size(c).unwrap(), (16 << 10) - 16);
+    drop(h);
+    // Reopen with the default classes: old runs still free correctly.
+    let h = Heap::open(r, opts()).unwrap();
+    assert_eq!(h.usable_size(a).unwrap(), 112);
+    h.free(a, None).unwrap();
+    h.free(b, None).unwrap();
+    assert_consistent(&h);
+}
+
+#[test]
+fn open_refuses_what_is_not_a_heap() {
+    let r = region(1 << 20);
+    assert!(matches!(Heap::open(r.clone(), opts()), Err(Error::NoHeap)));
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    drop(h);
+    r.write(20, &[1]);
+    let e = Heap::open(r.clone(), opts()).err().unwrap();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    assert!(Heap::create(region(16 << 10), &small(), opts()).is_err());
+    let bad = CreateOptions {
+        chunk_size: 5000,
+        ..small()
+    };
+    assert!(matches!(
+        Heap::create(region(1 << 20), &bad, opts()),
+        Err(Error::Config(_))
+    ));
+}
+
+#[test]
+fn corrupt_chunk_header_is_reported_not_panicked() {
+    let r = region(1 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    h.alloc(64, 1, None).unwrap();
+    let zone = h.header().zones()[0];
+    drop(h);
+    r.write_u64(zone.chunk_header_off(0), 0x0000_0001_0000_0009);
+    assert!(matches!(
+        Heap::open(r.clone(), opts()),
+        Err(Error::Corrupt(_))
+    ));
+    let rep = palloc::check(&*r).unwrap();
+    assert!(!rep.is_ok());
+    assert!(
+        rep.problems[0].contains("unknown type"),
+        "{:?}",
+        rep.problems
+    );
+}
