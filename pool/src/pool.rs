@@ -103,6 +103,16 @@ pub enum Error {
         /// Who expects it ("poolset", "header").
         what: &'static str,
     },
+    /// The blocks of a new part could not be allocated (typically a full file system).
+    #[error("{path}: cannot allocate {size} bytes for the part: {source}")]
+    Allocate {
+        /// Part file.
+        path: PathBuf,
+        /// Bytes asked for.
+        size: u64,
+        /// OS error (ENOSPC: the file system is full).
+        source: io::Error,
+    },
     /// Creation would overwrite an existing file.
     #[error("{path}: file already exists (refusing to overwrite it)")]
     Exists {
@@ -297,6 +307,48 @@ fn lock(file: &File, path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Allocate every block of a new part (as PMDK's `util_file_create`), so that a full file
+/// system is an error here rather than a SIGBUS at some later store into a sparse hole, then
+/// make the size and allocation durable.
+fn allocate(file: &File, path: &Path, size: u64) -> Result<(), Error> {
+    let len = libc::off_t::try_from(size).map_err(|_| Error::Allocate {
+        path: path.to_path_buf(),
+        size,
+        source: io::Error::new(io::ErrorKind::InvalidInput, "size does not fit off_t"),
+    })?;
+    // SAFETY: posix_fallocate on a valid descriptor owned by `file`; no memory is passed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        // posix_fallocate returns the error number instead of setting errno.
+        return Err(Error::Allocate {
+            path: path.to_path_buf(),
+            size,
+            source: io::Error::from_raw_os_error(rc),
+        });
+    }
+    file.sync_all().map_err(io_err(path, "fsync"))
+}
+
+/// fsync the directories holding `paths` (each once), so that new directory entries are
+/// durable.
+fn sync_parent_dirs<'a>(paths: impl Iterator<Item = &'a Path>) -> Result<(), Error> {
+    let mut done: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if done.contains(&dir) {
+            continue;
+        }
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&dir, "fsync directory"))?;
+        done.push(dir);
+    }
+    Ok(())
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -358,7 +410,7 @@ fn map_replica(
                     }
                 })?;
             lock(&f, &p.path)?;
-            f.set_len(p.size).map_err(io_err(&p.path, "set_len"))?;
+            allocate(&f, &p.path, p.size)?;
             f
         } else {
             let f = FsOpenOptions::new()
@@ -503,7 +555,9 @@ impl Pool {
         Pool::open(&parse_set(set_file)?, layout, OpenOptions::default())
     }
 
-    /// Create a pool: create every part file (which must not exist), map, write headers.
+    /// Create a pool: create every part file (which must not exist), allocate its blocks
+    /// (`posix_fallocate`; a full file system fails here with [`Error::Allocate`]), fsync it and
+    /// its directory, map, write headers.
     /// On failure, part files this call created are removed again.
     pub fn create(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
         check_layout(layout)?;
@@ -529,6 +583,13 @@ impl Pool {
 
     fn create_inner(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
         let (primary, remote_specs) = Pool::map_all(set, true, opts)?;
+        // Every part file is allocated and fsynced (map_replica); make their directory entries
+        // durable too.
+        let parts: Vec<&Path> = primary
+            .iter()
+            .flat_map(|l| l.parts.iter().map(|p| p.path.as_path()))
+            .collect();
+        sync_parent_dirs(parts.into_iter())?;
         let pool_size = primary[0].len() as u64;
         Pool::check_replica_sizes(&primary, pool_size)?;
         if !set.options.no_hdrs {
