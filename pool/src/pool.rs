@@ -364,11 +364,12 @@ fn has_header(set: &PoolSet, part: usize) -> bool {
     !set.options.no_hdrs && (part == 0 || !set.options.single_hdr)
 }
 
-/// Open (or create) and map one local replica.
+/// Open (or, when `created` is `Some`, create) and map one local replica. Every file this call
+/// creates is pushed to `created` right after its creation, before anything can fail.
 fn map_replica(
     set: &PoolSet,
     parts: &[poolset::Part],
-    create: bool,
+    mut created: Option<&mut Vec<PathBuf>>,
     flusher: Option<Flusher>,
 ) -> Result<LocalReplica, Error> {
     let page = map::page_size() as u64;
@@ -394,7 +395,7 @@ fn map_replica(
                 page,
             });
         }
-        let file = if create {
+        let file = if let Some(created) = created.as_deref_mut() {
             let f = FsOpenOptions::new()
                 .read(true)
                 .write(true)
@@ -409,6 +410,7 @@ fn map_replica(
                         io_err(&p.path, "create")(e)
                     }
                 })?;
+            created.push(p.path.clone());
             lock(&f, &p.path)?;
             allocate(&f, &p.path, p.size)?;
             f
@@ -561,28 +563,25 @@ impl Pool {
     /// On failure, part files this call created are removed again.
     pub fn create(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
         check_layout(layout)?;
-        let fresh: Vec<PathBuf> = set
-            .replicas
-            .iter()
-            .filter_map(|r| match r {
-                poolset::Replica::Local(l) => Some(l.parts.iter()),
-                poolset::Replica::Remote(_) => None,
-            })
-            .flatten()
-            .filter(|p| !p.path.exists())
-            .map(|p| p.path.clone())
-            .collect();
-        let res = Pool::create_inner(set, layout, opts);
+        // Only files this call actually created (create_new succeeded) are removed on failure:
+        // a file that appeared meanwhile belongs to someone else.
+        let mut created = Vec::new();
+        let res = Pool::create_inner(set, layout, opts, &mut created);
         if res.is_err() {
-            for p in &fresh {
+            for p in &created {
                 let _ = std::fs::remove_file(p);
             }
         }
         res
     }
 
-    fn create_inner(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
-        let (primary, remote_specs) = Pool::map_all(set, true, opts)?;
+    fn create_inner(
+        set: &PoolSet,
+        layout: &str,
+        opts: OpenOptions<'_>,
+        created: &mut Vec<PathBuf>,
+    ) -> Result<Pool, Error> {
+        let (primary, remote_specs) = Pool::map_all(set, Some(created), opts)?;
         // Every part file is allocated and fsynced (map_replica); make their directory entries
         // durable too.
         let parts: Vec<&Path> = primary
@@ -608,7 +607,7 @@ impl Pool {
 
     /// Open a pool and check everything (see `docs/FORMAT.md`, "Checks at open").
     pub fn open(set: &PoolSet, layout: Option<&str>, opts: OpenOptions<'_>) -> Result<Pool, Error> {
-        let (locals, remote_specs) = Pool::map_all(set, false, opts)?;
+        let (locals, remote_specs) = Pool::map_all(set, None, opts)?;
         let mut repaired = Vec::new();
         let (pool_size, stale) = if set.options.no_hdrs {
             (locals[0].len() as u64, Vec::new())
@@ -622,18 +621,23 @@ impl Pool {
     }
 
     #[allow(clippy::type_complexity)]
+    /// Map every local replica; `created` is `Some` at create (new files are recorded in it as
+    /// soon as they exist).
     fn map_all(
         set: &PoolSet,
-        create: bool,
+        mut created: Option<&mut Vec<PathBuf>>,
         opts: OpenOptions<'_>,
     ) -> Result<(Vec<LocalReplica>, Vec<(usize, RemoteReplica)>), Error> {
         let mut locals = Vec::new();
         let mut remotes = Vec::new();
         for (r, rep) in set.replicas.iter().enumerate() {
             match rep {
-                poolset::Replica::Local(l) => {
-                    locals.push(map_replica(set, &l.parts, create, opts.flusher)?)
-                }
+                poolset::Replica::Local(l) => locals.push(map_replica(
+                    set,
+                    &l.parts,
+                    created.as_deref_mut(),
+                    opts.flusher,
+                )?),
                 poolset::Replica::Remote(rr) => {
                     if r == 0 {
                         return Err(Error::RemoteReplica {

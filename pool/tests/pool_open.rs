@@ -626,3 +626,24 @@ fn verify_replicas_reports_without_repairing() {
     assert_eq!(p.repaired().len(), 1, "{:?}", p.repaired());
     assert!(p.verify_replicas().unwrap().is_empty());
 }
+
+/// K7: a failed create removes only the files it created. A dangling symlink is not seen by
+/// `exists()` but makes `create_new` fail, exactly like a file another process created between
+/// a check and the create: it must survive the cleanup.
+#[test]
+fn failed_create_removes_only_what_it_created() {
+    let d = dir();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    std::os::unix::fs::symlink(d.path().join("nowhere"), &b).unwrap();
+    let set = write_set(
+        d.path(),
+        &format!("2M {}\n2M {}\n", a.display(), b.display()),
+    );
+    let e = Pool::create_poolset(&set, "x").err().unwrap();
+    assert!(matches!(e, Error::Exists { .. }), "{e}");
+    assert!(!a.exists(), "the part this create made is removed");
+    assert!(
+        std::fs::symlink_metadata(&b).is_ok(),
+        "a file this create did not make was removed"
+    );
+}
