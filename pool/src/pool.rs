@@ -223,19 +223,23 @@ pub struct OpenOptions<'a> {
     pub remote: Option<RemoteConnector<'a>>,
 }
 
+// Drop order matters: fields drop in declaration order, and the file holding the `flock` must
+// go last, after every mapping of the part is unmapped; otherwise another process could open
+// the pool while this one still has it mapped.
 struct LocalPart {
     path: PathBuf,
     size: u64,
-    /// Kept open for the lifetime of the pool: holds the `flock`.
-    _file: File,
     hdr: Option<MappedRegion>,
+    /// Kept open for the lifetime of the pool: holds the `flock`. Declared last (see above).
+    _file: File,
 }
 
 /// A replica whose parts are local files, mapped contiguously.
 pub struct LocalReplica {
-    parts: Vec<LocalPart>,
+    /// Unmapped before `parts` drops the files holding the locks (declaration order).
     data: MappedRegion,
     is_pmem: bool,
+    parts: Vec<LocalPart>,
 }
 
 impl LocalReplica {
