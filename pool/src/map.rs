@@ -93,43 +93,31 @@ impl Reservation {
 
     /// Map `len` bytes of `file` from `file_off` at `off` inside the reservation, shared and
     /// writable; `MAP_SYNC` is tried first. Returns whether `MAP_SYNC` was accepted.
+    ///
+    /// The `MAP_SYNC` attempt never touches the reservation: it maps at an address of the
+    /// kernel's choosing and, only if that succeeds, moves the mapping into place with
+    /// `mremap(MREMAP_FIXED)`. (A failed `MAP_FIXED|MAP_SYNC` call over the reservation may, on
+    /// older kernels, unmap the target range before failing; another thread's `mmap` could then
+    /// take the hole, which the fallback `MAP_FIXED` would silently clobber.) When `MAP_SYNC` is
+    /// refused, nothing was changed and a plain `MAP_SHARED|MAP_FIXED` mapping replaces our own
+    /// `PROT_NONE` pages.
     pub fn map_at(&self, off: usize, file: &File, file_off: u64, len: usize) -> io::Result<bool> {
-        assert!(
-            off.checked_add(len).is_some_and(|e| e <= self.len),
-            "part mapping {off}+{len} outside reservation of {} bytes",
-            self.len
-        );
-        let file_off = libc::off_t::try_from(file_off)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
-        // SAFETY (invariant for both calls): `[addr+off, addr+off+len)` lies inside our own
-        // PROT_NONE reservation (asserted above), so MAP_FIXED replaces only pages this value
-        // owns and no Rust object lives there.
-        let target = unsafe { self.addr.add(off) }.cast::<libc::c_void>();
-        let prot = libc::PROT_READ | libc::PROT_WRITE;
-        let fd = file.as_raw_fd();
-        // SAFETY: see the invariant above.
-        let p = unsafe {
-            libc::mmap(
-                target,
-                len,
-                prot,
-                MAP_SHARED_VALIDATE | MAP_SYNC | libc::MAP_FIXED,
-                fd,
-                file_off,
-            )
-        };
-        if p != libc::MAP_FAILED {
+        if self.map_moved(off, file, file_off, len, MAP_SHARED_VALIDATE | MAP_SYNC)? {
             return Ok(true);
         }
         // EOPNOTSUPP (tmpfs, ext4 without DAX) or EINVAL (old kernels): plain shared mapping.
-        // SAFETY: see the invariant above.
+        let target = self.target(off, len);
+        let file_off = off_t(file_off)?;
+        // SAFETY: `[target, target+len)` lies inside our own PROT_NONE reservation (checked by
+        // `target`), so MAP_FIXED replaces only pages this value owns and no Rust object lives
+        // there.
         let p = unsafe {
             libc::mmap(
                 target,
                 len,
-                prot,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_FIXED,
-                fd,
+                file.as_raw_fd(),
                 file_off,
             )
         };
@@ -137,6 +125,150 @@ impl Reservation {
             return Err(io::Error::last_os_error());
         }
         Ok(false)
+    }
+
+    /// The address of `[off, off+len)` inside the reservation (asserted to be inside).
+    fn target(&self, off: usize, len: usize) -> *mut libc::c_void {
+        assert!(
+            off.checked_add(len).is_some_and(|e| e <= self.len),
+            "part mapping {off}+{len} outside reservation of {} bytes",
+            self.len
+        );
+        // SAFETY: `off <= self.len` (asserted), so the result is inside or one past the range.
+        unsafe { self.addr.add(off) }.cast()
+    }
+
+    /// Map the file with `flags` (no `MAP_FIXED`) wherever the kernel likes, then move the
+    /// mapping onto `[off, off+len)` of the reservation. `Ok(false)` when the `mmap` is refused
+    /// (the reservation is untouched).
+    fn map_moved(
+        &self,
+        off: usize,
+        file: &File,
+        file_off: u64,
+        len: usize,
+        flags: libc::c_int,
+    ) -> io::Result<bool> {
+        let target = self.target(off, len);
+        let file_off = off_t(file_off)?;
+        // SAFETY: no MAP_FIXED: the kernel picks a free range, nothing existing is replaced.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                file.as_raw_fd(),
+                file_off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Ok(false);
+        }
+        // SAFETY: `p` is the mapping just made (len bytes, owned by nobody else); the target
+        // range lies inside our own reservation, which MREMAP_FIXED replaces atomically (the
+        // move unmaps whatever is at the target as part of the same call).
+        let q = unsafe {
+            libc::mremap(
+                p,
+                len,
+                len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                target,
+            )
+        };
+        if q == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            // SAFETY: `p` is still our temporary mapping (mremap failed, nothing moved).
+            unsafe { libc::munmap(p, len) };
+            return Err(e);
+        }
+        debug_assert_eq!(q, target);
+        Ok(true)
+    }
+}
+
+fn off_t(file_off: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(file_off)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))
+}
+
+/// A standalone shared, writable mapping of part of a file; unmapped on drop.
+pub struct FileMapping {
+    addr: *mut u8,
+    len: usize,
+    sync: bool,
+}
+
+// SAFETY: an owned address range with no thread-bound state.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above; shared access only reads `addr`/`len`.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    /// Map `len` bytes of `file` from `file_off`, with `MAP_SYNC` when `try_sync` and the kernel
+    /// accepts it, else plain `MAP_SHARED`.
+    pub fn new(file: &File, file_off: u64, len: usize, try_sync: bool) -> io::Result<FileMapping> {
+        let file_off = off_t(file_off)?;
+        let attempts: &[(libc::c_int, bool)] = if try_sync {
+            &[
+                (MAP_SHARED_VALIDATE | MAP_SYNC, true),
+                (libc::MAP_SHARED, false),
+            ]
+        } else {
+            &[(libc::MAP_SHARED, false)]
+        };
+        let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+        for &(flags, sync) in attempts {
+            // SAFETY: no MAP_FIXED: the kernel picks a free range.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags,
+                    file.as_raw_fd(),
+                    file_off,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                return Ok(FileMapping {
+                    addr: p.cast(),
+                    len,
+                    sync,
+                });
+            }
+            last = io::Error::last_os_error();
+        }
+        Err(last)
+    }
+
+    /// Start of the mapping.
+    pub fn addr(&self) -> *mut u8 {
+        self.addr
+    }
+
+    /// Length of the mapping.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty mapping.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the kernel accepted `MAP_SYNC` (stores are durable after a cache flush, file
+    /// system metadata included).
+    pub fn is_sync(&self) -> bool {
+        self.sync
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: the range was mapped by `new` and is owned by this value.
+        unsafe { libc::munmap(self.addr.cast(), self.len) };
     }
 }
 
@@ -186,5 +318,54 @@ mod tests {
         assert_eq!(x[0], 7);
         b.read_at(&mut x, 9).unwrap();
         assert_eq!(x[0], 8);
+    }
+
+    /// S3: the map-elsewhere-then-move path (used for `MAP_SYNC`, which tmpfs refuses) places
+    /// the file's pages at the reservation offset; exercised here with plain `MAP_SHARED`.
+    #[test]
+    fn mapping_moved_into_the_reservation_is_the_file() {
+        let ps = page_size();
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(3 * ps as u64).unwrap();
+        let r = Reservation::new(4 * ps).unwrap();
+        assert!(r
+            .map_moved(ps, &f, ps as u64, 2 * ps, libc::MAP_SHARED)
+            .unwrap());
+        // SAFETY: pages 1 and 2 of the reservation are now the file's pages 1 and 2.
+        unsafe {
+            *r.addr().add(ps) = 3;
+            *r.addr().add(3 * ps - 1) = 4;
+        }
+        use std::os::unix::fs::FileExt;
+        let mut x = [0u8; 1];
+        f.read_at(&mut x, ps as u64).unwrap();
+        assert_eq!(x[0], 3);
+        f.read_at(&mut x, 3 * ps as u64 - 1).unwrap();
+        assert_eq!(x[0], 4);
+        // A refused mmap leaves the reservation alone: MAP_SYNC on a tmpfs/ext4 file.
+        if !r
+            .map_moved(0, &f, 0, ps, MAP_SHARED_VALIDATE | MAP_SYNC)
+            .unwrap()
+        {
+            // Still PROT_NONE: mincore reports it mapped (not ENOMEM).
+            let mut v = [0u8; 1];
+            // SAFETY: mincore only inspects the page tables of our own range.
+            let rc = unsafe { libc::mincore(r.addr().cast(), ps, v.as_mut_ptr()) };
+            assert_eq!(rc, 0, "reservation page was unmapped by a refused MAP_SYNC");
+        }
+    }
+
+    #[test]
+    fn standalone_file_mapping() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(8192).unwrap();
+        let m = FileMapping::new(&f, 4096, 4096, true).unwrap();
+        eprintln!("MAP_SYNC accepted: {}", m.is_sync());
+        // SAFETY: the mapping is 4096 bytes, read/write.
+        unsafe { *m.addr().add(1) = 9 };
+        use std::os::unix::fs::FileExt;
+        let mut x = [0u8; 1];
+        f.read_at(&mut x, 4097).unwrap();
+        assert_eq!(x[0], 9);
     }
 }
