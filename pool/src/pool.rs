@@ -230,8 +230,10 @@ struct LocalPart {
     path: PathBuf,
     size: u64,
     hdr: Option<MappedRegion>,
+    /// Whether the header mapping got `MAP_SYNC` (true when there is no header).
+    hdr_sync: bool,
     /// Kept open for the lifetime of the pool: holds the `flock`. Declared last (see above).
-    _file: File,
+    lock_file: File,
 }
 
 /// A replica whose parts are local files, mapped contiguously.
@@ -360,6 +362,26 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// After header writes: fsync every part selected by `written(replica, part)` whose header
+/// mapping is not `MAP_SYNC`. The header stores were flushed with the replica's flusher, which
+/// makes them durable only on a `MAP_SYNC` mapping (or via `msync`, which does not cover the
+/// file system metadata of the page on fsdax); fsync covers both.
+fn sync_headers(
+    locals: &[LocalReplica],
+    written: impl Fn(usize, usize) -> bool,
+) -> Result<(), Error> {
+    for (r, l) in locals.iter().enumerate() {
+        for (i, part) in l.parts.iter().enumerate() {
+            if part.hdr.is_some() && !part.hdr_sync && written(r, i) {
+                part.lock_file
+                    .sync_all()
+                    .map_err(io_err(&part.path, "fsync"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A header region with a stale slot: (replica, part, what was read).
 type StaleHeader = (usize, usize, HeaderRead);
 
@@ -479,25 +501,28 @@ fn map_replica(
     let fl = flusher.unwrap_or_else(|| Flusher::detect(is_pmem));
     let mut out_parts = Vec::new();
     for (file, hdr_bytes, p) in local {
-        let hdr = if hdr_bytes > 0 {
-            // SAFETY: the file stays open and is not truncated while the pool exists (we hold
-            // its lock); the mapping is only accessed through the region's raw pointer.
-            let m = unsafe {
-                memmap2::MmapOptions::new()
-                    .len(HEADER_REGION_BYTES)
-                    .map_mut(&file)
-            }
-            .map_err(io_err(&p.path, "mmap header"))?;
+        let (hdr, hdr_sync) = if hdr_bytes > 0 {
+            // The header gets MAP_SYNC when the data did: on fsdax, a cache flush of a
+            // MAP_SYNC page also makes the file system metadata behind it (block allocation)
+            // durable; without MAP_SYNC only fsync does (see `sync_headers`).
+            let m = map::FileMapping::new(&file, 0, HEADER_REGION_BYTES, all_sync)
+                .map_err(io_err(&p.path, "mmap header"))?;
+            let sync = m.is_sync();
+            // SAFETY: the mapping is moved into the region's owner and lives as long as it; the
+            // file stays open and is not truncated while the pool exists (we hold its lock);
+            // the bytes are only accessed through the region's raw pointer.
+            let region = unsafe { MappedRegion::new(m.addr(), m.len(), fl, Box::new(m)) };
             // Headers are made durable the same way as the data of their replica.
-            Some(MappedRegion::from_mmap(m, fl))
+            (Some(region), sync)
         } else {
-            None
+            (None, true)
         };
         out_parts.push(LocalPart {
             path: p.path.clone(),
             size: p.size,
-            _file: file,
             hdr,
+            hdr_sync,
+            lock_file: file,
         });
     }
     let base = res.addr();
@@ -597,6 +622,7 @@ impl Pool {
         Pool::check_replica_sizes(&primary, pool_size)?;
         if !set.options.no_hdrs {
             Pool::write_headers(set, &primary, layout, pool_size)?;
+            sync_headers(&primary, |_, _| true)?;
         }
         Pool::assemble(
             set,
@@ -621,6 +647,7 @@ impl Pool {
         Pool::check_replica_sizes(&locals, pool_size)?;
         // Every check has passed: only now may a stale header slot be rewritten.
         Pool::repair_headers(&locals, &stale, &mut repaired)?;
+        sync_headers(&locals, |r, i| stale.iter().any(|s| s.0 == r && s.1 == i))?;
         Pool::assemble(set, locals, remote_specs, pool_size, false, opts, repaired)
     }
 
