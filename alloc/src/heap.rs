@@ -1028,13 +1028,27 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                 }
             }
         };
-        // The allocation header is written by the publish's redo log. Zeroes are made durable
-        // here, by this thread's own fence: a redo log is all-or-nothing only for its own
-        // entries, so bytes it makes reachable must be durable before it is (and the publish
-        // may run on another thread, whose fence would not order this thread's flushes).
+        // The allocation header and the zeroes are made durable here, by this thread's own
+        // fence: a redo log is all-or-nothing only for its own entries, so bytes it makes
+        // reachable must be durable before it is (and the publish may run on another thread,
+        // whose fence would not order this thread's flushes). A header that already holds the
+        // right bytes is durable (only this step and redo commits write headers, both
+        // persisting), so a reused block of the same type costs no fence.
+        let start = (r.off - ALLOC_HEADER_BYTES) as usize;
+        let want = layout::alloc_header(r.usable + ALLOC_HEADER_BYTES, type_num);
+        let mut have = [0u8; ALLOC_HEADER_BYTES as usize];
+        h.p.read(start, &mut have);
+        let mut dirty = None;
+        if have != want {
+            h.p.write(start, &want);
+            dirty = Some((start, ALLOC_HEADER_BYTES as usize));
+        }
         if zero {
             h.p.fill(r.off as usize, 0, r.usable as usize);
-            if let Err(e) = h.p.persist(r.off as usize, r.usable as usize) {
+            dirty = Some((start, (ALLOC_HEADER_BYTES + r.usable) as usize));
+        }
+        if let Some((off, len)) = dirty {
+            if let Err(e) = h.p.persist(off, len) {
                 h.release(&r);
                 return Err(e.into());
             }
@@ -1248,9 +1262,6 @@ impl<P: Persister + ?Sized> Heap<P> {
                 }
                 _ => return Err(stale),
             }
-            let start = r.off - ALLOC_HEADER_BYTES;
-            set_entry(&mut entries, start, r.usable + ALLOC_HEADER_BYTES);
-            set_entry(&mut entries, start + 8, r.type_num);
             fresh.push((r.off, r.off + r.usable));
         }
         for a in actions {
