@@ -13,7 +13,9 @@
 //! (CLWB, else CLFLUSHOPT, else CLFLUSH). Copies and fills of at least the non-temporal threshold
 //! (256 bytes by default, as PMDK) use streaming stores (`movntdq`, 16 bytes at a time, or
 //! `vmovntdq` 32 bytes at a time where AVX is present), which bypass the cache and need only the
-//! final `sfence`. On memory that is not persistent memory the `msync` path is used and copies are
+//! final `sfence`. Temporal copies use [`copy_words`], so an aligned 8-byte word is written by
+//! one 8-byte store and never torn; a streaming store writes an aligned 16- or 32-byte block with
+//! one instruction, which (as PMDK assumes) does not tear the aligned words inside it. On memory that is not persistent memory the `msync` path is used and copies are
 //! ordinary `memcpy`.
 //!
 //! # Environment
@@ -370,7 +372,7 @@ impl Flusher {
             unsafe { self.memcpy_nt(dst, src, len) };
         } else {
             // SAFETY: forwarded caller guarantee.
-            unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+            unsafe { copy_words(dst, src, len) };
             if !flags.contains(Flags::NO_FLUSH) {
                 // SAFETY: dst..dst+len is mapped (caller).
                 unsafe { self.flush_raw(dst, len)? };
@@ -460,7 +462,7 @@ impl Flusher {
         // SAFETY: all offsets stay within [0, len), which the caller guarantees valid.
         unsafe {
             if head > 0 {
-                core::ptr::copy_nonoverlapping(src, dst, head);
+                copy_words(dst, src, head);
                 self.flush_lines_cache(dst, head);
             }
             if body > 0 {
@@ -468,7 +470,7 @@ impl Flusher {
             }
             if tail > 0 {
                 let off = head + body;
-                core::ptr::copy_nonoverlapping(src.add(off), dst.add(off), tail);
+                copy_words(dst.add(off), src.add(off), tail);
                 self.flush_lines_cache(dst.add(off), tail);
             }
         }
@@ -530,6 +532,33 @@ pub fn memcpy_persist(dst: &mut [u8], src: &[u8], flags: Flags) -> Result<(), Pe
 /// `memset_persist` with the process-wide flusher.
 pub fn memset_persist(dst: &mut [u8], byte: u8, flags: Flags) -> Result<(), PersistError> {
     Flusher::global().memset_persist(dst, byte, flags)
+}
+
+/// Copy `len` bytes so that every 8-byte-aligned word of the destination is written by one
+/// aligned 8-byte store, which x86 never tears: a word stored atomically in one mapping (for
+/// example with `Persister::write_u64` on the primary) is copied atomically too (for example to
+/// a replica by fan-out). `memcpy` gives no such promise (byte moves, `rep movsb`, overlapping
+/// unaligned vector stores). Bytes outside whole aligned words are copied one by one.
+///
+/// # Safety
+/// `dst` valid for `len` writes, `src` valid for `len` reads, the ranges do not overlap.
+pub unsafe fn copy_words(dst: *mut u8, src: *const u8, len: usize) {
+    let head = ((dst as usize).wrapping_neg() % 8).min(len);
+    let words = (len - head) / 8;
+    let tail = len - head - words * 8;
+    // SAFETY: every offset below stays inside [0, len), valid per the caller; the word stores
+    // are at 8-byte-aligned addresses (`dst + head` is aligned); loads are unaligned-safe.
+    unsafe {
+        core::ptr::copy_nonoverlapping(src, dst, head);
+        let (d, s) = (dst.add(head).cast::<u64>(), src.add(head).cast::<u64>());
+        for i in 0..words {
+            // Volatile keeps each store a single 8-byte `mov` (never merged into a `memcpy`
+            // call or split).
+            core::ptr::write_volatile(d.add(i), core::ptr::read_unaligned(s.add(i)));
+        }
+        let at = head + words * 8;
+        core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), tail);
+    }
 }
 
 /// Store fence: orders every earlier store, flush and streaming store before later stores.
@@ -957,5 +986,29 @@ mod tests {
         );
         assert!(!f.avx || cpu().avx);
         assert_eq!(all.intersect(cpu()), cpu());
+    }
+
+    /// S4: `copy_words` copies right at every alignment and length, and touches nothing else.
+    #[test]
+    fn copy_words_is_exact_at_every_alignment() {
+        let src: Vec<u8> = (0..200u32).map(|i| (i * 13 + 1) as u8).collect();
+        for dst_off in 0..16 {
+            for src_off in 0..9 {
+                for len in 0..70 {
+                    let mut dst = vec![0xEEu8; 100];
+                    // SAFETY: both ranges are inside their vectors and distinct allocations.
+                    unsafe {
+                        copy_words(
+                            dst.as_mut_ptr().add(dst_off),
+                            src.as_ptr().add(src_off),
+                            len,
+                        )
+                    };
+                    assert_eq!(&dst[dst_off..dst_off + len], &src[src_off..src_off + len]);
+                    assert!(dst[..dst_off].iter().all(|&b| b == 0xEE));
+                    assert!(dst[dst_off + len..].iter().all(|&b| b == 0xEE));
+                }
+            }
+        }
     }
 }

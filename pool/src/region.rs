@@ -185,7 +185,8 @@ impl Persister for MappedRegion {
     fn write(&self, off: usize, data: &[u8]) {
         check_bounds(off, data.len(), self.len);
         // SAFETY: bounds checked; `data` cannot alias the mapping (no references into it exist).
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) }
+        // Word-wise, so an aligned 8-byte word is never torn (see `copy_words`).
+        unsafe { crate::persist::copy_words(self.ptr.add(off), data.as_ptr(), data.len()) }
     }
 
     fn fill(&self, off: usize, byte: u8, len: usize) {
