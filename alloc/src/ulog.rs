@@ -155,7 +155,7 @@ fn check_area<P: Persister + ?Sized>(
     if capacity_for(area_bytes) == 0 {
         return Err(bad("too small for one entry"));
     }
-    if base.checked_add(area_bytes).is_none_or(|e| e > p.len()) {
+    if base.checked_add(area_bytes).map_or(true, |e| e > p.len()) {
         return Err(bad("outside the persister"));
     }
     Ok(())
@@ -303,7 +303,10 @@ impl Ulog {
         if e.off % 8 != 0 {
             return Err(bad("not 8-byte aligned"));
         }
-        if e.off.checked_add(8).is_none_or(|end| end > p.len() as u64) {
+        if e.off
+            .checked_add(8)
+            .map_or(true, |end| end > p.len() as u64)
+        {
             return Err(bad("outside the persister"));
         }
         let (lo, hi) = (self.base as u64, (self.base + self.area_bytes) as u64);
