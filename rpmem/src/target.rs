@@ -36,6 +36,8 @@ pub enum TargetError {
     BareIpv6(String),
     #[error("invalid character {ch:?} in target {target:?}")]
     BadChar { target: String, ch: char },
+    #[error("{what} in target {target:?} may not start with '-' (ssh would read it as an option)")]
+    LeadingDash { target: String, what: &'static str },
 }
 
 impl FromStr for Target {
@@ -86,6 +88,16 @@ impl FromStr for Target {
         };
         if host.is_empty() {
             return Err(TargetError::EmptyHost(text.into()));
+        }
+        // Both end up on an ssh command line (the external transport); a leading '-' there
+        // would be an option such as -oProxyCommand=..., i.e. a local command.
+        for (what, value) in [("host", Some(host)), ("user", user.as_deref())] {
+            if value.is_some_and(|v| v.starts_with('-')) {
+                return Err(TargetError::LeadingDash {
+                    target: text.into(),
+                    what,
+                });
+            }
         }
         let port = match port_text {
             None => None,
@@ -162,5 +174,13 @@ mod tests {
         assert!(matches!(bad("::1"), TargetError::BareIpv6(_)));
         assert!(matches!(bad("ho st"), TargetError::BadChar { .. }));
         assert!(matches!(bad("host/x"), TargetError::BadChar { .. }));
+        assert!(matches!(
+            bad("-oProxyCommand=touch${IFS}x"),
+            TargetError::LeadingDash { what: "host", .. }
+        ));
+        assert!(matches!(
+            bad("-x@host"),
+            TargetError::LeadingDash { what: "user", .. }
+        ));
     }
 }

@@ -14,16 +14,18 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::ssh_config::{self, HostConfig, SshConfigError};
 use crate::target::Target;
 
 /// Most bytes of rpmemd's stderr kept for error messages.
 const STDERR_KEPT_MAX: usize = 16 * 1024;
+/// Longest wait for the rest of rpmemd's stderr once it has exited.
+const STDERR_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// How rpmemd is started.
 #[derive(Clone, Debug)]
@@ -98,8 +100,10 @@ pub enum TransportError {
         port: u16,
         known_hosts: String,
     },
-    #[error("cannot read known_hosts {path}: {source}")]
+    #[error("cannot check the host key against known_hosts {path}: {source}")]
     KnownHosts { path: String, source: ssh2::Error },
+    #[error("cannot read known_hosts {path}: {source}")]
+    KnownHostsRead { path: String, source: io::Error },
     #[error("SSH authentication as {user:?} on {host} failed; tried: {tried}")]
     Auth {
         user: String,
@@ -146,8 +150,10 @@ impl RpmemdExit {
 pub struct ControlChannel {
     inner: Inner,
     io_timeout: Duration,
-    /// The target address the data plane should connect to.
-    peer_ip: IpAddr,
+    /// Absolute deadline of the message being read or written, if the caller set one.
+    deadline: Option<Instant>,
+    /// The target's address as this side reached it, when known (not for an external ssh).
+    peer_ip: Option<IpAddr>,
 }
 
 enum Inner {
@@ -155,12 +161,12 @@ enum Inner {
         child: Child,
         stdin: Option<ChildStdin>,
         stdout: ChildStdout,
-        stderr: Option<JoinHandle<String>>,
+        stderr: Option<mpsc::Receiver<String>>,
     },
     Ssh {
-        // The session must outlive the channel; both are dropped together.
         channel: ssh2::Channel,
-        _session: ssh2::Session,
+        // Kept for the channel's lifetime, and to set per-call timeouts.
+        session: ssh2::Session,
     },
 }
 
@@ -176,10 +182,8 @@ impl ControlChannel {
             Transport::Local { program } => {
                 let mut command = Command::new(program);
                 command.args(args);
-                let peer_ip = resolve(&target.host, 0)?
-                    .first()
-                    .map(|a| a.ip())
-                    .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+                // A local rpmemd serves on loopback whatever the target's name says.
+                let peer_ip = Some(IpAddr::from([127, 0, 0, 1]));
                 spawn(command, &program.display().to_string(), io_timeout, peer_ip)
             }
             Transport::External { argv } => {
@@ -195,26 +199,44 @@ impl ControlChannel {
                 if let Some(user) = &target.user {
                     command.arg("-l").arg(user);
                 }
+                // "--" ends ssh's options: nothing after it can be read as one. The host is
+                // not resolved here: the external command may know it under an alias.
                 command
-                    .arg(&target.host)
                     .arg("--")
+                    .arg(&target.host)
                     .arg(shell_command_line(args));
-                let peer_ip = resolve(&target.host, target.port.unwrap_or(22))?
-                    .first()
-                    .map(|a| a.ip())
-                    .ok_or_else(|| TransportError::Resolve {
-                        host: target.host.clone(),
-                        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
-                    })?;
-                spawn(command, program, io_timeout, peer_ip)
+                spawn(command, program, io_timeout, None)
             }
             Transport::Ssh(options) => ssh_open(options, target, args, io_timeout),
         }
     }
 
-    /// The address of the target as reached by the control channel.
-    pub fn peer_ip(&self) -> IpAddr {
+    /// The address of the target as this side reached it: loopback for the local transport, the
+    /// TCP peer of the built-in SSH client; `None` for an external ssh command (unknown here).
+    pub fn peer_ip(&self) -> Option<IpAddr> {
         self.peer_ip
+    }
+
+    /// Sets an absolute deadline for the message about to be read or written: every read and
+    /// write fails with `TimedOut` once it has passed, however slowly the peer trickles bytes.
+    /// `None` leaves only the per-call I/O deadline.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Time left for one read or write: the I/O deadline, cut short by the message deadline.
+    fn call_timeout(&self) -> io::Result<Duration> {
+        let Some(deadline) = self.deadline else {
+            return Ok(self.io_timeout);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "rpmemd did not complete the message before its deadline",
+            ));
+        }
+        Ok(left.min(self.io_timeout))
     }
 
     /// Closes our end and waits (up to the I/O deadline) for rpmemd to exit.
@@ -227,14 +249,17 @@ impl ControlChannel {
                 ..
             } => {
                 drop(stdin.take());
-                let status = wait_child(child, self.io_timeout)?;
-                let stderr = stderr
-                    .take()
-                    .and_then(|h| h.join().ok())
-                    .unwrap_or_default();
+                let status = match wait_child(child, self.io_timeout)? {
+                    Some(status) => Some(status),
+                    None => {
+                        // rpmemd ignored the end of its input: do not wait for it forever.
+                        let _ = child.kill();
+                        child.wait().ok()
+                    }
+                };
                 Ok(RpmemdExit {
                     code: status.and_then(|s| s.code()),
-                    stderr,
+                    stderr: take_stderr(stderr),
                 })
             }
             Inner::Ssh { channel, .. } => {
@@ -250,16 +275,10 @@ impl ControlChannel {
     pub fn try_exit(&mut self) -> Option<RpmemdExit> {
         match &mut self.inner {
             Inner::Child { child, stderr, .. } => match child.try_wait() {
-                Ok(Some(status)) => {
-                    let stderr = stderr
-                        .take()
-                        .and_then(|h| h.join().ok())
-                        .unwrap_or_default();
-                    Some(RpmemdExit {
-                        code: status.code(),
-                        stderr,
-                    })
-                }
+                Ok(Some(status)) => Some(RpmemdExit {
+                    code: status.code(),
+                    stderr: take_stderr(stderr),
+                }),
                 _ => None,
             },
             Inner::Ssh { channel, .. } => {
@@ -274,27 +293,35 @@ impl ControlChannel {
 
 impl Read for ControlChannel {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = self.call_timeout()?;
         match &mut self.inner {
             Inner::Child { stdout, .. } => {
-                wait_fd(stdout.as_raw_fd(), libc::POLLIN, self.io_timeout)?;
+                wait_fd(stdout.as_raw_fd(), libc::POLLIN, timeout)?;
                 stdout.read(buf)
             }
-            Inner::Ssh { channel, .. } => channel.read(buf),
+            Inner::Ssh { channel, session } => {
+                session.set_timeout(libssh2_millis(timeout));
+                channel.read(buf)
+            }
         }
     }
 }
 
 impl Write for ControlChannel {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let timeout = self.call_timeout()?;
         match &mut self.inner {
             Inner::Child { stdin, .. } => {
                 let stdin = stdin
                     .as_mut()
                     .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
-                wait_fd(stdin.as_raw_fd(), libc::POLLOUT, self.io_timeout)?;
+                wait_fd(stdin.as_raw_fd(), libc::POLLOUT, timeout)?;
                 stdin.write(buf)
             }
-            Inner::Ssh { channel, .. } => channel.write(buf),
+            Inner::Ssh { channel, session } => {
+                session.set_timeout(libssh2_millis(timeout));
+                channel.write(buf)
+            }
         }
     }
 
@@ -339,7 +366,7 @@ fn spawn(
     mut command: Command,
     program: &str,
     io_timeout: Duration,
-    peer_ip: IpAddr,
+    peer_ip: Option<IpAddr>,
 ) -> Result<ControlChannel, TransportError> {
     command
         .stdin(Stdio::piped())
@@ -361,12 +388,14 @@ fn spawn(
             stderr: Some(collect_stderr(stderr)),
         },
         io_timeout,
+        deadline: None,
         peer_ip,
     })
 }
 
 /// Keeps the last `STDERR_KEPT_MAX` bytes of a child's stderr, draining it so it never blocks.
-fn collect_stderr(mut stderr: ChildStderr) -> JoinHandle<String> {
+fn collect_stderr(mut stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (done, result) = mpsc::channel();
     std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut buf = [0u8; 4096];
@@ -379,8 +408,24 @@ fn collect_stderr(mut stderr: ChildStderr) -> JoinHandle<String> {
                 kept.drain(..kept.len() - STDERR_KEPT_MAX);
             }
         }
-        String::from_utf8_lossy(&kept).into_owned()
-    })
+        // The receiver may be gone (channel dropped); nothing is lost then.
+        let _ = done.send(String::from_utf8_lossy(&kept).into_owned());
+    });
+    result
+}
+
+/// What the stderr collector kept, waiting a moment at most: a grandchild that inherited the
+/// pipe (e.g. an ssh connection master) may hold it open long after rpmemd is gone.
+fn take_stderr(stderr: &mut Option<mpsc::Receiver<String>>) -> String {
+    stderr
+        .take()
+        .and_then(|r| r.recv_timeout(STDERR_WAIT_MAX).ok())
+        .unwrap_or_default()
+}
+
+/// libssh2 takes a timeout in milliseconds as u32, where 0 means "forever": never pass 0.
+fn libssh2_millis(timeout: Duration) -> u32 {
+    timeout.as_millis().clamp(1, u32::MAX as u128) as u32
 }
 
 fn wait_child(
@@ -430,14 +475,28 @@ fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, TransportError> {
-    (host, port)
-        .to_socket_addrs()
-        .map(|a| a.collect())
-        .map_err(|source| TransportError::Resolve {
-            host: host.to_string(),
-            source,
-        })
+/// Resolves `host` like `to_socket_addrs`, but gives up after `timeout` (getaddrinfo has no
+/// deadline of its own; the lookup thread finishes in the background).
+fn resolve_bounded(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, TransportError> {
+    let (done, result) = mpsc::channel();
+    let name = host.to_string();
+    std::thread::spawn(move || {
+        let _ = done.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect()));
+    });
+    let answer = result.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer from the resolver within {timeout:?}"),
+        ))
+    });
+    answer.map_err(|source| TransportError::Resolve {
+        host: host.to_string(),
+        source,
+    })
 }
 
 /// Quotes each argument for a POSIX shell (the remote side of an SSH exec is a shell).
@@ -494,7 +553,7 @@ fn ssh_open(
         .or_else(local_user)
         .ok_or(TransportError::NoUser)?;
 
-    let addrs = resolve(&host, port)?;
+    let addrs = resolve_bounded(&host, port, options.connect_timeout)?;
     let mut last_error = None;
     let mut tcp = None;
     for addr in &addrs {
@@ -551,17 +610,19 @@ fn ssh_open(
             source,
         })?;
     // From here on every blocking call is bounded by the I/O deadline.
-    session.set_timeout(io_timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
+    session.set_timeout(libssh2_millis(io_timeout));
     Ok(ControlChannel {
-        inner: Inner::Ssh {
-            channel,
-            _session: session,
-        },
+        inner: Inner::Ssh { channel, session },
         io_timeout,
-        peer_ip,
+        deadline: None,
+        peer_ip: Some(peer_ip),
     })
 }
 
+/// Checks the server's host key as OpenSSH would: against the known_hosts file (the explicit one,
+/// else the configuration's `UserKnownHostsFile` or `~/.ssh/known_hosts`, plus
+/// `/etc/ssh/ssh_known_hosts` when no explicit file was given), host names compared in lower
+/// case, hashed entries understood, `@revoked` keys refused, other `@` markers ignored.
 fn verify_host_key(
     session: &ssh2::Session,
     options: &SshOptions,
@@ -569,50 +630,108 @@ fn verify_host_key(
     host: &str,
     port: u16,
 ) -> Result<(), TransportError> {
-    let path = options
-        .known_hosts
-        .clone()
-        .or_else(|| config.known_hosts_file.clone())
-        .or_else(|| home().map(|h| h.join(".ssh/known_hosts")))
-        .unwrap_or_else(|| PathBuf::from("/dev/null"));
-    let path_text = path.display().to_string();
-    let mut known = session
-        .known_hosts()
-        .map_err(|source| TransportError::KnownHosts {
-            path: path_text.clone(),
-            source,
-        })?;
-    if Path::new(&path).exists() {
-        known
-            .read_file(&path, ssh2::KnownHostFileKind::OpenSSH)
-            .map_err(|source| TransportError::KnownHosts {
-                path: path_text.clone(),
-                source,
-            })?;
+    let mut files = Vec::new();
+    match options.known_hosts.clone() {
+        Some(explicit) => files.push(explicit),
+        None => {
+            files.extend(
+                config
+                    .known_hosts_file
+                    .clone()
+                    .or_else(|| home().map(|h| h.join(".ssh/known_hosts"))),
+            );
+            files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+        }
     }
-    let (key, _) = session
-        .host_key()
-        .ok_or_else(|| TransportError::KnownHosts {
-            path: path_text.clone(),
-            source: ssh2::Error::new(ssh2::ErrorCode::Session(-1), "server sent no host key"),
-        })?;
+    let files_text = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let known_hosts_error = |source| TransportError::KnownHosts {
+        path: files_text.clone(),
+        source,
+    };
+    let mut known = session.known_hosts().map_err(known_hosts_error)?;
+    let (key, _) = session.host_key().ok_or_else(|| {
+        known_hosts_error(ssh2::Error::new(
+            ssh2::ErrorCode::Session(-1),
+            "server sent no host key",
+        ))
+    })?;
+    let key_base64 = base64(key);
+    let mut revoked = false;
+    for file in &files {
+        let text = match std::fs::read(file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(TransportError::KnownHostsRead {
+                    path: file.display().to_string(),
+                    source,
+                })
+            }
+        };
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("@revoked") {
+                revoked |= rest.split_whitespace().nth(2) == Some(key_base64.as_str());
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
+                continue;
+            }
+            // libssh2 reads one entry per call; a line it cannot parse (an unknown key type,
+            // say) is skipped, as OpenSSH skips it.
+            let _ = known.read_str(line, ssh2::KnownHostFileKind::OpenSSH);
+        }
+    }
+    if revoked {
+        return Err(TransportError::HostKeyMismatch {
+            host: host.to_string(),
+            port,
+            known_hosts: format!("{files_text} (the key is marked @revoked)"),
+        });
+    }
     let accept_unknown = options.accept_unknown_host || config.accept_unknown_host == Some(true);
-    match known.check_port(host, port, key) {
+    match known.check_port(&host.to_ascii_lowercase(), port, key) {
         ssh2::CheckResult::Match => Ok(()),
         ssh2::CheckResult::NotFound if accept_unknown => Ok(()),
         ssh2::CheckResult::NotFound | ssh2::CheckResult::Failure => {
             Err(TransportError::UnknownHostKey {
                 host: host.to_string(),
                 port,
-                known_hosts: path_text,
+                known_hosts: files_text,
             })
         }
         ssh2::CheckResult::Mismatch => Err(TransportError::HostKeyMismatch {
             host: host.to_string(),
             port,
-            known_hosts: path_text,
+            known_hosts: files_text,
         }),
     }
+}
+
+/// Standard base64 with padding, as known_hosts writes keys.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.len();
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= n {
+                out.push(ALPHABET[(v >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn authenticate(
@@ -663,6 +782,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd, 0x00]), "//79AA==");
+    }
+
+    #[test]
     fn shell_quoting_keeps_arguments_whole() {
         let args: Vec<String> = ["rpmemd", "a b", "it's", "", "--x=1"]
             .iter()
@@ -699,7 +828,7 @@ mod tests {
         let mut buf = [0u8; 4];
         channel.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping");
-        assert_eq!(channel.peer_ip(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(channel.peer_ip(), Some(IpAddr::from([127, 0, 0, 1])));
         let exit = channel.finish().unwrap();
         assert_eq!(exit.code, Some(0));
     }
@@ -711,6 +840,37 @@ mod tests {
         let err = channel.read(&mut [0u8; 1]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn finish_is_bounded_when_rpmemd_ignores_eof_or_a_grandchild_holds_stderr() {
+        let started = std::time::Instant::now();
+        let exit = local("sleep", &["30"]).finish().unwrap();
+        assert_eq!(exit.code, None, "killed, so no exit code");
+        let exit = local("sh", &["-c", "sleep 30 & exit 3"]).finish().unwrap();
+        assert_eq!(exit.code, Some(3));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_trickling_peer_cannot_stretch_a_message_past_its_deadline() {
+        let mut channel = local("sh", &["-c", "while :; do printf x; sleep 0.05; done"]);
+        channel.set_deadline(Some(Instant::now() + Duration::from_millis(400)));
+        let started = Instant::now();
+        let mut buf = [0u8; 1000];
+        let err = channel.read_exact(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        channel.set_deadline(None);
+        channel.read_exact(&mut buf[..2]).unwrap();
     }
 
     #[test]

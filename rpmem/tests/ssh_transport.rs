@@ -46,7 +46,10 @@ fn bytes_round_trip_through_the_remote_program() {
         channel.read_exact(chunk_out).unwrap();
     }
     assert_eq!(echoed, payload);
-    assert_eq!(channel.peer_ip().to_string(), "127.0.0.1");
+    assert_eq!(
+        channel.peer_ip().map(|ip| ip.to_string()).as_deref(),
+        Some("127.0.0.1")
+    );
     let exit = channel.finish().unwrap();
     assert_eq!(exit.code, Some(0), "stderr: {}", exit.stderr);
 }
@@ -189,4 +192,37 @@ fn external_ssh_command_transport() {
     channel.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"external");
     assert_eq!(channel.finish().unwrap().code, Some(0));
+}
+
+#[test]
+fn host_names_are_compared_in_lower_case_as_openssh_writes_them() {
+    let sshd = Sshd::start().unwrap();
+    // testkit's known_hosts names [localhost]:PORT; the user types it in capitals.
+    let target: Target = format!("{}@LOCALHOST:{}", sshd.user(), sshd.port())
+        .parse()
+        .unwrap();
+    let channel = open(options(&sshd, "cat"), &target).unwrap();
+    assert_eq!(channel.finish().unwrap().code, Some(0));
+}
+
+#[test]
+fn a_revoked_host_key_is_refused_even_when_also_listed_as_known() {
+    let sshd = Sshd::start().unwrap();
+    let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let revoked: String = known
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("@revoked {l}\n"))
+        .collect();
+    let file = sshd.dir().join("revoked_known_hosts");
+    std::fs::write(&file, format!("{known}{revoked}")).unwrap();
+    let mut opts = options(&sshd, "cat");
+    opts.known_hosts = Some(file);
+    opts.accept_unknown_host = true;
+    let err = open(opts, &target(&sshd)).err().unwrap();
+    assert!(
+        matches!(err, TransportError::HostKeyMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("@revoked"), "{err}");
 }
