@@ -44,7 +44,8 @@ pub const CACHE_LINE: usize = 64;
 /// Default length from which copies and fills use non-temporal stores (PMDK's default).
 pub const MOVNT_THRESHOLD_DEFAULT: usize = 256;
 
-/// Flags for [`Flusher::memcpy`] and [`Flusher::memset`], after PMDK's `PMEM_F_MEM_*`.
+/// Flags for [`Flusher::memcpy_persist`] and [`Flusher::memset_persist`], after PMDK's
+/// `PMEM_F_MEM_*`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flags(u32);
 

@@ -16,6 +16,19 @@ use crate::persist::{Flags, Flusher, PersistError};
 /// at any time; `flush` starts the write-back of the 64-byte lines of a range, and `drain` waits
 /// until every earlier flush is complete. Only after `flush` + `drain` is a store guaranteed to
 /// survive a crash. Aligned 8-byte stores ([`write_u64`](Self::write_u64)) are never torn.
+///
+/// # Concurrency (caller contract)
+/// Methods take `&self`, so a region can be shared between threads, but stores are plain
+/// (non-atomic) memory operations: two threads must never access overlapping ranges at the same
+/// time when at least one of them stores (`write`, `fill`, `write_u64`, `memcpy_persist`,
+/// `memset_persist`; `flush` of a range another thread is storing to also reads it when it fans
+/// out). For the hardware region such a race is a data race, which is undefined behaviour in
+/// Rust's memory model, not merely torn data. The safe API does not prevent it — per-range locks
+/// on every store would cost the hot path more than the layers above pay for their own
+/// serialization — so it is their duty: each lane, transaction or allocator structure owns the
+/// ranges it writes, and hands them over with proper synchronization (a lock or a channel).
+/// Disjoint ranges may be used concurrently; only the caller's 64-byte-line sharing then
+/// matters for performance, not correctness.
 pub trait Persister: Send + Sync {
     /// Length of the region in bytes.
     fn len(&self) -> usize;
@@ -124,11 +137,14 @@ pub struct MappedRegion {
     _owner: Box<dyn Send + Sync>,
 }
 
-// SAFETY: the region is plain shared memory accessed only through raw-pointer copies; callers
-// that write overlapping ranges from several threads get torn data, not undefined behaviour
-// beyond what any shared mapping already implies (documented on `Persister`).
+// SAFETY: the region owns its mapping (through `_owner`) and holds no thread-bound state, so
+// moving it to another thread is sound.
 unsafe impl Send for MappedRegion {}
-// SAFETY: as above.
+// SAFETY: shared use from several threads is sound only under the caller contract stated on
+// `Persister` ("Concurrency"): accesses to overlapping ranges, at least one of them a store,
+// must not happen at the same time. Such a race is a data race, undefined behaviour in Rust's
+// memory model (not merely torn data); the safe API does not prevent it, the layers above
+// serialize per range.
 unsafe impl Sync for MappedRegion {}
 
 impl MappedRegion {
