@@ -189,7 +189,14 @@ impl Message {
 
     /// An ERROR whose text is made encodable: cut to [`MAX_ERROR_TEXT_LEN`] bytes at a character
     /// boundary and with NUL characters replaced, so reporting a failure never fails itself.
+    /// An ERROR never carries `Ok` (PROTOCOL §4.12): passing `Status::Ok` is a caller bug, and
+    /// is reported as `Internal` rather than put on the wire as a success.
     pub fn error(in_reply_to: u16, status: Status, text: &str) -> Message {
+        let status = if status.is_ok() {
+            Status::Internal
+        } else {
+            status
+        };
         let mut message: String = text.replace('\0', "\u{FFFD}");
         if message.len() > MAX_ERROR_TEXT_LEN {
             let mut cut = MAX_ERROR_TEXT_LEN;
@@ -290,6 +297,13 @@ impl Message {
                 status,
                 message,
             } => {
+                if status.is_ok() {
+                    return Err(EncodeError {
+                        msg: name,
+                        field: "status",
+                        why: "is Ok, but an ERROR must carry a failure status".into(),
+                    });
+                }
                 put(
                     out,
                     &ErrorWire {
@@ -415,10 +429,18 @@ impl Message {
             MsgType::Error => {
                 let w: &ErrorWire = r.fixed("in_reply_to..status")?;
                 r.zero("reserved", w.reserved.get().into())?;
+                let status = Status::from_wire(w.status.get());
+                if status.is_ok() {
+                    return Err(DecodeError::bad(
+                        r.msg,
+                        "status",
+                        "an ERROR must carry a failure status, not Ok",
+                    ));
+                }
                 let message = r.string("message", MAX_ERROR_TEXT_LEN)?;
                 Message::Error {
                     in_reply_to: w.in_reply_to.get(),
-                    status: Status::from_wire(w.status.get()),
+                    status,
                     message,
                 }
             }

@@ -133,13 +133,18 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         status().prop_map(Message::RemoveResp),
-        (any::<u16>(), status(), text(64)).prop_map(|(in_reply_to, status, message)| {
-            Message::Error {
-                in_reply_to,
-                status,
-                message,
-            }
-        }),
+        (
+            any::<u16>(),
+            status().prop_filter("an ERROR is never Ok", |s| !s.is_ok()),
+            text(64)
+        )
+            .prop_map(|(in_reply_to, status, message)| {
+                Message::Error {
+                    in_reply_to,
+                    status,
+                    message,
+                }
+            }),
         (
             any::<u32>(),
             any::<bool>(),
@@ -467,6 +472,38 @@ fn error_constructor_always_encodes() {
     };
     assert!(message.len() <= MAX_ERROR_TEXT_LEN && !message.contains('\0'));
     assert_eq!(decode(&encode(&m).unwrap()).unwrap(), m);
+}
+
+#[test]
+fn error_with_status_ok_is_refused() {
+    // PROTOCOL §4.12: an ERROR reports a failure, so its status is never Ok.
+    check(
+        Message::error(MsgType::Open.to_wire(), Status::Io, "x"),
+        |b| b[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&0u32.to_le_bytes()),
+        DecodeError::BadField {
+            msg: "ERROR",
+            field: "status",
+            why: "an ERROR must carry a failure status, not Ok".into(),
+        },
+    );
+    // Encoding refuses it too, so decode and encode agree on what is a message.
+    let e = encode(&Message::Error {
+        in_reply_to: 0,
+        status: Status::Ok,
+        message: String::new(),
+    })
+    .unwrap_err();
+    assert_eq!((e.msg, e.field), ("ERROR", "status"));
+    // The reporting constructor never produces one: Ok (a caller bug) becomes Internal.
+    let m = Message::error(0, Status::Ok, "bug");
+    assert!(matches!(
+        m,
+        Message::Error {
+            status: Status::Internal,
+            ..
+        }
+    ));
+    assert!(encode(&m).is_ok());
 }
 
 #[test]
