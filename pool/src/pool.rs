@@ -145,6 +145,15 @@ pub enum Error {
         /// What it is.
         found: String,
     },
+    /// The header has read-only-compatible feature flags this build does not know: the pool
+    /// could only be opened read-only, and there is no read-only open yet.
+    #[error("{path}: ro_compat: unknown read-only-compatible feature flags {unknown:#x}; the pool may only be opened read-only, which this build does not support")]
+    RoCompat {
+        /// Part file.
+        path: PathBuf,
+        /// The unknown bits.
+        unknown: u32,
+    },
     /// A replica is smaller than the pool.
     #[error("replica {replica}: {size} usable bytes, smaller than the pool's {pool_size}")]
     ReplicaTooSmall {
@@ -844,6 +853,13 @@ impl Pool {
                         Err(mismatch(path, field, exp.to_string(), got.to_string()))
                     }
                 };
+                let unknown_ro = h.ro_compat.get() & !header::RO_COMPAT_KNOWN;
+                if unknown_ro != 0 {
+                    return Err(Error::RoCompat {
+                        path: path.to_path_buf(),
+                        unknown: unknown_ro,
+                    });
+                }
                 if let Some(want) = layout {
                     if h.layout_name() != want {
                         return Err(mismatch(

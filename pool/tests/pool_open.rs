@@ -307,6 +307,15 @@ fn open_errors_name_what_is_wrong() {
         "{e}"
     );
 
+    // K3: unknown read-only-compatible flag: no writable open, the bits are named.
+    let (_d, set, _a, b) = two_part_pool();
+    edit_header(&b, true, |h| h.ro_compat.set(0x4));
+    let e = expect_err(&set, None);
+    assert!(
+        matches!(e, Error::RoCompat { unknown: 0x4, .. }) && e.to_string().contains("0x4"),
+        "{e}"
+    );
+
     // Bad checksum (field changed without resealing).
     let (_d, set, a, _b) = two_part_pool();
     edit_header(&a, false, |h| h.crtime.set(h.crtime.get() + 1));
