@@ -755,8 +755,10 @@ impl Pool {
                     .map_err(|_| Error::LayoutName(layout.into()))?;
                 h.part_size.set(part.size);
                 h.pool_size.set(pool_size);
-                h.part_index.set(k as u32);
-                h.part_count.set(np as u32);
+                // The part's index and the replica's part count in the pool set, headerless
+                // parts included (SINGLEHDR: part 0 of n parts says 0 of n), as FORMAT.md.
+                h.part_index.set(i as u32);
+                h.part_count.set(l.parts.len() as u32);
                 h.replica_index.set(r as u32);
                 h.replica_count.set(nrep as u32);
                 let region = part
@@ -872,8 +874,12 @@ impl Pool {
                 }
                 eq_n("replica_index", r as u64, h.replica_index.get().into())?;
                 eq_n("replica_count", nrep as u64, h.replica_count.get().into())?;
-                eq_n("part_index", k as u64, h.part_index.get().into())?;
-                eq_n("part_count", np as u64, h.part_count.get().into())?;
+                eq_n("part_index", *i as u64, h.part_index.get().into())?;
+                eq_n(
+                    "part_count",
+                    locals[r].parts.len() as u64,
+                    h.part_count.get().into(),
+                )?;
                 eq_u("poolset_uuid", first.poolset_uuid, h.poolset_uuid)?;
                 eq_n("pool_size", pool_size, h.pool_size.get())?;
                 eq_n(

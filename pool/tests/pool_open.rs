@@ -119,8 +119,24 @@ fn singlehdr_and_nohdrs() {
         p.header().unwrap().incompat.get(),
         header::INCOMPAT_SINGLEHDR
     );
+    // K2: part_count counts every part of the replica, headerless ones included (FORMAT.md).
+    assert_eq!(p.header().unwrap().part_count.get(), 2);
+    assert_eq!(p.header().unwrap().part_index.get(), 0);
     drop(p);
     Pool::open_poolset(&set, None).unwrap();
+    // A part dropped from the poolset is named by part_count.
+    let fewer = write_set(d.path(), &format!("OPTION SINGLEHDR\n2M {}\n", a.display()));
+    let e = expect_err(&fewer, None);
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                field: "part_count",
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     let d = dir();
     let (a, b) = (d.path().join("a"), d.path().join("b"));
