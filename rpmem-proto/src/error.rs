@@ -67,6 +67,8 @@ pub enum ProtocolError {
     BadLane { lane: u32, nlanes: u32 },
     #[error("{msg} carries status {status} where only Ok is allowed")]
     NotOk { msg: MsgType, status: Status },
+    #[error("ERROR in reply to message type {in_reply_to:#06x} while the outstanding request is {request}: the session is out of step")]
+    ReplyToOther { request: MsgType, in_reply_to: u16 },
     #[error("{field} = {value} is not allowed: {why}")]
     Illegal {
         field: &'static str,

@@ -119,12 +119,25 @@ impl TargetState {
     }
 }
 
-/// Initiator side: checks that `reply` answers `request` (its response type or ERROR), and that a
-/// response other than ERROR carries status Ok. Returns the ERROR's content as `Err` for the
-/// caller to report.
+/// Initiator side: checks that `reply` answers `request`: its response type with status Ok, or an
+/// ERROR whose `in_reply_to` is `request` (or 0, which rpmemd sends when no request applies, as
+/// for a frame it could not decode).
+///
+/// A matching ERROR is a well-formed refusal, not a protocol violation, so it passes: `Ok(())`.
+/// **The caller must then handle `Message::Error` itself** (report its status and text, e.g. as
+/// rpmem's `Error::Refused`); `Ok(())` does not mean the request succeeded. Everything else is an
+/// `Err`: another response type ([`ProtocolError::Unexpected`]), an ERROR naming another request
+/// ([`ProtocolError::ReplyToOther`]), or a response carrying a failure status
+/// ([`ProtocolError::NotOk`]).
 pub fn check_reply(request: MsgType, reply: &Message) -> Result<(), ProtocolError> {
     let got = reply.msg_type();
-    if got == MsgType::Error {
+    if let Message::Error { in_reply_to, .. } = *reply {
+        if in_reply_to != 0 && in_reply_to != request.to_wire() {
+            return Err(ProtocolError::ReplyToOther {
+                request,
+                in_reply_to,
+            });
+        }
         return Ok(());
     }
     if Some(got) != request.response() {
@@ -192,9 +205,9 @@ impl ProtocolError {
     /// The status code that reports this error to the peer.
     pub fn status(&self) -> Status {
         match self {
-            ProtocolError::Unexpected { .. } | ProtocolError::WrongChannel { .. } => {
-                Status::UnexpectedMessage
-            }
+            ProtocolError::Unexpected { .. }
+            | ProtocolError::WrongChannel { .. }
+            | ProtocolError::ReplyToOther { .. } => Status::UnexpectedMessage,
             ProtocolError::VersionUnsupported { .. } => Status::VersionMismatch,
             ProtocolError::OutOfRange { .. } => Status::OutOfRange,
             ProtocolError::BadLane { .. } => Status::BadLane,

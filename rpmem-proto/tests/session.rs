@@ -94,7 +94,24 @@ fn target_state_machine() {
 fn initiator_reply_checks() {
     use MsgType::*;
     assert!(check_reply(Close, &Message::CloseResp(Status::Ok)).is_ok());
+    // An ERROR answering this request (or no particular one: in_reply_to 0) passes the check:
+    // it is a well-formed refusal the caller reports with its status and text.
     assert!(check_reply(Close, &Message::error(0, Status::Io, "x")).is_ok());
+    assert!(check_reply(Close, &Message::error(Close.to_wire(), Status::Io, "x")).is_ok());
+    // An ERROR naming another request is out of step with this one.
+    assert_eq!(
+        check_reply(Close, &Message::error(Open.to_wire(), Status::Io, "x")),
+        Err(ProtocolError::ReplyToOther {
+            request: Close,
+            in_reply_to: Open.to_wire(),
+        })
+    );
+    assert_eq!(
+        check_reply(Close, &Message::error(0x7777, Status::Io, "x"))
+            .unwrap_err()
+            .status(),
+        Status::UnexpectedMessage
+    );
     assert_eq!(
         check_reply(Close, &Message::SetAttrResp(Status::Ok)),
         Err(ProtocolError::Unexpected {
