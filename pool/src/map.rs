@@ -4,8 +4,9 @@
 //! # `PMEM_IS_PMEM_FORCE`
 //! As PMDK: `PMEM_IS_PMEM_FORCE=1` treats every mapping as persistent memory (cache flushes
 //! instead of `msync`), `PMEM_IS_PMEM_FORCE=0` treats none as such. Unset: a mapping is
-//! persistent memory when the kernel accepted `MAP_SYNC` for it or it is a Device DAX
-//! character device.
+//! persistent memory when the kernel accepted `MAP_SYNC` for it. (PMDK also counts Device DAX;
+//! pools refuse character devices for now, see `pool::Error::CharDevice`, so only `MAP_SYNC`
+//! decides in practice.)
 
 use std::fs::File;
 use std::io;
@@ -31,11 +32,33 @@ pub fn decide_is_pmem(map_sync: bool, device_dax: bool) -> bool {
     is_pmem_force().unwrap_or(map_sync || device_dax)
 }
 
-/// True when `path` is a character device (Device DAX is the only kind a pool can live on).
-pub fn is_device_dax(path: &Path) -> bool {
+/// True when `path` is a character device.
+pub fn is_char_device(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(path)
         .map(|m| m.file_type().is_char_device())
+        .unwrap_or(false)
+}
+
+/// True when `path` is a Device DAX character device: its `/sys/dev/char/MAJOR:MINOR/subsystem`
+/// link names the `dax` class (as PMDK's `util_fd_get_type`).
+pub fn is_device_dax(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !is_char_device(path) {
+        return false;
+    }
+    let rdev = m.rdev();
+    let sys = format!(
+        "/sys/dev/char/{}:{}/subsystem",
+        libc::major(rdev),
+        libc::minor(rdev)
+    );
+    std::fs::read_link(sys)
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n == "dax"))
         .unwrap_or(false)
 }
 
@@ -367,5 +390,12 @@ mod tests {
         let mut x = [0u8; 1];
         f.read_at(&mut x, 4097).unwrap();
         assert_eq!(x[0], 9);
+    }
+
+    #[test]
+    fn dev_null_is_a_char_device_but_not_device_dax() {
+        assert!(is_char_device(Path::new("/dev/null")));
+        assert!(!is_device_dax(Path::new("/dev/null")));
+        assert!(!is_char_device(Path::new("/")));
     }
 }

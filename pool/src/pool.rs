@@ -61,6 +61,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A part is a character device (Device DAX or anything else): not supported yet.
+    #[error("{path}: is a character device{}; Device DAX is not supported yet (pool parts must be regular files)", if *dax { " (Device DAX)" } else { "" })]
+    CharDevice {
+        /// The device.
+        path: PathBuf,
+        /// Whether sysfs says it is a Device DAX instance.
+        dax: bool,
+    },
     /// A part is below the minimum size.
     #[error("{path}: part of {size} bytes is smaller than the minimum of {min} bytes (2 MiB)")]
     PartTooSmall {
@@ -416,6 +424,14 @@ fn map_replica(
                 path: p.path.clone(),
             });
         }
+        if map::is_char_device(&p.path) {
+            // Device DAX needs its size from sysfs and 2 MiB-aligned mappings; until that is
+            // implemented, refuse clearly instead of failing later with a misleading size.
+            return Err(Error::CharDevice {
+                path: p.path.clone(),
+                dax: map::is_device_dax(&p.path),
+            });
+        }
         if p.size < MIN_PART_BYTES {
             return Err(Error::PartTooSmall {
                 path: p.path.clone(),
@@ -494,7 +510,6 @@ fn map_replica(
         Reservation::new(total_len).map_err(io_err(&parts[0].path, "reserve address range"))?;
     let mut off = 0usize;
     let mut all_sync = true;
-    let mut all_dax = true;
     let mut local = Vec::new();
     for ((file, hdr_bytes), p) in files.into_iter().zip(parts) {
         let len = (p.size - hdr_bytes) as usize;
@@ -502,11 +517,11 @@ fn map_replica(
             .map_at(off, &file, hdr_bytes, len)
             .map_err(io_err(&p.path, "mmap"))?;
         all_sync &= sync;
-        all_dax &= map::is_device_dax(&p.path);
         off += len;
         local.push((file, hdr_bytes, p));
     }
-    let is_pmem = map::decide_is_pmem(all_sync, all_dax);
+    // Character devices (Device DAX) were refused above, so MAP_SYNC alone decides.
+    let is_pmem = map::decide_is_pmem(all_sync, false);
     let fl = flusher.unwrap_or_else(|| Flusher::detect(is_pmem));
     let mut out_parts = Vec::new();
     for (file, hdr_bytes, p) in local {

@@ -672,3 +672,18 @@ fn failed_create_removes_only_what_it_created() {
         "a file this create did not make was removed"
     );
 }
+
+/// K5: a character device is refused clearly (Device DAX sizing is not implemented), not with a
+/// misleading size error.
+#[test]
+fn character_devices_are_refused_clearly() {
+    let e = Pool::open_file(Path::new("/dev/zero"), None).err().unwrap();
+    assert!(
+        matches!(e, Error::CharDevice { dax: false, .. }) && e.to_string().contains("Device DAX"),
+        "{e}"
+    );
+    let d = dir();
+    let set = write_set(d.path(), "2M /dev/zero\n");
+    let e = expect_err(&set, None);
+    assert!(matches!(e, Error::CharDevice { .. }), "{e}");
+}
