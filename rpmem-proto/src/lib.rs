@@ -28,7 +28,8 @@ pub use frame::{
 };
 pub use msg::{check_range, EncodeError, Hello, HelloResp, Message, PoolRequest, PoolResp};
 pub use types::{
-    Capabilities, MsgType, PersistMethod, PoolAttr, Provider, Secret, Status, SECRET_LEN,
+    Capabilities, MsgType, PersistMethod, PoolAttr, Provider, Secret, Status, UnknownStatus,
+    SECRET_LEN,
 };
 
 /// Protocol major version: bumped for any incompatible change of a byte map.

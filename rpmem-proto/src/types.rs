@@ -110,7 +110,8 @@ impl fmt::Display for MsgType {
 ///
 /// Unknown codes are kept as [`Status::Unrecognized`] rather than refused: a newer rpmemd may
 /// report a failure this version cannot name, and that must still surface as a failure.
-/// [`Status::from_wire`] never produces `Unrecognized` for a code listed here.
+/// `Unrecognized` holds an [`UnknownStatus`], which cannot hold a code listed here, so every
+/// `Status` has exactly one wire code and `Unrecognized` never goes on the wire as `Ok`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     Ok,
@@ -132,7 +133,28 @@ pub enum Status {
     Memlock,
     Io,
     Internal,
-    Unrecognized(u32),
+    Unrecognized(UnknownStatus),
+}
+
+/// A status code this version does not define (above `Internal`, 18). Only constructible through
+/// [`UnknownStatus::new`], which refuses the defined codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnknownStatus(u32);
+
+impl UnknownStatus {
+    /// `None` if `code` is one of the codes [`Status`] names.
+    pub fn new(code: u32) -> Option<UnknownStatus> {
+        if (code as usize) < Status::KNOWN.len() {
+            None
+        } else {
+            Some(UnknownStatus(code))
+        }
+    }
+
+    /// The wire code.
+    pub fn code(self) -> u32 {
+        self.0
+    }
 }
 
 impl Status {
@@ -161,13 +183,13 @@ impl Status {
     pub fn from_wire(v: u32) -> Status {
         match Status::KNOWN.get(v as usize) {
             Some(s) => *s,
-            None => Status::Unrecognized(v),
+            None => Status::Unrecognized(UnknownStatus(v)),
         }
     }
 
     pub fn to_wire(self) -> u32 {
         match self {
-            Status::Unrecognized(v) => v,
+            Status::Unrecognized(v) => v.code(),
             known => Status::KNOWN
                 .iter()
                 .position(|s| *s == known)
@@ -218,7 +240,7 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Status::Unrecognized(v) => write!(f, "status {v}: {}", self.describe()),
+            Status::Unrecognized(v) => write!(f, "status {}: {}", v.code(), self.describe()),
             s => write!(f, "{s:?}: {}", s.describe()),
         }
     }

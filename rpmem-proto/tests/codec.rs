@@ -618,7 +618,25 @@ fn status_codes_are_stable() {
     for v in 0..40 {
         assert_eq!(Status::from_wire(v).to_wire(), v);
     }
-    assert_eq!(Status::from_wire(19), Status::Unrecognized(19));
+    assert_eq!(
+        Status::from_wire(19),
+        Status::Unrecognized(UnknownStatus::new(19).unwrap())
+    );
+}
+
+#[test]
+fn unrecognized_status_cannot_hold_a_known_code() {
+    // Unrecognized(0) would go on the wire as Ok: a failure reported as success.
+    for v in 0..=18 {
+        assert_eq!(UnknownStatus::new(v), None, "code {v} is known");
+    }
+    for v in [19, 1000, u32::MAX] {
+        let s = Status::Unrecognized(UnknownStatus::new(v).unwrap());
+        assert_eq!(s.to_wire(), v);
+        assert_eq!(Status::from_wire(s.to_wire()), s);
+        assert!(!s.is_ok());
+        assert!(s.to_string().starts_with(&format!("status {v}:")), "{s}");
+    }
 }
 
 #[test]
