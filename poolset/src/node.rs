@@ -3,7 +3,8 @@
 //!
 //! Disambiguation of the text after `host:` (see docs/POOLSET.md): all digits is a port;
 //! digits followed by `:` is a port and then a descriptor; anything else is a descriptor.
-//! User and host may not start with `-`, so they can never be read by ssh as options.
+//! User and host may not start with `-`, so they can never be read by ssh as options. Only an `@`
+//! before the host (before the first `:` or `[`) separates a user; later ones are descriptor text.
 
 use std::net::Ipv6Addr;
 
@@ -18,10 +19,14 @@ pub(crate) struct Node {
 /// Parses a node address. Returns the node and, when the token continues with `:DESCRIPTOR`
 /// (one-token form), that descriptor text (possibly empty). Errors are plain-words reasons.
 pub(crate) fn parse_node(token: &str) -> Result<(Node, Option<&str>), String> {
-    let (user, rest) = match token.split_once('@') {
-        Some((u, r)) => {
+    // The user part ends before the host: an '@' after the first ':' or '[' belongs to the port
+    // or descriptor text (`host:pools/a@b.set`), never to a user name.
+    let host_start = token.find([':', '[']).unwrap_or(token.len());
+    let (user, rest) = match token[..host_start].find('@') {
+        Some(at) => {
+            let u = &token[..at];
             check_user(u)?;
-            (Some(u.to_string()), r)
+            (Some(u.to_string()), &token[at + 1..])
         }
         None => (None, token),
     };
@@ -189,6 +194,19 @@ mod tests {
         assert_eq!(
             parse_node("u@[fe80::1%eth0]:t.set"),
             Ok((node(Some("u"), "fe80::1%eth0", None), Some("t.set")))
+        );
+        // An '@' after the host belongs to the descriptor, not to a user name.
+        assert_eq!(
+            parse_node("host:pools/a@b.set"),
+            Ok((node(None, "host", None), Some("pools/a@b.set")))
+        );
+        assert_eq!(
+            parse_node("u@host:7636:a@b.set"),
+            Ok((node(Some("u"), "host", Some(7636)), Some("a@b.set")))
+        );
+        assert_eq!(
+            parse_node("[::1]:x@y"),
+            Ok((node(None, "::1", None), Some("x@y")))
         );
         assert_eq!(
             parse_node("10.0.0.2"),

@@ -226,6 +226,20 @@ fn remote_replica_forms() {
     );
     // A local replica may follow a remote one.
     ok(&set("4M /a\nREPLICA h d.set\nREPLICA\n4M /b\n"));
+    // '@' separates a user only before the host: after it, it is part of the descriptor.
+    let p = ok(&set(
+        "4M /a\nREPLICA host:pools/a@b.set\nREPLICA u@h p/c@d.set\n",
+    ));
+    let r = remote(&p, 1);
+    assert_eq!(
+        (r.user.clone(), r.host.as_str(), r.descriptor.clone()),
+        (None, "host", PathBuf::from("pools/a@b.set"))
+    );
+    let r = remote(&p, 2);
+    assert_eq!(
+        (r.user.as_deref(), r.descriptor.clone()),
+        (Some("u"), PathBuf::from("p/c@d.set"))
+    );
 }
 
 #[test]
