@@ -90,6 +90,10 @@ pub enum ErrorKind {
     AutoSize,
     #[error("incorrect path '{path}': a part path must be absolute (start with '/')")]
     RelativePath { path: String },
+    #[error("incorrect path '{path}': it names the root directory; a part needs its own file or directory below '/'")]
+    RootPath { path: String },
+    #[error("incorrect path '{path}': its last component ('.' or '..') names a directory; a directory part is written with a trailing '/'")]
+    DotFilePath { path: String },
     #[error("the part path '{path}' is already used on line {first_line}; every part needs its own file")]
     DuplicatePath { path: String, first_line: u32 },
     #[error("cannot mix directory and file parts in one pool set: this part is a {this}, the part on line {first_line} is a {first}")]

@@ -49,7 +49,8 @@ pub struct LocalReplica {
 pub struct Part {
     /// Size in bytes; never 0. For a directory part, the size reserved for the files in it.
     pub size: u64,
-    /// Absolute path, valid UTF-8, without whitespace, control characters or `#`.
+    /// Absolute path, valid UTF-8, without whitespace, control characters or `#`; never `/`
+    /// itself, and a file part's last component is never `.` or `..`.
     pub path: PathBuf,
     /// The path names a directory (written with a trailing `/`; see docs/POOLSET.md).
     pub is_directory: bool,
@@ -66,7 +67,8 @@ pub struct RemoteReplica {
     pub host: String,
     /// SSH port, if given.
     pub port: Option<u16>,
-    /// Path of the poolset on the remote node, relative to rpmemd's poolset directory.
+    /// Path of the poolset on the remote node, relative to rpmemd's poolset directory; names a
+    /// file (not `.`, no trailing `/`), never contains `..`.
     pub descriptor: PathBuf,
     /// Line of the `REPLICA` line.
     pub line: u32,

@@ -111,6 +111,11 @@ fn check_host_name(host: &str, after: &str) -> Result<(), String> {
     if host.contains('@') {
         return Err("more than one '@'".to_string());
     }
+    if host.starts_with('.') || host.contains("..") {
+        return Err(format!(
+            "'{host}' is not a host name: it starts with '.' or has an empty label ('..')"
+        ));
+    }
     if let Some(c) = host.chars().find(|c| !is_name_char(*c)) {
         return Err(format!(
             "character '{c}' is not allowed in a host name (letters, digits, '.', '-', '_'; IPv6 in brackets)"

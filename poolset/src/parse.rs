@@ -428,6 +428,14 @@ impl<'a> Parser<'a> {
             let path = path.to_string();
             return Err((n, path_tok.col, ErrorKind::RelativePath { path }));
         }
+        if names_root(path) {
+            let path = path.to_string();
+            return Err((n, path_tok.col, ErrorKind::RootPath { path }));
+        }
+        if path.ends_with("/.") || path.ends_with("/..") {
+            let path = path.to_string();
+            return Err((n, path_tok.col, ErrorKind::DotFilePath { path }));
+        }
         if size_tok.text == "AUTO" {
             return Err((n, size_tok.col, ErrorKind::AutoSize));
         }
@@ -508,6 +516,8 @@ fn check_descriptor(n: u32, col: u32, desc: &str) -> Result<(), Fail> {
         .any(|c| c == std::path::Component::ParentDir)
     {
         "'..' may not appear in a descriptor; it must stay inside rpmemd's poolset directory"
+    } else if desc == "." || desc.ends_with('/') || desc.ends_with("/.") {
+        "it names a directory; a descriptor names a poolset file (no trailing '/' or '.')"
     } else {
         return Ok(());
     };
@@ -519,6 +529,20 @@ fn check_descriptor(n: u32, col: u32, desc: &str) -> Result<(), Fail> {
             reason,
         },
     ))
+}
+
+/// Whether the absolute `path` lexically names `/` (`/`, `//`, `/.`, `/a/..`, ...): a part there
+/// would be the root directory itself.
+fn names_root(path: &str) -> bool {
+    let mut depth = 0usize;
+    for c in Path::new(path).components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::ParentDir => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    depth == 0
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {

@@ -173,6 +173,19 @@ fn directory_parts_are_written_with_a_trailing_slash() {
 }
 
 #[test]
+fn a_part_cannot_be_the_root_directory() {
+    for p in ["/", "/.", "/./", "//", "/a/..", "/a/../"] {
+        err(&set(&format!("4M {p}\n")), 2, 4, "root directory");
+    }
+    // A file part whose last component is '.' or '..' would name a directory.
+    for p in ["/mnt/.", "/mnt/a/.."] {
+        err(&set(&format!("4M {p}\n")), 2, 4, "names a directory");
+    }
+    ok(&set("4M /mnt/./a\n4M /mnt/..c\n"));
+    ok(&set("4M /mnt/../b/\n4M /mnt/..c/\n"));
+}
+
+#[test]
 fn small_parts_give_a_warning_not_an_error() {
     let p = ok(&set("4M /a\n  1M /b\n"));
     assert_eq!(p.warnings.len(), 1);
@@ -261,6 +274,38 @@ fn remote_replica_errors() {
     err(&set("4M /a\nREPLICA h /d\n"), 3, 11, "relative path");
     err(&set("4M /a\nREPLICA h:/d\n"), 3, 11, "relative path");
     err(&set("4M /a\nREPLICA h ../d\n"), 3, 11, "'..'");
+    // A descriptor names a poolset file: never the directory itself or a directory in it.
+    for d in [".", "./", "sub/", "sub/.", "./."] {
+        err(
+            &set(&format!("4M /a\nREPLICA h {d}\n")),
+            3,
+            11,
+            "names a directory",
+        );
+        err(
+            &set(&format!("4M /a\nREPLICA h:{d}\n")),
+            3,
+            11,
+            "names a directory",
+        );
+    }
+    ok(&set("4M /a\nREPLICA h ./x.set\nREPLICA h .hidden.set\n"));
+    // '.' and '..' are not host names, nor is anything with an empty label.
+    for h in [".", "..", ".h", "a..b"] {
+        err(
+            &set(&format!("4M /a\nREPLICA {h} x.set\n")),
+            3,
+            9,
+            "not a host name",
+        );
+        err(
+            &set(&format!("4M /a\nREPLICA {h}:x.set\n")),
+            3,
+            9,
+            "not a host name",
+        );
+    }
+    ok(&set("4M /a\nREPLICA node.example. x.set\n"));
     err(&set("4M /a\nREPLICA h:x d\n"), 3, 9, "not a port number");
     err(&set("4M /a\nREPLICA h:0 d\n"), 3, 9, "1-65535");
     err(

@@ -49,7 +49,9 @@ fn size() -> impl Strategy<Value = u64> {
 }
 
 fn part(dirs: bool, replica: usize, index: usize) -> impl Strategy<Value = Part> {
-    (size(), "[a-zA-Z0-9._-]{1,12}").prop_map(move |(size, name)| Part {
+    let name = "[a-zA-Z0-9._-]{1,12}"
+        .prop_filter("'.' and '..' name directories", |n| n != "." && n != "..");
+    (size(), name).prop_map(move |(size, name)| Part {
         size,
         // The replica/index prefix keeps paths unique within the set.
         path: PathBuf::from(format!(
@@ -69,7 +71,7 @@ fn local(dirs: bool, replica: usize) -> impl Strategy<Value = Replica> {
 
 fn host() -> impl Strategy<Value = String> {
     prop_oneof![
-        "[a-z][a-z0-9.-]{0,15}",
+        "[a-z][a-z0-9.-]{0,15}".prop_filter("no empty label", |h| !h.contains("..")),
         any::<[u8; 4]>().prop_map(|b| format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3])),
         any::<[u16; 8]>().prop_map(|s| Ipv6Addr::from(s).to_string()),
     ]
