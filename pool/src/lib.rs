@@ -19,5 +19,5 @@ pub mod persist;
 pub mod pool;
 pub mod region;
 
-pub use pool::{Error, OpenOptions, Pool, Replica, ReplicaDiff};
+pub use pool::{Error, OpenOptions, Pool, RemoteSpec, Replica, ReplicaDiff};
 pub use region::Persister;

@@ -217,10 +217,36 @@ pub trait Replica: Send + Sync {
     fn drain(&self) -> Result<(), PersistError>;
 }
 
-/// Connects a remote replica for a pool of `pool_size` bytes (`create` says whether the remote
-/// pool is being created). Implemented by the rpmem crate.
+/// What a remote connector is told about the replica it connects.
+///
+/// Replicas are numbered over the whole pool set, local and remote, in poolset order (0 = the
+/// primary), and the replica UUID ring (`prev_repl_uuid`/`next_repl_uuid` of part 0 of each
+/// replica) runs over all of them. The UUIDs are `None` with `OPTION NOHDRS`, and at open for a
+/// neighbour that is itself remote (only local headers are read by this crate); the connector
+/// stores them at create and checks them at open (e.g. in the remote pool's attributes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSpec {
+    /// Index of this replica in the pool set.
+    pub replica: usize,
+    /// Replicas in the pool set.
+    pub replica_count: usize,
+    /// Usable bytes of the pool.
+    pub pool_size: u64,
+    /// Whether the remote pool is being created.
+    pub create: bool,
+    /// The pool set UUID.
+    pub poolset_uuid: Option<Uuid>,
+    /// The UUID of this replica's part 0 (as its neighbours link to it).
+    pub uuid: Option<Uuid>,
+    /// Part-0 UUID of the previous replica (cyclic).
+    pub prev_repl_uuid: Option<Uuid>,
+    /// Part-0 UUID of the next replica (cyclic).
+    pub next_repl_uuid: Option<Uuid>,
+}
+
+/// Connects a remote replica. Implemented by the rpmem crate.
 pub type RemoteConnector<'a> =
-    &'a dyn Fn(&RemoteReplica, usize, u64, bool) -> Result<Box<dyn Replica>, String>;
+    &'a dyn Fn(&RemoteReplica, &RemoteSpec) -> Result<Box<dyn Replica>, String>;
 
 /// Options for create and open.
 #[derive(Clone, Copy, Default)]
@@ -255,6 +281,8 @@ struct LocalPart {
 
 /// A replica whose parts are local files, mapped contiguously.
 pub struct LocalReplica {
+    /// Index in the pool set (local and remote replicas counted).
+    index: usize,
     /// Unmapped before `parts` drops the files holding the locks (declaration order).
     data: MappedRegion,
     is_pmem: bool,
@@ -262,6 +290,11 @@ pub struct LocalReplica {
 }
 
 impl LocalReplica {
+    /// Index of this replica in the pool set (0 = primary; remote replicas counted).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Whether this replica is persistent memory (cache flushes) or not (`msync`).
     pub fn is_pmem(&self) -> bool {
         self.is_pmem
@@ -302,10 +335,33 @@ impl Replica for LocalReplica {
     }
 }
 
+/// A replica other than the primary, with its index in the pool set.
+struct Other {
+    index: usize,
+    rep: Box<dyn Replica>,
+}
+
+/// The replica UUID ring of a pool set: pool set UUID and part-0 UUID of every replica (by
+/// poolset index), where known.
+struct Ring {
+    poolset_uuid: Option<Uuid>,
+    part0: Vec<Option<Uuid>>,
+}
+
+impl Ring {
+    /// Nothing known (NOHDRS).
+    fn unknown(set: &PoolSet) -> Ring {
+        Ring {
+            poolset_uuid: None,
+            part0: vec![None; set.replicas.len()],
+        }
+    }
+}
+
 /// An open pool.
 pub struct Pool {
     primary: LocalReplica,
-    others: Vec<Box<dyn Replica>>,
+    others: Vec<Other>,
     len: usize,
     header: Option<PartHeader>,
     repaired: Vec<String>,
@@ -554,6 +610,7 @@ fn map_replica(
     // region's owner so the range lives exactly as long as the region.
     let data = unsafe { MappedRegion::new(base, total_len, fl, Box::new(res)) };
     Ok(LocalReplica {
+        index: 0, // set by `Pool::map_all`
         parts: out_parts,
         data,
         is_pmem,
@@ -644,10 +701,13 @@ impl Pool {
         sync_parent_dirs(parts.into_iter())?;
         let pool_size = primary[0].len() as u64;
         Pool::check_replica_sizes(&primary, pool_size)?;
-        if !set.options.no_hdrs {
-            Pool::write_headers(set, &primary, layout, pool_size)?;
+        let ring = if set.options.no_hdrs {
+            Ring::unknown(set)
+        } else {
+            let ring = Pool::write_headers(set, &primary, layout, pool_size)?;
             sync_headers(&primary, |_, _| true)?;
-        }
+            ring
+        };
         Pool::assemble(
             set,
             primary,
@@ -656,6 +716,7 @@ impl Pool {
             true,
             opts,
             Vec::new(),
+            ring,
         )
     }
 
@@ -663,8 +724,8 @@ impl Pool {
     pub fn open(set: &PoolSet, layout: Option<&str>, opts: OpenOptions<'_>) -> Result<Pool, Error> {
         let (locals, remote_specs) = Pool::map_all(set, None, opts)?;
         let mut repaired = Vec::new();
-        let (pool_size, stale) = if set.options.no_hdrs {
-            (locals[0].len() as u64, Vec::new())
+        let (pool_size, stale, ring) = if set.options.no_hdrs {
+            (locals[0].len() as u64, Vec::new(), Ring::unknown(set))
         } else {
             Pool::check_headers(set, &locals, layout)?
         };
@@ -672,7 +733,16 @@ impl Pool {
         // Every check has passed: only now may a stale header slot be rewritten.
         Pool::repair_headers(&locals, &stale, &mut repaired)?;
         sync_headers(&locals, |r, i| stale.iter().any(|s| s.0 == r && s.1 == i))?;
-        Pool::assemble(set, locals, remote_specs, pool_size, false, opts, repaired)
+        Pool::assemble(
+            set,
+            locals,
+            remote_specs,
+            pool_size,
+            false,
+            opts,
+            repaired,
+            ring,
+        )
     }
 
     #[allow(clippy::type_complexity)]
@@ -687,12 +757,11 @@ impl Pool {
         let mut remotes = Vec::new();
         for (r, rep) in set.replicas.iter().enumerate() {
             match rep {
-                poolset::Replica::Local(l) => locals.push(map_replica(
-                    set,
-                    &l.parts,
-                    created.as_deref_mut(),
-                    opts.flusher,
-                )?),
+                poolset::Replica::Local(l) => {
+                    let mut m = map_replica(set, &l.parts, created.as_deref_mut(), opts.flusher)?;
+                    m.index = r;
+                    locals.push(m);
+                }
                 poolset::Replica::Remote(rr) => {
                     if r == 0 {
                         return Err(Error::RemoteReplica {
@@ -711,10 +780,10 @@ impl Pool {
     }
 
     fn check_replica_sizes(locals: &[LocalReplica], pool_size: u64) -> Result<(), Error> {
-        for (r, l) in locals.iter().enumerate() {
+        for l in locals {
             if (l.len() as u64) < pool_size {
                 return Err(Error::ReplicaTooSmall {
-                    replica: r,
+                    replica: l.index,
                     size: l.len() as u64,
                     pool_size,
                 });
@@ -723,30 +792,38 @@ impl Pool {
         Ok(())
     }
 
+    /// Write every local header; returns the ring (pool set UUID, part-0 UUID of every replica
+    /// of the pool set, remote ones included).
     fn write_headers(
         set: &PoolSet,
         locals: &[LocalReplica],
         layout: &str,
         pool_size: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<Ring, Error> {
         let uuid = || {
             Uuid::new_v4()
                 .map(|u| u.0)
                 .map_err(io_err(Path::new("/dev/urandom"), "getrandom"))
         };
         let poolset_uuid = uuid()?;
-        // UUIDs of every part (headerless parts get none).
+        // UUIDs of every part of every replica of the pool set, by poolset index; a remote
+        // replica gets one for its part 0 (its place in the ring), handed to its connector.
         let mut uuids: Vec<Vec<[u8; 16]>> = Vec::new();
-        for l in locals {
+        for rep in &set.replicas {
+            let n = match rep {
+                poolset::Replica::Local(l) => l.parts.len(),
+                poolset::Replica::Remote(_) => 1,
+            };
             let mut v = Vec::new();
-            for _ in &l.parts {
+            for _ in 0..n {
                 v.push(uuid()?);
             }
             uuids.push(v);
         }
-        let nrep = locals.len();
+        let nrep = set.replicas.len();
         let crtime = now_secs();
-        for (r, l) in locals.iter().enumerate() {
+        for l in locals {
+            let r = l.index;
             let hdr_parts: Vec<usize> =
                 (0..l.parts.len()).filter(|&i| has_header(set, i)).collect();
             let np = hdr_parts.len();
@@ -783,7 +860,10 @@ impl Pool {
                 header::write_region(region, 0, &h, 1)?;
             }
         }
-        Ok(())
+        Ok(Ring {
+            poolset_uuid: Some(Uuid(poolset_uuid)),
+            part0: uuids.iter().map(|v| Some(Uuid(v[0]))).collect(),
+        })
     }
 
     /// Rewrite the stale header slots found by `check_headers` (called once every open check
@@ -815,7 +895,7 @@ impl Pool {
         set: &PoolSet,
         locals: &[LocalReplica],
         layout: Option<&str>,
-    ) -> Result<(u64, Vec<StaleHeader>), Error> {
+    ) -> Result<(u64, Vec<StaleHeader>, Ring), Error> {
         let mut stale = Vec::new();
         // Headers by replica, only for parts that have one.
         let mut hdrs: Vec<Vec<(usize, PartHeader)>> = Vec::new();
@@ -838,18 +918,37 @@ impl Pool {
             hdrs.push(v);
         }
         let first = &hdrs[0][0].1;
-        let nrep = locals.len();
+        let nrep = set.replicas.len();
         let pool_size = first.pool_size.get();
+        // Part-0 UUID of every replica of the pool set: read for local replicas; for a remote
+        // one, taken from the link of a local neighbour (every local link is then checked
+        // against it, so two local neighbours that disagree are caught).
+        let mut part0: Vec<Option<[u8; 16]>> = vec![None; nrep];
+        for (lr, v) in hdrs.iter().enumerate() {
+            part0[locals[lr].index] = Some(v[0].1.uuid);
+        }
+        for (lr, v) in hdrs.iter().enumerate() {
+            let (r, h0) = (locals[lr].index, &v[0].1);
+            for (nb, link) in [
+                ((r + 1) % nrep, h0.next_repl_uuid),
+                ((r + nrep - 1) % nrep, h0.prev_repl_uuid),
+            ] {
+                if part0[nb].is_none() {
+                    part0[nb] = Some(link);
+                }
+            }
+        }
         let mismatch = |path: &Path, field, expected: String, found: String| Error::Mismatch {
             path: path.to_path_buf(),
             field,
             expected,
             found,
         };
-        for (r, v) in hdrs.iter().enumerate() {
+        for (lr, v) in hdrs.iter().enumerate() {
             let np = v.len();
+            let r = locals[lr].index;
             for (k, (i, h)) in v.iter().enumerate() {
-                let part = &locals[r].parts[*i];
+                let part = &locals[lr].parts[*i];
                 let path = part.path.as_path();
                 let eq_u = |field, exp: [u8; 16], got: [u8; 16]| {
                     if exp == got {
@@ -892,7 +991,7 @@ impl Pool {
                 eq_n("part_index", *i as u64, h.part_index.get().into())?;
                 eq_n(
                     "part_count",
-                    locals[r].parts.len() as u64,
+                    locals[lr].parts.len() as u64,
                     h.part_count.get().into(),
                 )?;
                 eq_u("poolset_uuid", first.poolset_uuid, h.poolset_uuid)?;
@@ -916,29 +1015,34 @@ impl Pool {
                     v[(k + np - 1) % np].1.uuid,
                     h.prev_part_uuid,
                 )?;
-                eq_u(
-                    "next_repl_uuid",
-                    hdrs[(r + 1) % nrep][0].1.uuid,
-                    h.next_repl_uuid,
-                )?;
+                // Every neighbour's entry is set: local ones read, remote ones derived above
+                // from the links of their local neighbour(s).
+                let ring = |at: usize| part0[at].unwrap_or_default();
+                eq_u("next_repl_uuid", ring((r + 1) % nrep), h.next_repl_uuid)?;
                 eq_u(
                     "prev_repl_uuid",
-                    hdrs[(r + nrep - 1) % nrep][0].1.uuid,
+                    ring((r + nrep - 1) % nrep),
                     h.prev_repl_uuid,
                 )?;
             }
         }
-        Ok((pool_size, stale))
+        let ring = Ring {
+            poolset_uuid: Some(Uuid(first.poolset_uuid)),
+            part0: part0.into_iter().map(|u| u.map(Uuid)).collect(),
+        };
+        Ok((pool_size, stale, ring))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
-        _set: &PoolSet,
+        set: &PoolSet,
         mut locals: Vec<LocalReplica>,
         remotes: Vec<(usize, RemoteReplica)>,
         pool_size: u64,
         create: bool,
         opts: OpenOptions<'_>,
         repaired: Vec<String>,
+        ring: Ring,
     ) -> Result<Pool, Error> {
         let primary = locals.remove(0);
         let header = primary.parts[0]
@@ -946,9 +1050,13 @@ impl Pool {
             .as_ref()
             .and_then(|h| header::read_region(h, 0).ok())
             .map(|r| r.header);
-        let mut others: Vec<Box<dyn Replica>> = Vec::new();
+        let nrep = set.replicas.len();
+        let mut others: Vec<Other> = Vec::new();
         for l in locals {
-            others.push(Box::new(l));
+            others.push(Other {
+                index: l.index,
+                rep: Box::new(l),
+            });
         }
         for (r, rr) in remotes {
             let node = match &rr.user {
@@ -958,7 +1066,17 @@ impl Pool {
             let Some(connect) = opts.remote else {
                 return Err(Error::RemoteReplica { replica: r, node });
             };
-            let rep = connect(&rr, r, pool_size, create).map_err(|message| Error::Remote {
+            let spec = RemoteSpec {
+                replica: r,
+                replica_count: nrep,
+                pool_size,
+                create,
+                poolset_uuid: ring.poolset_uuid,
+                uuid: ring.part0[r],
+                prev_repl_uuid: ring.part0[(r + nrep - 1) % nrep],
+                next_repl_uuid: ring.part0[(r + 1) % nrep],
+            };
+            let rep = connect(&rr, &spec).map_err(|message| Error::Remote {
                 replica: r,
                 message,
             })?;
@@ -969,8 +1087,10 @@ impl Pool {
                     pool_size,
                 });
             }
-            others.push(rep);
+            others.push(Other { index: r, rep });
         }
+        // Fan-out, drains and reports go in poolset order.
+        others.sort_by_key(|o| o.index);
         let mut pool = Pool {
             primary,
             others,
@@ -997,8 +1117,8 @@ impl Pool {
     /// then offset order.
     pub fn verify_replicas(&self) -> Result<Vec<ReplicaDiff>, Error> {
         let mut out = Vec::new();
-        for (i, rep) in self.others.iter().enumerate() {
-            self.diff_replica(i + 1, rep.as_ref(), &mut out)?;
+        for o in &self.others {
+            self.diff_replica(o.index, o.rep.as_ref(), &mut out)?;
         }
         Ok(out)
     }
@@ -1052,10 +1172,10 @@ impl Pool {
         const CHUNK: usize = 64 << 10;
         let mut notes = Vec::new();
         let mut buf = vec![0u8; CHUNK];
-        for (i, rep) in self.others.iter().enumerate() {
-            let replica = i + 1;
+        for o in &self.others {
+            let (replica, rep) = (o.index, o.rep.as_ref());
             let mut diffs = Vec::new();
-            self.diff_replica(replica, rep.as_ref(), &mut diffs)?;
+            self.diff_replica(replica, rep, &mut diffs)?;
             if diffs.is_empty() {
                 continue;
             }
@@ -1156,10 +1276,11 @@ impl Persister for Pool {
         while done < len {
             let n = (len - done).min(CHUNK);
             self.primary.data.read(off + done, &mut buf[..n]);
-            for (i, rep) in self.others.iter().enumerate() {
-                rep.write_flush(off + done, &buf[..n])
+            for o in &self.others {
+                o.rep
+                    .write_flush(off + done, &buf[..n])
                     .map_err(|e| PersistError::Replica {
-                        replica: i + 1,
+                        replica: o.index,
                         message: e.to_string(),
                     })?;
             }
@@ -1169,9 +1290,9 @@ impl Persister for Pool {
     }
     fn drain(&self) -> Result<(), PersistError> {
         self.primary.data.drain()?;
-        for (i, rep) in self.others.iter().enumerate() {
-            rep.drain().map_err(|e| PersistError::Replica {
-                replica: i + 1,
+        for o in &self.others {
+            o.rep.drain().map_err(|e| PersistError::Replica {
+                replica: o.index,
                 message: e.to_string(),
             })?;
         }
@@ -1187,10 +1308,11 @@ impl Persister for Pool {
         self.primary
             .data
             .memcpy_persist(off, data, flags | Flags::NO_DRAIN)?;
-        for (i, rep) in self.others.iter().enumerate() {
-            rep.write_flush(off, data)
+        for o in &self.others {
+            o.rep
+                .write_flush(off, data)
                 .map_err(|e| PersistError::Replica {
-                    replica: i + 1,
+                    replica: o.index,
                     message: e.to_string(),
                 })?;
         }
