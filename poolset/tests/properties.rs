@@ -13,6 +13,24 @@ use proptest::prelude::*;
 
 use poolset::{parse_bytes, LocalReplica, Mode, Options, Part, PoolSet, RemoteReplica, Replica};
 
+/// Every part path and descriptor of `set`, exactly as stored (the `Debug` form of an `OsStr` keeps
+/// every byte, escaping what is not UTF-8). `PathBuf` equality (and so `eq_ignoring_lines`)
+/// compares components, which hides a writer that rewrites `/a//b` as `/a/b`.
+fn path_bytes(set: &PoolSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &set.replicas {
+        match r {
+            Replica::Local(l) => {
+                for p in &l.parts {
+                    out.push(format!("{:?}", p.path.as_os_str()));
+                }
+            }
+            Replica::Remote(r) => out.push(format!("{:?}", r.descriptor.as_os_str())),
+        }
+    }
+    out
+}
+
 fn check_round_trip(set: &PoolSet, mode: Mode) -> Result<(), TestCaseError> {
     let text = set.to_text();
     let parsed = parse_bytes("printed", text.as_bytes(), mode)
@@ -22,6 +40,7 @@ fn check_round_trip(set: &PoolSet, mode: Mode) -> Result<(), TestCaseError> {
         "\n{text}\nparsed back as {:?}",
         parsed.set
     );
+    prop_assert_eq!(path_bytes(&parsed.set), path_bytes(set), "\n{}", text);
     prop_assert_eq!(parsed.set.to_text(), text.clone());
     // Line numbers point at the line the item was printed on.
     let lines: Vec<&str> = text.lines().collect();
@@ -51,11 +70,13 @@ fn size() -> impl Strategy<Value = u64> {
 fn part(dirs: bool, replica: usize, index: usize) -> impl Strategy<Value = Part> {
     let name = "[a-zA-Z0-9._-]{1,12}"
         .prop_filter("'.' and '..' name directories", |n| n != "." && n != "..");
-    (size(), name).prop_map(move |(size, name)| Part {
+    // Separators a writer could be tempted to normalise; the round trip must keep them.
+    let sep = prop::sample::select(vec!["/", "//", "/./"]);
+    (size(), sep, name).prop_map(move |(size, sep, name)| Part {
         size,
         // The replica/index prefix keeps paths unique within the set.
         path: PathBuf::from(format!(
-            "/mnt/r{replica}p{index}/{name}{}",
+            "/mnt/r{replica}p{index}{sep}{name}{}",
             if dirs { "/" } else { "" }
         )),
         is_directory: dirs,
@@ -244,4 +265,37 @@ proptest! {
         check_any(&bytes, Mode::Initiator)?;
         check_any(&bytes, Mode::Rpmemd)?;
     }
+}
+
+/// The byte comparison in `check_round_trip` sees a rewritten path that `eq_ignoring_lines` does
+/// not (PathBuf compares components): without it the round trip could not catch such a writer.
+#[test]
+fn round_trip_compares_path_bytes_exactly() {
+    let with = |path: &str, desc: &str| PoolSet {
+        options: Options::default(),
+        replicas: vec![
+            Replica::Local(LocalReplica {
+                parts: vec![Part {
+                    size: 4 << 20,
+                    path: PathBuf::from(path),
+                    is_directory: false,
+                    line: 0,
+                }],
+                line: 0,
+            }),
+            Replica::Remote(RemoteReplica {
+                user: None,
+                host: "h".into(),
+                port: None,
+                descriptor: PathBuf::from(desc),
+                line: 0,
+            }),
+        ],
+    };
+    let written = with("/a//b", "d//x.set");
+    let rewritten = with("/a/b", "d/x.set");
+    assert!(written.eq_ignoring_lines(&rewritten));
+    assert_ne!(path_bytes(&written), path_bytes(&rewritten));
+    // Text written with a doubled slash is kept byte for byte.
+    check_round_trip(&written, Mode::Initiator).unwrap();
 }
