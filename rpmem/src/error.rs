@@ -94,6 +94,24 @@ pub enum Error {
         op: &'static str,
         source: fabric::Error,
     },
+    /// A data-plane wait reached the persist deadline: rpmemd is stopped or hung, or the link
+    /// is down (silently dropped packets never give a connection error, only silence).
+    #[error(
+        "lane {lane}: {op}: no answer within the {deadline:?} persist deadline (rpmemd on the \
+         target is stopped or hung, or the link to the target is down)"
+    )]
+    LaneTimeout {
+        lane: u32,
+        op: &'static str,
+        deadline: Duration,
+    },
+    /// The lane failed earlier (timeout, connection error, malformed reply); its endpoint may
+    /// still deliver a late answer, so it is not used again.
+    #[error(
+        "lane {lane} is unusable after an earlier failure ({why}); close the pool and start a \
+         new session"
+    )]
+    LaneBroken { lane: u32, why: String },
     #[error("lane {lane}: rpmemd refused to persist {offset}+{length}: {status}")]
     PersistRefused {
         lane: u32,

@@ -216,6 +216,9 @@ impl Control {
 
 struct Lane {
     ep: Endpoint,
+    /// Why the lane is unusable: after a timeout or a transport error a late answer could still
+    /// arrive and be taken for the answer to the next request, so the lane is never used again.
+    broken: Option<String>,
     /// Hull of the ranges written by `flush` and not yet drained.
     flushed: Option<(u64, u64)>,
     bounce: Option<OwnedRegion>,
@@ -375,6 +378,7 @@ impl RpmemPool {
                 })?;
             lanes.push(Mutex::new(Lane {
                 ep,
+                broken: None,
                 flushed: None,
                 bounce: None,
             }));
@@ -442,6 +446,44 @@ impl RpmemPool {
         Ok(l.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Runs `f` on `lane` under its lock; a transport failure (timeout, connection error,
+    /// undecodable reply) marks the lane broken for good, a refusal by rpmemd does not.
+    fn with_lane<T>(
+        &self,
+        lane: u32,
+        f: impl FnOnce(&mut Lane) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut l = self.lane(lane)?;
+        if let Some(why) = &l.broken {
+            return Err(Error::LaneBroken {
+                lane,
+                why: why.clone(),
+            });
+        }
+        let r = f(&mut l);
+        if let Err(e) = &r {
+            if matches!(
+                e,
+                Error::Lane { .. } | Error::LaneTimeout { .. } | Error::Protocol { .. }
+            ) {
+                l.broken = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    /// A failed data-plane step: a deadline reached is `LaneTimeout`, anything else `Lane`.
+    fn lane_err(&self, lane: u32, op: &'static str, source: fabric::Error) -> Error {
+        match source {
+            fabric::Error::Timeout { .. } => Error::LaneTimeout {
+                lane,
+                op,
+                deadline: self.persist_deadline,
+            },
+            source => Error::Lane { lane, op, source },
+        }
+    }
+
     fn check(&self, offset: u64, length: u64) -> Result<(), Error> {
         check_range(offset, length, self.size()).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
@@ -461,11 +503,7 @@ impl RpmemPool {
                 Signal::None,
                 Instant::now() + self.persist_deadline,
             )
-            .map_err(|source| Error::Lane {
-                lane,
-                op: "RMA write",
-                source,
-            })?;
+            .map_err(|source| self.lane_err(lane, "RMA write", source))?;
             done += n;
         }
         Ok(())
@@ -498,11 +536,7 @@ impl RpmemPool {
                     offset,
                     Instant::now() + self.persist_deadline,
                 )
-                .map_err(|source| Error::Lane {
-                    lane,
-                    op: "RMA read (appliance persist)",
-                    source,
-                })?;
+                .map_err(|source| self.lane_err(lane, "RMA read (appliance persist)", source))?;
             }
             return Ok(());
         }
@@ -515,19 +549,12 @@ impl RpmemPool {
         })
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let deadline = Instant::now() + self.persist_deadline;
-        l.ep.send(&frame, deadline).map_err(|source| Error::Lane {
-            lane,
-            op: "sending PERSIST",
-            source,
-        })?;
+        l.ep.send(&frame, deadline)
+            .map_err(|source| self.lane_err(lane, "sending PERSIST", source))?;
         let mut buf = [0u8; LANE_BUFF_BYTES];
         let n =
             l.ep.recv_into(&mut buf, deadline)
-                .map_err(|source| Error::Lane {
-                    lane,
-                    op: "waiting for PERSIST_RESP",
-                    source,
-                })?;
+                .map_err(|source| self.lane_err(lane, "waiting for PERSIST_RESP", source))?;
         let protocol = |detail: String| Error::Protocol {
             target: self.target_name(),
             during: "PERSIST",
@@ -573,16 +600,17 @@ impl RpmemPool {
         flags: PersistFlags,
     ) -> Result<(), Error> {
         self.check(offset, length)?;
-        let mut l = self.lane(lane)?;
-        self.write_range(&mut l, lane, offset, length)?;
-        self.persist_msg(
-            &mut l,
-            lane,
-            offset,
-            length,
-            flags.contains(PersistFlags::RELAXED),
-            false,
-        )
+        self.with_lane(lane, |l| {
+            self.write_range(l, lane, offset, length)?;
+            self.persist_msg(
+                l,
+                lane,
+                offset,
+                length,
+                flags.contains(PersistFlags::RELAXED),
+                false,
+            )
+        })
     }
 
     /// As [`persist`](Self::persist), and also flushes to the deepest persistence domain on
@@ -595,33 +623,36 @@ impl RpmemPool {
             ));
         }
         self.check(offset, length)?;
-        let mut l = self.lane(lane)?;
-        self.write_range(&mut l, lane, offset, length)?;
-        self.persist_msg(&mut l, lane, offset, length, false, true)
+        self.with_lane(lane, |l| {
+            self.write_range(l, lane, offset, length)?;
+            self.persist_msg(l, lane, offset, length, false, true)
+        })
     }
 
     /// Starts replicating `[offset, offset+length)` on `lane` without waiting; [`drain`]
     /// (Self::drain) on the same lane makes every flushed range durable.
     pub fn flush(&self, offset: u64, length: u64, lane: u32) -> Result<(), Error> {
         self.check(offset, length)?;
-        let mut l = self.lane(lane)?;
-        self.write_range(&mut l, lane, offset, length)?;
-        let end = offset + length;
-        l.flushed = Some(match l.flushed {
-            Some((s, e)) => (s.min(offset), e.max(end)),
-            None => (offset, end),
-        });
-        Ok(())
+        self.with_lane(lane, |l| {
+            self.write_range(l, lane, offset, length)?;
+            let end = offset + length;
+            l.flushed = Some(match l.flushed {
+                Some((s, e)) => (s.min(offset), e.max(end)),
+                None => (offset, end),
+            });
+            Ok(())
+        })
     }
 
     /// Waits until every range flushed on `lane` is durable on the target (one PERSIST over
     /// the hull of the flushed ranges: bytes in between are persisted too, which is harmless).
     pub fn drain(&self, lane: u32) -> Result<(), Error> {
-        let mut l = self.lane(lane)?;
-        let Some((s, e)) = l.flushed.take() else {
-            return Ok(());
-        };
-        self.persist_msg(&mut l, lane, s, e - s, false, false)
+        self.with_lane(lane, |l| {
+            let Some((s, e)) = l.flushed.take() else {
+                return Ok(());
+            };
+            self.persist_msg(l, lane, s, e - s, false, false)
+        })
     }
 
     /// Reads `out.len()` bytes at `offset` of the remote pool (RMA read; rpmemd's CPU is not
@@ -629,31 +660,24 @@ impl RpmemPool {
     pub fn read(&self, out: &mut [u8], offset: u64, lane: u32) -> Result<(), Error> {
         check_range(offset, out.len() as u64, self.remote.len)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let mut l = self.lane(lane)?;
-        let mut done = 0usize;
-        while done < out.len() {
-            let n = (out.len() - done).min(READ_BOUNCE_BYTES).min(self.max_rma);
-            let deadline = Instant::now() + self.persist_deadline;
-            let Lane { ep, bounce: b, .. } = &mut *l;
-            let b = match b {
-                Some(b) => b,
-                None => b.insert(new_bounce(&self.domain, lane)?),
-            };
-            ep.read(b.mr(), 0, n, &self.remote, offset + done as u64, deadline)
-                .map_err(|source| Error::Lane {
-                    lane,
-                    op: "RMA read",
-                    source,
-                })?;
-            b.read_at(0, &mut out[done..done + n])
-                .map_err(|source| Error::Lane {
-                    lane,
-                    op: "copying read data",
-                    source,
-                })?;
-            done += n;
-        }
-        Ok(())
+        self.with_lane(lane, |l| {
+            let mut done = 0usize;
+            while done < out.len() {
+                let n = (out.len() - done).min(READ_BOUNCE_BYTES).min(self.max_rma);
+                let deadline = Instant::now() + self.persist_deadline;
+                let Lane { ep, bounce: b, .. } = l;
+                let b = match b {
+                    Some(b) => b,
+                    None => b.insert(new_bounce(&self.domain, lane)?),
+                };
+                ep.read(b.mr(), 0, n, &self.remote, offset + done as u64, deadline)
+                    .map_err(|source| self.lane_err(lane, "RMA read", source))?;
+                b.read_at(0, &mut out[done..done + n])
+                    .map_err(|source| self.lane_err(lane, "copying read data", source))?;
+                done += n;
+            }
+            Ok(())
+        })
     }
 
     /// Stores new pool attributes on the target.

@@ -24,6 +24,8 @@ use crate::target::Target;
 
 /// Most bytes of rpmemd's stderr kept for error messages.
 const STDERR_KEPT_MAX: usize = 16 * 1024;
+/// Longest wait for the peer's CHANNEL_CLOSE when an SSH channel is dropped.
+const SSH_DROP_WAIT: Duration = Duration::from_millis(200);
 /// Longest wait for the rest of rpmemd's stderr once it has exited.
 const STDERR_WAIT_MAX: Duration = Duration::from_secs(1);
 
@@ -335,13 +337,23 @@ impl Write for ControlChannel {
 
 impl Drop for ControlChannel {
     fn drop(&mut self) {
-        if let Inner::Child { child, stdin, .. } = &mut self.inner {
-            // Closing stdin tells rpmemd the initiator is gone; give it a moment, then make
-            // sure no orphan is left behind.
-            drop(stdin.take());
-            if !matches!(wait_child(child, Duration::from_millis(500)), Ok(Some(_))) {
-                let _ = child.kill();
-                let _ = child.wait();
+        match &mut self.inner {
+            Inner::Child { child, stdin, .. } => {
+                // Closing stdin tells rpmemd the initiator is gone; give it a moment, then make
+                // sure no orphan is left behind.
+                drop(stdin.take());
+                if !matches!(wait_child(child, Duration::from_millis(500)), Ok(Some(_))) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Inner::Ssh { session, .. } => {
+                // Freeing the channel and the session sends CHANNEL_CLOSE and waits for the
+                // peer's, each up to the session timeout; over a dead link that would stretch a
+                // failed close by two full I/O deadlines. Nothing more is needed from the peer
+                // here (finish() already waited for a healthy one), so the wait is kept short;
+                // the TCP connection is closed either way.
+                session.set_timeout(libssh2_millis(SSH_DROP_WAIT));
             }
         }
     }

@@ -324,28 +324,6 @@ fn out_of_range_and_bad_lane_are_refused_locally() {
     pool.close(false).unwrap();
 }
 
-/// Children of this process named rpmemd (found through /proc; we kill only our own child).
-fn our_rpmemd_children() -> Vec<i32> {
-    let mut out = Vec::new();
-    let me = std::process::id();
-    for task in std::fs::read_dir(format!("/proc/{me}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "rpmemd" {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn rpmemd_killed_mid_session_gives_a_typed_error_not_a_hang() {
     let site = Site::new();
@@ -361,16 +339,7 @@ fn rpmemd_killed_mid_session_gives_a_typed_error_not_a_hang() {
     )
     .unwrap();
     pool.persist(0, 4096, 0, PersistFlags::NONE).unwrap();
-    // Find the rpmemd serving this pool: the one whose cmdline names our config.
-    let conf = site.config().display().to_string();
-    let pid = our_rpmemd_children()
-        .into_iter()
-        .find(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&conf))
-                .unwrap_or(false)
-        })
-        .expect("our rpmemd child");
+    let pid = rpmemd_child_of(&site);
     // SAFETY: kill(2) on the pid of our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let started = std::time::Instant::now();

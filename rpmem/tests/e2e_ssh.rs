@@ -4,32 +4,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use rpmem::{Error, Options, PersistFlags, PoolMemory, RpmemPool, SshOptions, Transport};
+use rpmem::{Error, PersistFlags, PoolMemory, RpmemPool};
 use testkit::Sshd;
 
-fn ssh_options(sshd: &Sshd, site: &Site, remote_program: &str) -> Options {
-    Options {
-        transport: Some(Transport::Ssh(SshOptions {
-            config_file: Some("/dev/null".into()),
-            known_hosts: Some(sshd.known_hosts().to_path_buf()),
-            accept_unknown_host: false,
-            identity_files: vec![sshd.user_key().to_path_buf()],
-            use_agent: false,
-            remote_program: remote_program.into(),
-            connect_timeout: Duration::from_secs(10),
-        })),
-        rpmemd_args: site.rpmemd_args(),
-        ..Options::default()
-    }
-}
-
 fn start_sshd() -> Sshd {
-    let bin_dir = rpmemd_bin().parent().unwrap().display().to_string();
     Sshd::builder()
-        .set_env("PATH", format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"))
+        .set_env("PATH", path_with_rpmemd())
         .start()
         .unwrap()
 }
@@ -101,10 +82,9 @@ fn second_host_in_a_network_namespace() {
     };
     let site = Site::new();
     let parts = site.poolset("ns.set", &[4]);
-    let bin_dir = rpmemd_bin().parent().unwrap().display().to_string();
     let sshd = host
         .sshd_builder()
-        .set_env("PATH", format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"))
+        .set_env("PATH", path_with_rpmemd())
         .start()
         .unwrap();
     let target = format!("{}@{}:{}", sshd.user(), host.peer_addr(), sshd.port());

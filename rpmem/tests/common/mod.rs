@@ -166,3 +166,63 @@ pub fn attr(tag: u8) -> rpmem::PoolAttr {
         user_flags: [tag.wrapping_add(4); 16],
     }
 }
+
+/// Children of this process named rpmemd (found through /proc; tests signal only their own
+/// children).
+pub fn our_rpmemd_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let me = std::process::id();
+    for task in std::fs::read_dir(format!("/proc/{me}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "rpmemd" {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// The rpmemd child serving `site` (its command line names the site's configuration file).
+pub fn rpmemd_child_of(site: &Site) -> i32 {
+    let conf = site.config().display().to_string();
+    our_rpmemd_children()
+        .into_iter()
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&conf))
+                .unwrap_or(false)
+        })
+        .expect("our rpmemd child")
+}
+
+/// Options for the built-in SSH client against a testkit sshd (its known_hosts and user key,
+/// no agent, no user configuration).
+pub fn ssh_options(sshd: &testkit::Sshd, site: &Site, remote_program: &str) -> Options {
+    Options {
+        transport: Some(Transport::Ssh(rpmem::SshOptions {
+            config_file: Some("/dev/null".into()),
+            known_hosts: Some(sshd.known_hosts().to_path_buf()),
+            accept_unknown_host: false,
+            identity_files: vec![sshd.user_key().to_path_buf()],
+            use_agent: false,
+            remote_program: remote_program.into(),
+            connect_timeout: Duration::from_secs(10),
+        })),
+        rpmemd_args: site.rpmemd_args(),
+        ..Options::default()
+    }
+}
+
+/// The PATH an sshd gives its sessions so that they find our rpmemd.
+pub fn path_with_rpmemd() -> String {
+    let bin_dir = rpmemd_bin().parent().unwrap().display().to_string();
+    format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin")
+}
