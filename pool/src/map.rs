@@ -18,18 +18,30 @@ const MAP_SHARED_VALIDATE: libc::c_int = 0x03;
 /// Linux `MAP_SYNC`.
 const MAP_SYNC: libc::c_int = 0x08_0000;
 
-/// The `PMEM_IS_PMEM_FORCE` override, if set to 0 or 1.
+/// The `PMEM_IS_PMEM_FORCE` override of the process environment, if set to 0 or 1 (read at
+/// every call, so at every pool create/open).
 pub fn is_pmem_force() -> Option<bool> {
-    match std::env::var("PMEM_IS_PMEM_FORCE").as_deref() {
-        Ok("1") => Some(true),
-        Ok("0") => Some(false),
+    is_pmem_force_in(&|k| std::env::var(k).ok())
+}
+
+/// [`is_pmem_force`] with an explicit environment lookup (for tests): `Some` only for exactly
+/// `0` or `1`, as PMDK.
+pub fn is_pmem_force_in(env: &dyn Fn(&str) -> Option<String>) -> Option<bool> {
+    match env("PMEM_IS_PMEM_FORCE").as_deref() {
+        Some("1") => Some(true),
+        Some("0") => Some(false),
         _ => None,
     }
 }
 
 /// PMDK's decision: forced by the environment, else `MAP_SYNC` accepted or Device DAX.
 pub fn decide_is_pmem(map_sync: bool, device_dax: bool) -> bool {
-    is_pmem_force().unwrap_or(map_sync || device_dax)
+    decide_is_pmem_with(is_pmem_force(), map_sync, device_dax)
+}
+
+/// The decision with an explicit override (`Some` wins; `None` decides by the mapping).
+pub fn decide_is_pmem_with(force: Option<bool>, map_sync: bool, device_dax: bool) -> bool {
+    force.unwrap_or(map_sync || device_dax)
 }
 
 /// True when `path` is a character device.
@@ -397,5 +409,28 @@ mod tests {
         assert!(is_char_device(Path::new("/dev/null")));
         assert!(!is_device_dax(Path::new("/dev/null")));
         assert!(!is_char_device(Path::new("/")));
+    }
+
+    /// T4: the override wins both ways; unset (or any other value) decides by the mapping.
+    #[test]
+    fn is_pmem_decision_and_override() {
+        let env = |v: Option<&'static str>| {
+            move |k: &str| {
+                (k == "PMEM_IS_PMEM_FORCE")
+                    .then_some(v)
+                    .flatten()
+                    .map(String::from)
+            }
+        };
+        assert_eq!(is_pmem_force_in(&env(Some("1"))), Some(true));
+        assert_eq!(is_pmem_force_in(&env(Some("0"))), Some(false));
+        for other in [None, Some("yes"), Some("2"), Some(""), Some(" 1")] {
+            assert_eq!(is_pmem_force_in(&env(other)), None, "{other:?}");
+        }
+        for (sync, dax) in [(false, false), (true, false), (false, true), (true, true)] {
+            assert!(decide_is_pmem_with(Some(true), sync, dax));
+            assert!(!decide_is_pmem_with(Some(false), sync, dax));
+            assert_eq!(decide_is_pmem_with(None, sync, dax), sync || dax);
+        }
     }
 }

@@ -253,6 +253,9 @@ pub type RemoteConnector<'a> =
 pub struct OpenOptions<'a> {
     /// Use this flusher instead of deciding by `MAP_SYNC`/`PMEM_IS_PMEM_FORCE` (tests).
     pub flusher: Option<Flusher>,
+    /// Force the "is persistent memory" decision in-process, as `PMEM_IS_PMEM_FORCE=1`/`0`
+    /// would (`None`: the environment variable, else `MAP_SYNC`, decides).
+    pub is_pmem_force: Option<bool>,
     /// Skip the comparison of replica data at open (headers are always compared).
     ///
     /// Without it, open reads the whole pool from the primary and from every replica (twice the
@@ -469,7 +472,7 @@ fn map_replica(
     set: &PoolSet,
     parts: &[poolset::Part],
     mut created: Option<&mut Vec<PathBuf>>,
-    flusher: Option<Flusher>,
+    opts: OpenOptions<'_>,
 ) -> Result<LocalReplica, Error> {
     let page = map::page_size() as u64;
     let mut files = Vec::new();
@@ -577,7 +580,9 @@ fn map_replica(
         local.push((file, hdr_bytes, p));
     }
     // Character devices (Device DAX) were refused above, so MAP_SYNC alone decides.
-    let is_pmem = map::decide_is_pmem(all_sync, false);
+    let force = opts.is_pmem_force.or_else(map::is_pmem_force);
+    let is_pmem = map::decide_is_pmem_with(force, all_sync, false);
+    let flusher = opts.flusher;
     let fl = flusher.unwrap_or_else(|| Flusher::detect(is_pmem));
     let mut out_parts = Vec::new();
     for (file, hdr_bytes, p) in local {
@@ -758,7 +763,7 @@ impl Pool {
         for (r, rep) in set.replicas.iter().enumerate() {
             match rep {
                 poolset::Replica::Local(l) => {
-                    let mut m = map_replica(set, &l.parts, created.as_deref_mut(), opts.flusher)?;
+                    let mut m = map_replica(set, &l.parts, created.as_deref_mut(), opts)?;
                     m.index = r;
                     locals.push(m);
                 }

@@ -526,6 +526,22 @@ fn creation_errors() {
     assert!(!d.path().join("r").exists());
 }
 
+/// Open a pool whose holder just closed it. Other tests of this binary spawn children: between
+/// fork and exec a child holds a copy of every descriptor, and so briefly of a pool's `flock`
+/// (descriptors are close-on-exec, so the copy goes at exec). Retry `Locked` for up to 2 s.
+fn open_after_release(path: &Path) -> Pool {
+    for _ in 0..200 {
+        match Pool::open_file(path, None) {
+            Err(Error::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!(
+        "{}: still locked 2 s after its holder closed it",
+        path.display()
+    );
+}
+
 #[test]
 fn second_open_fails_while_first_is_open() {
     let d = dir();
@@ -536,7 +552,7 @@ fn second_open_fails_while_first_is_open() {
         Err(Error::Locked { .. })
     ));
     drop(p);
-    Pool::open_file(&path, None).unwrap();
+    open_after_release(&path);
 }
 
 /// Child half of `crashed_holder_does_not_leave_pool_locked`: opens the pool and waits to die.
@@ -581,7 +597,7 @@ fn crashed_holder_does_not_leave_pool_locked() {
     ));
     child.kill().unwrap(); // SIGKILL: no destructors run, like a crash
     child.wait().unwrap();
-    Pool::open_file(&path, None).unwrap();
+    open_after_release(&path);
 }
 
 fn replicated_pool() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
@@ -686,4 +702,65 @@ fn character_devices_are_refused_clearly() {
     let set = write_set(d.path(), "2M /dev/zero\n");
     let e = expect_err(&set, None);
     assert!(matches!(e, Error::CharDevice { .. }), "{e}");
+}
+
+/// T4: the is-pmem decision of a pool, forced in-process both ways (tmpfs refuses MAP_SYNC, so
+/// unforced it is "not pmem" here unless the environment forces it).
+#[test]
+fn is_pmem_can_be_forced_in_process() {
+    for force in [Some(true), Some(false)] {
+        let d = dir();
+        let file = d.path().join("p");
+        let text = format!("PMEMPOOLSET\n2M {}\n", file.display());
+        let set = poolset::parse_bytes("x.set", text.as_bytes(), poolset::Mode::Initiator)
+            .unwrap()
+            .set;
+        let opts = OpenOptions {
+            is_pmem_force: force,
+            ..OpenOptions::default()
+        };
+        let p = Pool::create(&set, "f", opts).unwrap();
+        assert_eq!(Some(p.is_pmem()), force);
+        assert_eq!(
+            p.primary().region().flusher().is_pmem(),
+            force.unwrap(),
+            "flusher follows the decision"
+        );
+        p.memcpy_persist(0, b"forced", Flags::NONE).unwrap();
+        drop(p);
+        let p = Pool::open(&set, None, opts).unwrap();
+        assert_eq!(Some(p.is_pmem()), force);
+    }
+}
+
+/// Child half of `pmem_is_pmem_force_env_is_honoured`.
+#[test]
+fn child_reports_is_pmem() {
+    let Ok(path) = std::env::var("POOL_TEST_IS_PMEM") else {
+        return;
+    };
+    let p = Pool::create_file(Path::new(&path), 2 * MIB, "env").unwrap();
+    println!("IS_PMEM={}", p.is_pmem());
+}
+
+/// T4: `PMEM_IS_PMEM_FORCE` from the real environment (in a child process, so this process's
+/// environment stays untouched).
+#[test]
+fn pmem_is_pmem_force_env_is_honoured() {
+    for (value, expect) in [("1", "IS_PMEM=true"), ("0", "IS_PMEM=false")] {
+        let d = dir();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_reports_is_pmem",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("POOL_TEST_IS_PMEM", d.path().join("p"))
+            .env("PMEM_IS_PMEM_FORCE", value)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(expect), "PMEM_IS_PMEM_FORCE={value}: {text}");
+    }
 }
