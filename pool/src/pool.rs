@@ -949,6 +949,20 @@ impl Pool {
             expected,
             found,
         };
+        // A part or replica of another pool is reported as such (on its own file) before any
+        // link check, which would otherwise name a neighbour that is fine.
+        for (lr, v) in hdrs.iter().enumerate() {
+            for (i, h) in v {
+                if h.poolset_uuid != first.poolset_uuid {
+                    return Err(mismatch(
+                        &locals[lr].parts[*i].path,
+                        "poolset_uuid",
+                        Uuid(first.poolset_uuid).to_string(),
+                        Uuid(h.poolset_uuid).to_string(),
+                    ));
+                }
+            }
+        }
         for (lr, v) in hdrs.iter().enumerate() {
             let np = v.len();
             let r = locals[lr].index;

@@ -375,7 +375,7 @@ fn open_errors_name_what_is_wrong() {
         matches!(
             e,
             Error::Mismatch {
-                field: "poolset_uuid" | "next_part_uuid",
+                field: "poolset_uuid",
                 ..
             }
         ),
@@ -763,4 +763,55 @@ fn pmem_is_pmem_force_env_is_honoured() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(expect), "PMEM_IS_PMEM_FORCE={value}: {text}");
     }
+}
+
+/// T5: the remaining link errors, each named by field and file.
+#[test]
+fn broken_links_and_foreign_replicas_are_named() {
+    let field_and_path = |e: &Error| match e {
+        Error::Mismatch { field, path, .. } => Some((*field, path.clone())),
+        _ => None,
+    };
+    // prev_part_uuid of part 0 (its next link is intact).
+    let (_d, set, a, _b) = two_part_pool();
+    edit_header(&a, true, |h| h.prev_part_uuid = [9; 16]);
+    let e = expect_err(&set, None);
+    assert_eq!(
+        field_and_path(&e),
+        Some(("prev_part_uuid", a.clone())),
+        "{e}"
+    );
+
+    // next_repl_uuid and prev_repl_uuid of the primary of a replicated pool.
+    let (_d, set, a, _r) = replicated_pool();
+    edit_header(&a, true, |h| h.next_repl_uuid = [5; 16]);
+    let e = expect_err(&set, None);
+    assert_eq!(
+        field_and_path(&e),
+        Some(("next_repl_uuid", a.clone())),
+        "{e}"
+    );
+    let (_d, set, _a, r) = replicated_pool();
+    edit_header(&r, true, |h| h.prev_repl_uuid = [6; 16]);
+    let e = expect_err(&set, None);
+    assert_eq!(
+        field_and_path(&e),
+        Some(("prev_repl_uuid", r.clone())),
+        "{e}"
+    );
+
+    // A replica of another pool.
+    let (_d1, _set1, a1, _r1) = replicated_pool();
+    let (d2, _set2, _a2, r2) = replicated_pool();
+    let mixed = write_set(
+        d2.path(),
+        &format!("2M {}\nREPLICA\n2M {}\n", a1.display(), r2.display()),
+    );
+    let e = expect_err(&mixed, None);
+    assert_eq!(
+        field_and_path(&e),
+        Some(("poolset_uuid", r2.clone())),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&r2.display().to_string()), "{e}");
 }
