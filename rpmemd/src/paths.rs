@@ -3,8 +3,12 @@
 //!
 //! Refused: empty descriptors, NUL bytes, absolute paths, any `..` component (even one that would
 //! stay inside: the rule is simpler to audit than a normaliser), descriptors naming the directory
-//! itself, and anything whose real path (all symlinks followed) is outside the canonical
-//! `poolset-dir`. For a file that does not exist yet (CREATE of a new poolset is not a thing, but
+//! itself or ending in `/` or `/.` (a directory, even when the leaf does not exist yet), an
+//! existing leaf that is not a regular file (a directory, FIFO, socket, device), and anything
+//! whose real path (all symlinks followed) is outside the canonical `poolset-dir`.
+//!
+//! Errors are sent to the initiator as text, so their `Display` never shows a path outside
+//! poolset-dir; [`PathError::log_detail`] adds it for rpmemd's own log. For a file that does not exist yet (CREATE of a new poolset is not a thing, but
 //! REMOVE and error reporting want a stable answer), the parent directory is canonicalised instead
 //! and must be inside; a dangling symlink is refused because creating through it would follow it.
 //!
@@ -29,6 +33,14 @@ pub enum PathError {
     ParentComponent { descriptor: String },
     #[error("pool descriptor {descriptor:?} names poolset-dir itself, not a poolset file")]
     IsPoolsetDir { descriptor: String },
+    #[error("pool descriptor {descriptor:?} ends in '/' or '/.', so it names a directory; name the poolset file without a trailing slash")]
+    NamesDirectory { descriptor: String },
+    #[error("pool descriptor {descriptor:?} is {what}, not a poolset file")]
+    NotRegular {
+        descriptor: String,
+        /// "a directory", "a FIFO", ...
+        what: &'static str,
+    },
     #[error("poolset-dir {dir} is not usable: {source}")]
     PoolsetDir { dir: PathBuf, source: io::Error },
     #[error("pool descriptor {descriptor:?}: directory {missing} does not exist")]
@@ -38,7 +50,8 @@ pub enum PathError {
     },
     #[error("pool descriptor {descriptor:?} is a dangling symbolic link")]
     DanglingSymlink { descriptor: String },
-    #[error("pool descriptor {descriptor:?} resolves to {resolved}, outside poolset-dir {root}")]
+    /// `Display` (what the peer is told) names neither path; [`PathError::log_detail`] does.
+    #[error("pool descriptor {descriptor:?} leads outside poolset-dir")]
     Escapes {
         descriptor: String,
         resolved: PathBuf,
@@ -51,8 +64,46 @@ pub enum PathError {
     },
 }
 
+impl PathError {
+    /// The text for rpmemd's log: like `Display`, plus, for [`PathError::Escapes`], the real path
+    /// outside poolset-dir and poolset-dir itself (which the peer must not learn).
+    pub fn log_detail(&self) -> String {
+        match self {
+            PathError::Escapes {
+                descriptor,
+                resolved,
+                root,
+            } => format!(
+                "pool descriptor {descriptor:?} resolves to {}, outside poolset-dir {}",
+                resolved.display(),
+                root.display()
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What a non-regular file is, for messages.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Resolves `descriptor` against `poolset_dir` and returns the real (canonical) path, guaranteed
-/// to be strictly inside the canonical `poolset_dir` at the time of the call.
+/// to be strictly inside the canonical `poolset_dir` at the time of the call and, when it exists,
+/// a regular file.
 pub fn resolve_descriptor(poolset_dir: &Path, descriptor: &str) -> Result<PathBuf, PathError> {
     let owned = || descriptor.to_owned();
     if descriptor.is_empty() {
@@ -79,6 +130,12 @@ pub fn resolve_descriptor(poolset_dir: &Path, descriptor: &str) -> Result<PathBu
             }
         }
     }
+    // Path::components drops a trailing '/' and '.', which would turn `new.set/` into `new.set`.
+    if descriptor.ends_with('/') || descriptor.ends_with("/.") {
+        return Err(PathError::NamesDirectory {
+            descriptor: owned(),
+        });
+    }
     let root = poolset_dir
         .canonicalize()
         .map_err(|source| PathError::PoolsetDir {
@@ -100,6 +157,16 @@ pub fn resolve_descriptor(poolset_dir: &Path, descriptor: &str) -> Result<PathBu
                     descriptor: owned(),
                     resolved: real,
                     root,
+                });
+            }
+            let meta = real.metadata().map_err(|source| PathError::Io {
+                descriptor: owned(),
+                source,
+            })?;
+            if !meta.is_file() {
+                return Err(PathError::NotRegular {
+                    descriptor: owned(),
+                    what: file_kind(meta.file_type()),
                 });
             }
             Ok(real)
@@ -303,6 +370,64 @@ mod tests {
             resolve_descriptor(&f.psd, "dangling.set"),
             Err(PathError::DanglingSymlink { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_directories_and_other_non_regular_files() {
+        let f = fixture();
+        symlink(f.psd.join("sub"), f.psd.join("alias")).unwrap();
+        for d in ["sub", "alias", "./sub"] {
+            let e = resolve_descriptor(&f.psd, d).unwrap_err();
+            assert!(matches!(e, PathError::NotRegular { .. }), "{d}: {e}");
+            assert!(e.to_string().contains("is a directory"), "{e}");
+        }
+        mkfifo(&f.psd.join("fifo.set"));
+        let e = resolve_descriptor(&f.psd, "fifo.set").unwrap_err();
+        assert!(matches!(e, PathError::NotRegular { .. }), "{e}");
+        assert!(e.to_string().contains("FIFO"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_trailing_slash() {
+        let f = fixture();
+        // Existing file, existing directory, missing leaf: the slash is never dropped silently.
+        for d in [
+            "pool.set/",
+            "sub/",
+            "new.set/",
+            "sub/new.set/",
+            "./",
+            "new.set/.",
+        ] {
+            let e = resolve_descriptor(&f.psd, d).unwrap_err();
+            assert!(matches!(e, PathError::NamesDirectory { .. }), "{d}: {e}");
+        }
+    }
+
+    #[test]
+    fn escape_detail_goes_to_the_log_not_the_peer() {
+        let f = fixture();
+        symlink(f.outside.join("secret.set"), f.psd.join("evil.set")).unwrap();
+        symlink(&f.outside, f.psd.join("link")).unwrap();
+        for d in ["evil.set", "link/new.set"] {
+            let e = resolve_descriptor(&f.psd, d).unwrap_err();
+            let peer = e.to_string();
+            assert!(peer.contains("leads outside poolset-dir"), "{peer}");
+            assert!(!peer.contains(f.outside.to_str().unwrap()), "{peer}");
+            assert!(!peer.contains(f.psd.to_str().unwrap()), "{peer}");
+            let log = e.log_detail();
+            assert!(log.contains(f.outside.to_str().unwrap()), "{log}");
+            assert!(log.contains(f.psd.to_str().unwrap()), "{log}");
+        }
+        // Other errors carry nothing to hide: the log text is the peer text.
+        let e = resolve_descriptor(&f.psd, "../x").unwrap_err();
+        assert_eq!(e.log_detail(), e.to_string());
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     }
 
     #[test]
