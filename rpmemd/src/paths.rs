@@ -103,7 +103,7 @@ fn file_kind(t: std::fs::FileType) -> &'static str {
 
 /// Resolves `descriptor` against `poolset_dir` and returns the real (canonical) path, guaranteed
 /// to be strictly inside the canonical `poolset_dir` at the time of the call and, when it exists,
-/// a regular file.
+/// a regular file. Open it with [`open_regular_file`], so a swap after this check cannot block.
 pub fn resolve_descriptor(poolset_dir: &Path, descriptor: &str) -> Result<PathBuf, PathError> {
     let owned = || descriptor.to_owned();
     if descriptor.is_empty() {
@@ -214,6 +214,59 @@ pub fn resolve_descriptor(poolset_dir: &Path, descriptor: &str) -> Result<PathBu
             source,
         }),
     }
+}
+
+/// Opens the poolset file at `path` (the canonical path [`resolve_descriptor`] returned) for
+/// reading, refusing anything but a regular file without ever blocking on it.
+///
+/// Between resolution and open, someone who can write in poolset-dir could swap the file for a
+/// FIFO (a plain open would then wait for a writer forever) or a symlink. So the open uses
+/// `O_NONBLOCK` (a FIFO opens at once) and `O_NOFOLLOW` (the last component may not be a symlink:
+/// the resolved path never ends in one, so one there was swapped in; symlinks in the directories
+/// above are still followed, see the module's Limits), then `fstat` on the open descriptor must
+/// show a regular file, and only then is `O_NONBLOCK` cleared for ordinary blocking reads.
+pub fn open_regular_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: is a symbolic link (the resolved path had none; it was replaced)",
+                    path.display()
+                ),
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = file_kind(meta.file_type());
+        let kind = if meta.is_dir() {
+            io::ErrorKind::IsADirectory
+        } else {
+            io::ErrorKind::InvalidInput
+        };
+        return Err(io::Error::new(
+            kind,
+            format!("{}: is {what}, not a regular file", path.display()),
+        ));
+    }
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is the open descriptor owned by `file`, alive for both calls; F_GETFL and
+    // F_SETFL only read and set its status flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -428,6 +481,44 @@ mod tests {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    /// Runs `f` on another thread and fails (instead of hanging) if it does not return in time.
+    fn within_seconds<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .expect("the call blocked")
+    }
+
+    #[test]
+    fn open_regular_file_opens_files_and_refuses_the_rest() {
+        use std::io::Read;
+        let f = fixture();
+        let mut s = String::new();
+        let mut file = open_regular_file(&f.psd.join("pool.set")).unwrap();
+        file.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "PMEMPOOLSET\n");
+        // The descriptor is back in blocking mode.
+        // SAFETY: F_GETFL on a descriptor this test owns.
+        let fl = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETFL) };
+        assert_eq!(fl & libc::O_NONBLOCK, 0);
+
+        let e = open_regular_file(&f.psd.join("sub")).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        // A FIFO swapped in after resolution: refused at once, not a hang waiting for a writer.
+        let fifo = f.psd.join("swapped.set");
+        mkfifo(&fifo);
+        let e = within_seconds(5, move || open_regular_file(&fifo)).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        // A symlink as the last component (the resolved path never has one) is refused.
+        symlink(f.psd.join("pool.set"), f.psd.join("link.set")).unwrap();
+        assert!(open_regular_file(&f.psd.join("link.set")).is_err());
+        // Symlinks in the directories above are followed.
+        symlink(f.psd.join("sub"), f.psd.join("alias")).unwrap();
+        assert!(open_regular_file(&f.psd.join("alias/inner.set")).is_ok());
     }
 
     #[test]
