@@ -1,6 +1,7 @@
 //! rpmemd driven by hand with the codec and raw fabric endpoints, to send what a well-behaved
 //! initiator never would: a wrong session secret, out-of-range and wrong-lane PERSISTs, garbage
-//! on the control channel. rpmemd must refuse each, keep serving, and never panic.
+//! on the control channel, garbage on a lane. rpmemd must refuse each and never panic; a
+//! refused PERSIST keeps the session, a malformed frame (control or lane) ends it.
 
 mod common;
 
@@ -64,6 +65,15 @@ fn create(child: &mut Child, nlanes: u32) -> PoolResp {
 }
 
 fn connect(resp: &PoolResp, lane: u32, secret: Secret) -> fabric::Result<(Domain, Endpoint)> {
+    connect_with(resp, lane, secret, 64)
+}
+
+fn connect_with(
+    resp: &PoolResp,
+    lane: u32,
+    secret: Secret,
+    msg_bytes_max: usize,
+) -> fabric::Result<(Domain, Endpoint)> {
     let port = resp.port.to_string();
     let addr = resp.addr.to_string();
     let info = Info::get(&Hints::connect(fabric::Provider::Tcp, &addr, &port))?;
@@ -77,7 +87,7 @@ fn connect(resp: &PoolResp, lane: u32, secret: Secret) -> fabric::Result<(Domain
     }
     .encode();
     let cfg = EndpointConfig {
-        msg_bytes_max: 64,
+        msg_bytes_max,
         ..EndpointConfig::default()
     };
     let ep = Endpoint::connect(
@@ -178,5 +188,106 @@ fn garbage_on_the_control_channel_gets_an_error_frame_not_a_panic() {
             .read_to_string(&mut err)
             .unwrap();
         assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// Reads one control frame with a deadline (a thread does the blocking read).
+fn read_control_within(child: &mut Child, within: Duration) -> Option<Message> {
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(rpmem_proto::read_message(&mut stdout).ok());
+    });
+    rx.recv_timeout(within).ok().flatten()
+}
+
+fn wait_exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+#[test]
+fn a_malformed_lane_frame_ends_the_whole_session() {
+    let undecodable = b"this is not a frame at all, 40 bytes...".to_vec();
+    let mut bad_magic = rpmem_proto::encode(&Message::Persist {
+        lane: 0,
+        relaxed: false,
+        deep: false,
+        offset: 0,
+        length: 8,
+    })
+    .unwrap();
+    bad_magic[0] ^= 0xff;
+    // Longer than rpmemd's 64-byte lane receive buffers: a truncated receive.
+    let oversized = vec![0x52u8; 200];
+    for (name, garbage) in [
+        ("undecodable", undecodable),
+        ("bad magic", bad_magic),
+        ("oversized", oversized),
+    ] {
+        let site = Site::new();
+        let parts = site.poolset("raw.set", &[4]);
+        let mut child = spawn(&site);
+        let resp = create(&mut child, 2);
+        let (_d0, mut ep0) = connect_with(&resp, 0, resp.secret, 256).unwrap();
+        let (_d1, mut ep1) = connect(&resp, 1, resp.secret).unwrap();
+        assert_eq!(persist(&mut ep1, 1, 0, 4096), Status::Ok, "{name}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        ep0.send(&garbage, deadline).unwrap();
+        // The lane answers Malformed if it can, then closes: either way no Ok.
+        if let Ok(frame) = ep0.recv(deadline) {
+            assert!(
+                matches!(
+                    rpmem_proto::decode(&frame),
+                    Ok(Message::PersistResp {
+                        status: Status::Malformed,
+                        ..
+                    })
+                ),
+                "{name}: {frame:?}"
+            );
+        }
+        // The session ends: one unsolicited ERROR Malformed on the control channel...
+        match read_control_within(&mut child, Duration::from_secs(5)) {
+            Some(Message::Error {
+                status: Status::Malformed,
+                in_reply_to: 0,
+                message,
+            }) => assert!(message.contains("lane 0"), "{name}: {message}"),
+            other => panic!("{name}: expected ERROR Malformed, got {other:?}"),
+        }
+        // ...rpmemd exits with status 1...
+        let status = wait_exit_within(&mut child, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{name}: rpmemd did not exit"));
+        assert_eq!(status.code(), Some(1), "{name}");
+        // ...the other lane is gone with it...
+        let frame = rpmem_proto::encode(&Message::Persist {
+            lane: 1,
+            relaxed: false,
+            deep: false,
+            offset: 0,
+            length: 1,
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let other_lane = ep1.send(&frame, deadline).and_then(|()| ep1.recv(deadline));
+        assert!(other_lane.is_err(), "{name}: lane 1 still answers");
+        // ...and the pool was closed, not removed; nothing panicked.
+        assert!(parts[0].exists(), "{name}");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(err.contains("malformed frame"), "{name}: rpmemd log: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
     }
 }

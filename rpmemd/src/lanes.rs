@@ -6,10 +6,15 @@
 //! lane is connected, a connection request is accepted only with valid lane-connect data (right
 //! version, free lane below the granted count, secret equal in constant time), and nothing a lane
 //! peer sends can panic a lane thread: every frame is decoded and checked before use.
+//!
+//! A lane frame that does not decode, or a receive truncated because the frame was longer than
+//! a PERSIST (docs/PROTOCOL.md §8.1), means the peer is broken or hostile: the lane answers
+//! PERSIST_RESP `Malformed` (best effort), closes, and raises the session's [`Fault`], which
+//! ends the whole session (ERROR `Malformed` on the control channel, pool closed, exit 1).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +31,8 @@ use crate::store::{Failure, Served};
 pub const LANE_MSG_BYTES: usize = 64;
 /// How long a lane thread blocks in one receive before looking at the stop flag.
 const LANE_POLL: Duration = Duration::from_millis(100);
+/// libfabric's "truncated receive" completion code (`FI_ETRUNC`).
+const FI_ETRUNC: i32 = libfabric_sys::FI_ETRUNC as i32;
 /// Deadline for sending one PERSIST_RESP.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -189,6 +196,33 @@ pub fn accept_lanes(
     Ok(lanes.into_iter().flatten().collect())
 }
 
+/// A fault found by a lane thread that ends the whole session; the control loop polls it.
+#[derive(Default)]
+pub struct Fault {
+    raised: AtomicBool,
+    why: Mutex<Option<String>>,
+}
+
+impl Fault {
+    /// Records the first fault (later ones only add log lines).
+    pub fn raise(&self, why: String) {
+        let mut w = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            *w = Some(why);
+        }
+        self.raised.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
+    /// The first fault's description, if one was raised.
+    pub fn why(&self) -> Option<String> {
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// The running lanes of a session.
 pub struct Lanes {
     stop: Arc<AtomicBool>,
@@ -196,7 +230,12 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    pub fn spawn(endpoints: Vec<Endpoint>, served: Arc<Served>, caps: Capabilities) -> Lanes {
+    pub fn spawn(
+        endpoints: Vec<Endpoint>,
+        served: Arc<Served>,
+        caps: Capabilities,
+        fault: Arc<Fault>,
+    ) -> Lanes {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = endpoints
             .into_iter()
@@ -204,9 +243,10 @@ impl Lanes {
             .map(|(lane, ep)| {
                 let stop = stop.clone();
                 let served = served.clone();
+                let fault = fault.clone();
                 std::thread::Builder::new()
                     .name(format!("lane-{lane}"))
-                    .spawn(move || serve_lane(lane as u32, ep, &served, caps, &stop))
+                    .spawn(move || serve_lane(lane as u32, ep, &served, caps, &stop, &fault))
             })
             .filter_map(|r| match r {
                 Ok(h) => Some(h),
@@ -228,7 +268,14 @@ impl Lanes {
     }
 }
 
-fn serve_lane(lane: u32, mut ep: Endpoint, served: &Served, caps: Capabilities, stop: &AtomicBool) {
+fn serve_lane(
+    lane: u32,
+    mut ep: Endpoint,
+    served: &Served,
+    caps: Capabilities,
+    stop: &AtomicBool,
+    fault: &Fault,
+) {
     let mut buf = [0u8; LANE_MSG_BYTES];
     let pool_size = served.size();
     while !stop.load(Ordering::SeqCst) {
@@ -239,6 +286,16 @@ fn serve_lane(lane: u32, mut ep: Endpoint, served: &Served, caps: Capabilities, 
                 info!("lane {lane}: the initiator disconnected");
                 return;
             }
+            Err(fabric::Error::Completion { code, .. }) if code == FI_ETRUNC => {
+                let why = format!(
+                    "lane {lane}: malformed frame: longer than the {LANE_MSG_BYTES}-byte receive \
+                     buffer (truncated)"
+                );
+                warning!("{why}; ending the session");
+                let _ = reply(&mut ep, lane, Status::Malformed);
+                fault.raise(why);
+                return;
+            }
             Err(e) => {
                 warning!("lane {lane}: receive failed, closing the lane: {e}");
                 return;
@@ -247,8 +304,10 @@ fn serve_lane(lane: u32, mut ep: Endpoint, served: &Served, caps: Capabilities, 
         let msg = match rpmem_proto::decode(&buf[..n]) {
             Ok(m) => m,
             Err(e) => {
-                warning!("lane {lane}: malformed frame, closing the lane: {e}");
+                let why = format!("lane {lane}: malformed frame: {e}");
+                warning!("{why}; ending the session");
                 let _ = reply(&mut ep, lane, Status::Malformed);
+                fault.raise(why);
                 return;
             }
         };

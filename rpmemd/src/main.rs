@@ -20,7 +20,7 @@ mod store;
 
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use rpmemd::config::Config;
@@ -74,9 +74,19 @@ fn main() {
         err!("no HELLO within {HELLO_DEADLINE:?}; exiting");
         std::process::exit(1);
     }
-    let mut input = stdin.lock();
+    // Unbuffered: the session polls the descriptor between reads, which must not miss bytes
+    // sitting in a user-space buffer (Stdin's is one).
+    let stdin_file = match stdin.as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            err!("cannot duplicate stdin: {e}");
+            std::process::exit(2);
+        }
+    };
+    let session = session::Session::new(settings);
+    let mut input = session.input(stdin_file);
     let mut output = io::stdout().lock();
-    let code = session::Session::new(settings).run(&mut input as &mut dyn Read, &mut output);
+    let code = session.run(&mut input as &mut dyn Read, &mut output);
     std::process::exit(code);
 }
 

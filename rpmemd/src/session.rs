@@ -3,14 +3,16 @@
 //! and the data plane of [`crate::lanes`].
 //!
 //! The session ends on CLOSE, on REMOVE, on a failed HELLO, on a decode or state error (after one
-//! ERROR frame), or when stdin ends; in every case the pool is made durable and closed (never
+//! ERROR frame), on a malformed lane frame (a lane's [`Fault`], also after one ERROR frame), or
+//! when stdin ends; in every case the pool is made durable and closed (never
 //! removed unless CLOSE asked for it) before rpmemd exits.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rpmem_proto::{
     session::{negotiate, TargetState},
@@ -18,12 +20,15 @@ use rpmem_proto::{
     Status, DEFAULT_LANE_CONNECT_DEADLINE, PROTO_MAJOR, PROTO_MINOR,
 };
 
-use crate::lanes::{self, Lanes, Listening};
+use crate::lanes::{self, Fault, Lanes, Listening};
 use crate::log::{err, info, notice, warning};
 use crate::store::{self, Failure, Served};
 
 /// Most lanes granted to one session (one thread each).
 pub const LANES_GRANTED_MAX: u32 = 128;
+
+/// How long the control loop waits for input before looking at the lanes' [`Fault`].
+const FAULT_POLL: Duration = Duration::from_millis(50);
 
 /// What this rpmemd offers in HELLO_RESP.
 pub const OUR_CAPABILITIES: Capabilities = Capabilities(
@@ -77,6 +82,43 @@ pub struct Session {
     pool: Option<OpenPool>,
     /// Lanes granted and the secret, between CREATE_RESP/OPEN_RESP and the lane admission.
     pending: Option<(u32, Secret)>,
+    /// Raised by a lane that received a malformed frame: the session ends.
+    fault: Arc<Fault>,
+}
+
+/// The control channel's input (a pipe or socket fd) read in slices of [`FAULT_POLL`], so that a
+/// lane fault ends a session that is waiting for the next request. `R` must be unbuffered (a
+/// `File`, not `Stdin`): readiness is polled on the descriptor.
+pub struct ControlInput<R> {
+    inner: R,
+    fd: RawFd,
+    fault: Arc<Fault>,
+}
+
+impl<R: Read + AsRawFd> Read for ControlInput<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.fault.is_raised() {
+                return Err(io::Error::other("the session ended on a lane fault"));
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let rc = unsafe { libc::poll(&mut pfd, 1, FAULT_POLL.as_millis() as libc::c_int) };
+            if rc > 0 {
+                return self.inner.read(buf);
+            }
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 impl Session {
@@ -88,6 +130,16 @@ impl Session {
             caps: Capabilities(0),
             pool: None,
             pending: None,
+            fault: Arc::new(Fault::default()),
+        }
+    }
+
+    /// Wraps the control channel's input so that reading it also watches for lane faults.
+    pub fn input<R: Read + AsRawFd>(&self, inner: R) -> ControlInput<R> {
+        ControlInput {
+            fd: inner.as_raw_fd(),
+            inner,
+            fault: self.fault.clone(),
         }
     }
 
@@ -95,6 +147,12 @@ impl Session {
     pub fn run(mut self, input: &mut dyn Read, output: &mut dyn Write) -> i32 {
         let code = loop {
             let msg = match rpmem_proto::read_message(input) {
+                _ if self.fault.is_raised() => {
+                    let why = self.fault.why().unwrap_or_default();
+                    err!("ending the session: {why}");
+                    let _ = send(output, &Message::error(0, Status::Malformed, &why));
+                    break 1;
+                }
                 Ok(m) => m,
                 Err(ReadError::Closed) => {
                     info!("the initiator closed the control channel");
@@ -296,7 +354,12 @@ impl Session {
         // Every lane is connected: the listener is closed so nobody else can try (§11).
         drop(pep);
         info!("all {nlanes} lanes connected");
-        p.lanes = Some(Lanes::spawn(eps, p.served.clone(), self.caps));
+        p.lanes = Some(Lanes::spawn(
+            eps,
+            p.served.clone(),
+            self.caps,
+            self.fault.clone(),
+        ));
         Ok(())
     }
 
