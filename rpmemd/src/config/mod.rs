@@ -9,6 +9,9 @@
 //! Defaults (rpmemd(1) "DEFAULT CONFIGURATION"): `log-file = /var/log/rpmemd.log`,
 //! `poolset-dir = $HOME`, `persist-apm = no`, `persist-general = yes`, `use-syslog = yes`,
 //! `log-level = err`.
+//!
+//! Refused at start-up, naming the origin: a relative `poolset-dir`, and `persist-apm = no`
+//! together with `persist-general = no` (no pool could be served).
 
 mod cli;
 mod file;
@@ -205,6 +208,8 @@ pub enum ConfigError {
     },
     #[error("{key} (from {origin}) uses $HOME, but HOME is not set")]
     NoHome { key: &'static str, origin: Origin },
+    #[error("no persist method is enabled: persist-apm = no (from {apm}) and persist-general = no (from {general}); rpmemd could accept no pool, so enable at least one")]
+    NoPersistMethod { apm: Origin, general: Origin },
     #[error("{key} = {value:?} (from {origin}): {why}")]
     Invalid {
         key: &'static str,
@@ -333,6 +338,12 @@ fn finish(
         });
     }
     let log_file = expand_home("log-file", &log_file, env)?;
+    if !apm.value && !general.value {
+        return Err(ConfigError::NoPersistMethod {
+            apm: apm.origin,
+            general: general.origin,
+        });
+    }
     Ok(Config {
         poolset_dir,
         persist_apm: apm.value,

@@ -300,3 +300,20 @@ fn bad_command_lines() {
         matches!(&help, ConfigError::Cli(c) if c.kind() == clap::error::ErrorKind::DisplayHelp)
     );
 }
+
+#[test]
+fn no_persist_method_is_refused_at_start_up() {
+    let e = Env::new();
+    let f = e.write("c.conf", b"persist-apm = no\npersist-general = no\n");
+    let err = e.run(&["-c", f.to_str().unwrap()]).unwrap_err();
+    assert!(matches!(err, ConfigError::NoPersistMethod { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("persist-general"), "{text}");
+    assert!(text.contains(&format!("{}:2", f.display())), "{text}");
+    // Either method alone is fine, and the command line can turn one back on.
+    assert!(e
+        .run(&["-c", f.to_str().unwrap(), "--persist-general"])
+        .is_ok());
+    let g = e.write("g.conf", b"persist-apm = yes\npersist-general = no\n");
+    assert!(e.run(&["-c", g.to_str().unwrap()]).is_ok());
+}
