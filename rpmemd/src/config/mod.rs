@@ -10,7 +10,8 @@
 //! `poolset-dir = $HOME`, `persist-apm = no`, `persist-general = yes`, `use-syslog = yes`,
 //! `log-level = err`.
 //!
-//! Refused at start-up, naming the origin: a relative `poolset-dir`, and `persist-apm = no`
+//! Refused at start-up, naming the origin: a relative `poolset-dir` or one that is `/` (also
+//! through `HOME=/` or a symlink: confinement would mean nothing), and `persist-apm = no`
 //! together with `persist-general = no` (no pool could be served).
 
 mod cli;
@@ -337,6 +338,15 @@ fn finish(
             why: "must be an absolute path",
         });
     }
+    if names_root(&poolset_dir) {
+        return Err(ConfigError::Invalid {
+            key: "poolset-dir",
+            value: psd.value,
+            origin: psd.origin,
+            why: "is the root directory: every file on the machine would be a valid pool \
+                  descriptor; use a directory that holds only poolset files",
+        });
+    }
     let log_file = expand_home("log-file", &log_file, env)?;
     if !apm.value && !general.value {
         return Err(ConfigError::NoPersistMethod {
@@ -354,6 +364,21 @@ fn finish(
         remove,
         files_read,
     })
+}
+
+/// Whether the absolute `dir` is `/`: lexically (`/`, `//`, `/tmp/..`) or, when it exists, after
+/// following symbolic links.
+fn names_root(dir: &Path) -> bool {
+    use std::path::Component;
+    let mut depth = 0usize;
+    for c in dir.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    depth == 0 || dir.canonicalize().is_ok_and(|real| real == Path::new("/"))
 }
 
 fn expand_home(

@@ -317,3 +317,31 @@ fn no_persist_method_is_refused_at_start_up() {
     let g = e.write("g.conf", b"persist-apm = yes\npersist-general = no\n");
     assert!(e.run(&["-c", g.to_str().unwrap()]).is_ok());
 }
+
+#[test]
+fn root_as_poolset_dir_is_refused() {
+    // Confinement to poolset-dir means nothing when it is `/`: every file would be a descriptor.
+    let mut e = Env::new();
+    for dir in ["/", "//", "/.", "/tmp/.."] {
+        let err = e.run(&["--poolset-dir", dir]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "poolset-dir",
+                    ..
+                }
+            ),
+            "{dir}: {err}"
+        );
+        assert!(err.to_string().contains("root directory"), "{err}");
+    }
+    // A symbolic link to `/` is the same thing.
+    let link = e.tmp.path().join("root-link");
+    std::os::unix::fs::symlink("/", &link).unwrap();
+    assert!(e.run(&["--poolset-dir", link.to_str().unwrap()]).is_err());
+    // HOME=/ with the default poolset-dir = $HOME.
+    e.env.home = Some(PathBuf::from("/"));
+    let err = e.run(&[]).unwrap_err();
+    assert!(err.to_string().contains("built-in default"), "{err}");
+}
