@@ -2,8 +2,10 @@
 //!
 //! Precedence, lowest first: built-in defaults; then either the file given with `-c FILE` alone,
 //! or the system file (`/etc/rpmemd/rpmemd.conf`) followed by the user file
-//! (`$HOME/.rpmemd.conf`), each skipped if absent; then command-line options. `$HOME` inside
-//! `poolset-dir` and `log-file` is replaced by the home directory. Every value remembers where it
+//! (`$HOME/.rpmemd.conf`), each skipped if absent; then command-line options. In `poolset-dir`
+//! (PMDK) and `log-file` (as in rpmemd(1)'s example; PMDK itself does not), the first `$HOME`
+//! anywhere in the value is replaced by the home directory, once, unless a letter or digit follows
+//! it (`$HOMEDIR` stays as written), as PMDK's `str_replace_home` does. Every value remembers where it
 //! came from ([`Origin`]) so errors can say which file and line to fix.
 //!
 //! Defaults (rpmemd(1) "DEFAULT CONFIGURATION"): `log-file = /var/log/rpmemd.log`,
@@ -386,7 +388,14 @@ fn expand_home(
     v: &Sourced<String>,
     env: &Environment,
 ) -> Result<PathBuf, ConfigError> {
-    if !v.value.contains("$HOME") {
+    // PMDK (rpmemd_config.c, str_replace_home): the first `$HOME` anywhere in the value is
+    // replaced, once, unless a letter or digit follows it; otherwise the value is kept as written.
+    const HOME: &str = "$HOME";
+    let Some(at) = v.value.find(HOME) else {
+        return Ok(PathBuf::from(&v.value));
+    };
+    let after = &v.value[at + HOME.len()..];
+    if after.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Ok(PathBuf::from(&v.value));
     }
     let home = env.home.as_ref().ok_or_else(|| ConfigError::NoHome {
@@ -399,7 +408,7 @@ fn expand_home(
         origin: v.origin.clone(),
         why: "$HOME is not valid UTF-8 and cannot be substituted",
     })?;
-    Ok(PathBuf::from(v.value.replace("$HOME", home)))
+    Ok(PathBuf::from(format!("{}{home}{after}", &v.value[..at])))
 }
 
 #[cfg(test)]

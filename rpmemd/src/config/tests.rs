@@ -345,3 +345,28 @@ fn root_as_poolset_dir_is_refused() {
     let err = e.run(&[]).unwrap_err();
     assert!(err.to_string().contains("built-in default"), "{err}");
 }
+
+#[test]
+fn home_substitution_follows_pmdk() {
+    // PMDK's str_replace_home: the first `$HOME` anywhere in the value, once, unless a letter or
+    // digit follows it (`$HOMEDIR` is not `$HOME`).
+    let e = Env::new();
+    let h = e.home().to_str().unwrap().to_owned();
+    for (value, want) in [
+        ("$HOME", h.clone()),
+        ("/srv/$HOME/p", format!("/srv/{h}/p")),
+        ("$HOME/a/$HOME", format!("{h}/a/$HOME")),
+        ("/srv/$HOME_x", format!("/srv/{h}_x")),
+        ("/srv/$HOMEDIR", "/srv/$HOMEDIR".to_owned()),
+    ] {
+        let c = e.run(&["--poolset-dir", value]).unwrap();
+        assert_eq!(c.poolset_dir, PathBuf::from(&want), "{value}");
+        let c = e.run(&["--log-file", value]).unwrap();
+        assert_eq!(c.log_file, PathBuf::from(&want), "{value}");
+    }
+    // `$HOMEDIR/x` is left as written, so it is a relative path, not a missing HOME.
+    let mut e = e;
+    e.env.home = None;
+    let err = e.run(&["--poolset-dir", "$HOMEDIR/x"]).unwrap_err();
+    assert!(err.to_string().contains("absolute"), "{err}");
+}
