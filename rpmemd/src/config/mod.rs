@@ -4,9 +4,9 @@
 //! or the system file (`/etc/rpmemd/rpmemd.conf`) followed by the user file
 //! (`$HOME/.rpmemd.conf`), each skipped if absent; then command-line options. In `poolset-dir`
 //! (PMDK) and `log-file` (as in rpmemd(1)'s example; PMDK itself does not), the first `$HOME`
-//! anywhere in the value is replaced by the home directory, once, unless a letter or digit follows
-//! it (`$HOMEDIR` stays as written), as PMDK's `str_replace_home` does. Every value remembers where it
-//! came from ([`Origin`]) so errors can say which file and line to fix.
+//! anywhere in the value is replaced by the home directory, once, unless a letter or digit
+//! follows it (`$HOMEDIR` stays as written), as PMDK's `str_replace_home` does. Every value
+//! remembers where it came from ([`Origin`]) so errors can say which file and line to fix.
 //!
 //! Defaults (rpmemd(1) "DEFAULT CONFIGURATION"): `log-file = /var/log/rpmemd.log`,
 //! `poolset-dir = $HOME`, `persist-apm = no`, `persist-general = yes`, `use-syslog = yes`,
