@@ -71,8 +71,13 @@ fn run() -> Result<()> {
     let raw_acked = raw_bandwidth(true).map_err(|e| format!("raw bandwidth: {e}"))?;
     eprintln!("create+close ...");
     let cc_local = create_close(&site, &local, CREATE_LOCAL_ITERS)?;
+    // SHLVL=1 keeps the remote `bash -c` from sourcing the login user's ~/.bashrc (bash does
+    // that for commands run by sshd only at shell level 1): this row measures rpmem and sshd,
+    // not whatever the user's rc files run (on the reference machine root's ~/.bashrc runs
+    // `pyenv init`, 130 ms per session).
     let sshd = testkit::Sshd::builder()
         .set_env("PATH", path_with(&rpmemd))
+        .set_env("SHLVL", "1")
         .start()
         .map_err(|e| format!("starting a throw-away sshd: {e}"))?;
     let ssh = site.options(Transport::Ssh(SshOptions {
@@ -84,6 +89,7 @@ fn run() -> Result<()> {
     }));
     let ssh_target = format!("{}@127.0.0.1:{}", sshd.user(), sshd.port());
     let cc_ssh = create_close_at(&site, &ssh, &ssh_target, CREATE_SSH_ITERS)?;
+    let bare_ssh = bare_ssh_session(&ssh, &ssh_target, CREATE_SSH_ITERS)?;
 
     println!("| persist latency, 1 lane | rpmem median µs | p99 µs | raw TCP spin median µs | p99 µs | raw TCP blocking median µs | p99 µs | rpmem / raw spin |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -126,6 +132,10 @@ fn run() -> Result<()> {
     println!(
         "| SSH on 127.0.0.1 ({CREATE_SSH_ITERS} runs) | {:.1} | {:.1} |",
         cc_ssh.0, cc_ssh.1
+    );
+    println!(
+        "| bare SSH session: connect, handshake, auth, exec `true`, exit ({CREATE_SSH_ITERS} runs) | {:.1} | {:.1} |",
+        bare_ssh.0, bare_ssh.1
     );
     println!();
     let lat64 = &lat[0];
@@ -348,6 +358,32 @@ fn create_close_at(site: &Site, opts: &Options, target: &str, iters: usize) -> R
         let t = Instant::now();
         let (pool, _) = create(site, opts, target, 8 << 20, 1)?;
         pool.close(true).map_err(|e| format!("close: {e}"))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[times.len() - 1]))
+}
+
+/// (median, max) in ms of the SSH floor under create+close: the same client, `true` instead
+/// of rpmemd.
+fn bare_ssh_session(opts: &Options, target: &str, iters: usize) -> Result<(f64, f64)> {
+    let Some(Transport::Ssh(ssh)) = &opts.transport else {
+        bail!("bare_ssh_session needs the SSH transport");
+    };
+    let transport = Transport::Ssh(SshOptions {
+        remote_program: "true".into(),
+        ..ssh.clone()
+    });
+    let target: rpmem::Target = target.parse().map_err(|e| format!("{e}"))?;
+    let mut times = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        let ch = rpmem::ControlChannel::open(&transport, &target, &[], Duration::from_secs(10))
+            .map_err(|e| format!("ssh: {e}"))?;
+        let exit = ch.finish().map_err(|e| format!("ssh: {e}"))?;
+        if exit.code != Some(0) {
+            bail!("remote `true` exited with {:?}", exit.code);
+        }
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
