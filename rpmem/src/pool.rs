@@ -702,11 +702,14 @@ impl RpmemPool {
             ..
         } = self;
         let mut control = control.into_inner().unwrap_or_else(|p| p.into_inner());
-        let reply = control.call(&Message::Close { remove });
+        // The lanes are shut down first: rpmemd's lane threads then see the disconnect at once
+        // instead of noticing its stop flag only at the end of their current receive slice, so
+        // CLOSE_RESP (sent after every lane thread ended) is not delayed.
         drop(lanes);
         drop(local_mr);
         drop(domain);
         drop(_fabric);
+        let reply = control.call(&Message::Close { remove });
         match reply? {
             Message::CloseResp(_) => {}
             other => return Err(control.unexpected("CLOSE", &other)),

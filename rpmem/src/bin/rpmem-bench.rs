@@ -11,7 +11,8 @@
 //! 8-byte acknowledgement per message); create+close over the local transport and over SSH (a
 //! throw-away sshd on 127.0.0.1 from testkit). Pools live in /dev/shm (tmpfs: the target's
 //! durability step is an msync of tmpfs pages). rpmemd is taken from `RPMEMD_BIN`, else from
-//! next to this binary. A run takes well under a minute.
+//! next to this binary. A run takes well under a minute. `rpmem-bench persist-only` runs only
+//! the 64 B persist loop (for `strace -c -f` or `perf`).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -56,6 +57,12 @@ fn run() -> Result<()> {
         program: rpmemd.clone(),
     });
 
+    if std::env::args().nth(1).as_deref() == Some("persist-only") {
+        // For profiling (strace -c -f, perf): only the 64 B persist loop.
+        let r = persist_latency(&site, &local, 64)?;
+        println!("persist 64 B: median {:.1} µs, p99 {:.1} µs", r.0, r.1);
+        return Ok(());
+    }
     eprintln!("latency ...");
     let mut lat = Vec::new();
     for size in [64usize, 4096] {
@@ -357,8 +364,14 @@ fn create_close_at(site: &Site, opts: &Options, target: &str, iters: usize) -> R
     for _ in 0..iters {
         let t = Instant::now();
         let (pool, _) = create(site, opts, target, 8 << 20, 1)?;
+        let created = t.elapsed();
         pool.close(true).map_err(|e| format!("close: {e}"))?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "create+close {target}: create {:.1} ms, close {:.1} ms",
+            created.as_secs_f64() * 1e3,
+            (t.elapsed() - created).as_secs_f64() * 1e3
+        );
     }
     times.sort_by(f64::total_cmp);
     Ok((times[times.len() / 2], times[times.len() - 1]))
