@@ -206,6 +206,12 @@ struct RunState {
     class: Option<usize>,
     /// Allocated or reserved blocks (the persistent bitmap plus reservations).
     bits: Vec<u64>,
+    /// The run's bitmap as last written to media (every bitmap store goes through this
+    /// chunk's lock and updates it), so no operation re-reads media for it. Always a subset
+    /// of `bits`.
+    pbits: Vec<u64>,
+    /// No word of `bits` before this one has a zero bit (where the next search starts).
+    hint: usize,
     free: u32,
     owner: Option<usize>,
     in_avail: bool,
@@ -471,7 +477,9 @@ impl<P: Persister + ?Sized> Heap<P> {
                         states[g] = ChunkState::Run(Box::new(RunState {
                             geom,
                             class,
+                            pbits: bits.clone(),
                             bits,
+                            hint: 0,
                             free,
                             owner: None,
                             in_avail: free > 0 && class.is_some(),
@@ -552,6 +560,23 @@ impl<P: Persister + ?Sized> Heap<P> {
 
     /// Free the object at `off`; `dest` (if any) is set to 0 in the same atomic step.
     pub fn free(&self, off: u64, dest: Option<u64>) -> Result<(), Error> {
+        match dest {
+            // A run block with no destination needs no lane: the commit is one 8-byte store.
+            None => {
+                if self.free_block(off, None)? {
+                    return Ok(());
+                }
+            }
+            Some(d) if self.is_plain_dest(d) => {
+                let mut lane = self.lane();
+                let set = Entry { off: d, value: 0 };
+                if self.free_block(off, Some((set, &mut lane.arena.ulog)))? {
+                    return Ok(());
+                }
+                return lane.publish(vec![Action::Free(off), Action::Set { off: d, value: 0 }]);
+            }
+            Some(_) => {}
+        }
         let mut acts = vec![Action::Free(off)];
         if let Some(d) = dest {
             acts.push(Action::Set { off: d, value: 0 });
@@ -868,12 +893,133 @@ impl<P: Persister + ?Sized> Heap<P> {
             geom,
             class: Some(class),
             bits: vec![0; geom.bitmap_words()],
+            pbits: vec![0; geom.bitmap_words()],
+            hint: 0,
             free: geom.nblocks,
             owner: Some(ai),
             in_avail: false,
         }));
         self.counters.runs.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    // ----- fast paths (one run block) -----
+
+    /// A destination the fast paths accept without looking at any chunk: an aligned user
+    /// slot or a word of a lane's extra area (the general path accepts these unconditionally
+    /// too).
+    fn is_plain_dest(&self, d: u64) -> bool {
+        d % 8 == 0 && (self.is_user_slot(d) || self.in_lane_extra(d))
+    }
+
+    /// Make a reserved block's allocation header (and, with `zero`, its usable bytes) durable
+    /// with this thread's own fence. A redo log is all-or-nothing only for its own entries, so
+    /// bytes it makes reachable must be durable before it is (and a publish may run on another
+    /// thread, whose fence would not order this thread's flushes). A header that already holds
+    /// the right bytes is durable (only this step and redo commits write headers, both
+    /// persisting), so a reused block of the same type costs no store, flush or fence.
+    fn prepare_block(
+        &self,
+        start: u64,
+        usable: u64,
+        type_num: u64,
+        zero: bool,
+    ) -> Result<(), Error> {
+        let start = start as usize;
+        let want = layout::alloc_header(usable + ALLOC_HEADER_BYTES, type_num);
+        let mut have = [0u8; ALLOC_HEADER_BYTES as usize];
+        self.p.read(start, &mut have);
+        let mut dirty = None;
+        if have != want {
+            self.p.write(start, &want);
+            dirty = Some((start, ALLOC_HEADER_BYTES as usize));
+        }
+        if zero {
+            self.p
+                .fill(start + ALLOC_HEADER_BYTES as usize, 0, usable as usize);
+            dirty = Some((start, (ALLOC_HEADER_BYTES + usable) as usize));
+        }
+        if let Some((off, len)) = dirty {
+            self.p.persist(off, len)?;
+        }
+        Ok(())
+    }
+
+    /// Set (`alloc`) or clear block `bit`'s bit in run `c`'s persistent bitmap, computing the
+    /// word from the volatile copy `pbits` (media is not read), and store `set` (if any) in
+    /// the same atomic step. Alone, the word is one aligned 8-byte store + flush + fence (the
+    /// redo log's one-entry path); with `set`, a two-entry commit of that redo log. The
+    /// caller holds the chunk's lock. `pbits` changes only on success: after a failure the
+    /// next commit of this word writes the old state of this bit again, which matches the
+    /// volatile state callers keep on failure (reserved or still allocated: a leak at worst).
+    fn commit_bit(
+        &self,
+        c: usize,
+        rs: &mut RunState,
+        bit: u32,
+        alloc: bool,
+        set: Option<(Entry, &mut Ulog)>,
+    ) -> Result<(), Error> {
+        let wi = bit as usize / 64;
+        let m = 1u64 << (bit % 64);
+        let value = if alloc {
+            rs.pbits[wi] | m
+        } else {
+            rs.pbits[wi] & !m
+        };
+        let w = self.bitmap_word_off(c, bit);
+        debug_assert_eq!(
+            self.p.read_u64(w),
+            rs.pbits[wi],
+            "volatile copy of the bitmap word at {w:#x} differs from media"
+        );
+        match set {
+            None => {
+                self.p.write_u64(w, value);
+                self.p.persist(w, 8)?;
+            }
+            Some((e, ulog)) => ulog.commit(
+                &*self.p,
+                &[
+                    Entry {
+                        off: w as u64,
+                        value,
+                    },
+                    e,
+                ],
+            )?,
+        }
+        rs.pbits[wi] = value;
+        Ok(())
+    }
+
+    /// The fast path of freeing `off` when it is in a run, with `set` (a plain destination's
+    /// store) in the same atomic step. `Ok(false)` when `off` is not in a run chunk: the
+    /// caller takes the general path (spans, and the errors for everything else).
+    fn free_block(&self, off: u64, set: Option<(Entry, &mut Ulog)>) -> Result<bool, Error> {
+        let Some(c) = self.chunk_of(off) else {
+            return Ok(false);
+        };
+        let mut g = lock(&self.chunks[c]);
+        let ChunkState::Run(rs) = &mut *g else {
+            return Ok(false);
+        };
+        let bit = match self.block_at(c, rs, off) {
+            Some((bit, start))
+                if start + ALLOC_HEADER_BYTES == off
+                    && rs.pbits[bit as usize / 64] & (1 << (bit % 64)) != 0 =>
+            {
+                bit
+            }
+            _ => return Err(Error::NotAllocated { off }),
+        };
+        self.commit_bit(c, rs, bit, false, set)?;
+        self.unset_block(c, rs, bit);
+        self.counters.objects.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .allocated_bytes
+            .fetch_sub(rs.geom.block_size - ALLOC_HEADER_BYTES, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Undo a reservation's volatile effect.
@@ -899,6 +1045,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             return;
         }
         rs.bits[bit as usize / 64] &= !m;
+        rs.hint = rs.hint.min(bit as usize / 64);
         rs.free += 1;
         if rs.owner.is_none() && !rs.in_avail {
             if let Some(class) = rs.class {
@@ -938,7 +1085,7 @@ pub(crate) fn tail_bits(bits: &[u64], nblocks: u32) -> u64 {
     t
 }
 
-impl<P: Persister + ?Sized> Lane<'_, P> {
+impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// Index of this lane.
     pub fn index(&self) -> usize {
         self.index
@@ -969,6 +1116,17 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
         dest: Option<u64>,
         zero: bool,
     ) -> Result<u64, Error> {
+        let h = self.heap;
+        // Fast path: one block of a run, and a destination (if any) that needs no lookup.
+        let class = size
+            .checked_add(ALLOC_HEADER_BYTES)
+            .filter(|_| size > 0)
+            .and_then(|b| h.class_for(b));
+        if let Some(class) = class {
+            if dest.map_or(true, |d| h.is_plain_dest(d)) {
+                return self.alloc_block(size, class, type_num, dest, zero);
+            }
+        }
         let r = self.reserve_inner(size, type_num, zero)?;
         let off = r.off;
         let mut acts = vec![Action::Alloc(r)];
@@ -976,6 +1134,45 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
             acts.push(Action::Set { off: d, value: off });
         }
         self.publish(acts)?;
+        Ok(off)
+    }
+
+    /// The fast path of [`alloc`](Self::alloc) for a run block: the chunk stays locked from
+    /// choosing the bit to the commit (so the reservation cannot go stale and needs no
+    /// re-validation), the new bitmap word comes from the volatile copy of the persistent
+    /// bitmap, and the commit is one 8-byte store + flush + fence (two entries through the
+    /// redo log with a destination).
+    fn alloc_block(
+        &mut self,
+        size: u64,
+        class: usize,
+        type_num: u64,
+        dest: Option<u64>,
+        zero: bool,
+    ) -> Result<u64, Error> {
+        let h = self.heap;
+        let (c, bit, mut g) = self.take_block(class).map_err(|e| match e {
+            Error::OutOfMemory { .. } => Error::OutOfMemory { requested: size },
+            e => e,
+        })?;
+        let ChunkState::Run(rs) = &mut *g else {
+            unreachable!("take_block returns a run")
+        };
+        let start = h.chunk_off(c) + rs.geom.data_off as u64 + bit as u64 * rs.geom.block_size;
+        let usable = rs.geom.block_size - ALLOC_HEADER_BYTES;
+        let off = start + ALLOC_HEADER_BYTES;
+        if let Err(e) = h.prepare_block(start, usable, type_num, zero) {
+            h.unset_block(c, rs, bit);
+            return Err(e);
+        }
+        let set = dest.map(|d| (Entry { off: d, value: off }, &mut self.arena.ulog));
+        // On a persistence failure the bit stays reserved until the next open (a leak at
+        // worst), as in `publish`.
+        h.commit_bit(c, rs, bit, true, set)?;
+        h.counters.objects.fetch_add(1, Ordering::Relaxed);
+        h.counters
+            .allocated_bytes
+            .fetch_add(usable, Ordering::Relaxed);
         Ok(off)
     }
 
@@ -993,10 +1190,24 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
             .checked_add(ALLOC_HEADER_BYTES)
             .ok_or(Error::OutOfMemory { requested: size })?;
         let r = match h.class_for(block) {
-            Some(class) => self.reserve_block(class, type_num).map_err(|e| match e {
-                Error::OutOfMemory { .. } => Error::OutOfMemory { requested: size },
-                e => e,
-            })?,
+            Some(class) => {
+                let (c, bit, mut g) = self.take_block(class).map_err(|e| match e {
+                    Error::OutOfMemory { .. } => Error::OutOfMemory { requested: size },
+                    e => e,
+                })?;
+                let ChunkState::Run(rs) = &mut *g else {
+                    unreachable!("take_block returns a run")
+                };
+                let start =
+                    h.chunk_off(c) + rs.geom.data_off as u64 + bit as u64 * rs.geom.block_size;
+                Reservation {
+                    heap: h.id,
+                    off: start + ALLOC_HEADER_BYTES,
+                    usable: rs.geom.block_size - ALLOC_HEADER_BYTES,
+                    type_num,
+                    kind: ResKind::Block { chunk: c, bit },
+                }
+            }
             None => {
                 let n = block.div_ceil(h.hdr.chunk_size);
                 if n > h.hdr.zone_max_chunks as u64 {
@@ -1028,58 +1239,40 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                 }
             }
         };
-        // The allocation header and the zeroes are made durable here, by this thread's own
-        // fence: a redo log is all-or-nothing only for its own entries, so bytes it makes
-        // reachable must be durable before it is (and the publish may run on another thread,
-        // whose fence would not order this thread's flushes). A header that already holds the
-        // right bytes is durable (only this step and redo commits write headers, both
-        // persisting), so a reused block of the same type costs no fence.
-        let start = (r.off - ALLOC_HEADER_BYTES) as usize;
-        let want = layout::alloc_header(r.usable + ALLOC_HEADER_BYTES, type_num);
-        let mut have = [0u8; ALLOC_HEADER_BYTES as usize];
-        h.p.read(start, &mut have);
-        let mut dirty = None;
-        if have != want {
-            h.p.write(start, &want);
-            dirty = Some((start, ALLOC_HEADER_BYTES as usize));
-        }
-        if zero {
-            h.p.fill(r.off as usize, 0, r.usable as usize);
-            dirty = Some((start, (ALLOC_HEADER_BYTES + r.usable) as usize));
-        }
-        if let Some((off, len)) = dirty {
-            if let Err(e) = h.p.persist(off, len) {
-                h.release(&r);
-                return Err(e.into());
-            }
+        if let Err(e) = h.prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero) {
+            h.release(&r);
+            return Err(e);
         }
         Ok(r)
     }
 
-    fn reserve_block(&mut self, class: usize, type_num: u64) -> Result<Reservation, Error> {
+    /// Reserve one block of `class` in this arena's active run, finding or making a run when
+    /// needed. Returns the chunk, the block's bit (set in the volatile bitmap) and the chunk's
+    /// lock, still held.
+    fn take_block(
+        &mut self,
+        class: usize,
+    ) -> Result<(usize, u32, MutexGuard<'h, ChunkState>), Error> {
         let h = self.heap;
         let ai = self.index;
         loop {
             if let Some(c) = self.arena.active[class] {
                 let mut g = lock(&h.chunks[c]);
+                let mut got = None;
                 if let ChunkState::Run(rs) = &mut *g {
                     if rs.free > 0 {
-                        let bit = first_zero(&rs.bits, rs.geom.nblocks)
+                        let bit = first_zero(&rs.bits, rs.hint, rs.geom.nblocks)
                             .expect("free count says a block is free");
+                        rs.hint = bit as usize / 64;
                         rs.bits[bit as usize / 64] |= 1 << (bit % 64);
                         rs.free -= 1;
-                        let start = h.chunk_off(c)
-                            + rs.geom.data_off as u64
-                            + bit as u64 * rs.geom.block_size;
-                        return Ok(Reservation {
-                            heap: h.id,
-                            off: start + ALLOC_HEADER_BYTES,
-                            usable: rs.geom.block_size - ALLOC_HEADER_BYTES,
-                            type_num,
-                            kind: ResKind::Block { chunk: c, bit },
-                        });
+                        got = Some(bit);
+                    } else {
+                        rs.owner = None;
                     }
-                    rs.owner = None;
+                }
+                if let Some(bit) = got {
+                    return Ok((c, bit, g));
                 }
                 self.arena.active[class] = None;
             }
@@ -1109,6 +1302,35 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
     /// Publish `actions` atomically on this lane (see [`Heap::publish`]).
     pub fn publish(&mut self, actions: Vec<Action>) -> Result<(), Error> {
         let h = self.heap;
+        // Fast paths: one run block allocated or freed, with at most one plain store.
+        let done = match actions.as_slice() {
+            [Action::Free(off)] => h.free_block(*off, None)?,
+            [Action::Free(off), Action::Set { off: d, value }]
+            | [Action::Set { off: d, value }, Action::Free(off)]
+                if h.is_plain_dest(*d) =>
+            {
+                let set = Entry {
+                    off: *d,
+                    value: *value,
+                };
+                h.free_block(*off, Some((set, &mut self.arena.ulog)))?
+            }
+            [Action::Alloc(r)] => self.publish_block(r, None)?,
+            [Action::Alloc(r), Action::Set { off: d, value }]
+            | [Action::Set { off: d, value }, Action::Alloc(r)]
+                if h.is_plain_dest(*d) =>
+            {
+                let set = Entry {
+                    off: *d,
+                    value: *value,
+                };
+                self.publish_block(r, Some(set))?
+            }
+            _ => false,
+        };
+        if done {
+            return Ok(());
+        }
         if actions
             .iter()
             .any(|a| matches!(a, Action::Alloc(r) if r.heap != h.id))
@@ -1154,8 +1376,16 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                     h.counters
                         .allocated_bytes
                         .fetch_add(r.usable, Ordering::Relaxed);
-                    if let ResKind::Span { chunk, n } = r.kind {
-                        **guard(&mut guards, chunk) = ChunkState::Span { n, used: true };
+                    match r.kind {
+                        ResKind::Span { chunk, n } => {
+                            **guard(&mut guards, chunk) = ChunkState::Span { n, used: true };
+                        }
+                        ResKind::Block { chunk, bit } => {
+                            // The committed word is the copy plus this publish's bits.
+                            if let ChunkState::Run(rs) = &mut **guard(&mut guards, chunk) {
+                                rs.pbits[bit as usize / 64] |= 1 << (bit % 64);
+                            }
+                        }
                     }
                 }
                 Action::Free(off) => {
@@ -1164,6 +1394,7 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
                     let usable = match &mut **g {
                         ChunkState::Run(rs) => {
                             let (bit, _) = h.block_at(c, rs, *off).expect("validated");
+                            rs.pbits[bit as usize / 64] &= !(1 << (bit % 64));
                             h.unset_block(c, rs, bit);
                             rs.geom.block_size - ALLOC_HEADER_BYTES
                         }
@@ -1191,6 +1422,36 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
     }
 }
 
+impl<P: Persister + ?Sized> Lane<'_, P> {
+    /// The fast path of publishing one reserved run block (with `set`, a plain destination's
+    /// store, in the same step). `Ok(false)` when `r` is not a block reservation that is still
+    /// reserved: the caller takes the general path (which reports why).
+    fn publish_block(&mut self, r: &Reservation, set: Option<Entry>) -> Result<bool, Error> {
+        let h = self.heap;
+        let ResKind::Block { chunk: c, bit } = r.kind else {
+            return Ok(false);
+        };
+        if r.heap != h.id {
+            return Ok(false);
+        }
+        let mut g = lock(&h.chunks[c]);
+        let ChunkState::Run(rs) = &mut *g else {
+            return Ok(false);
+        };
+        let (wi, m) = (bit as usize / 64, 1u64 << (bit % 64));
+        if rs.bits[wi] & m == 0 || rs.pbits[wi] & m != 0 {
+            return Ok(false);
+        }
+        // On a persistence failure the reservation stays reserved (as in the general path).
+        h.commit_bit(c, rs, bit, true, set.map(|e| (e, &mut self.arena.ulog)))?;
+        h.counters.objects.fetch_add(1, Ordering::Relaxed);
+        h.counters
+            .allocated_bytes
+            .fetch_add(r.usable, Ordering::Relaxed);
+        Ok(true)
+    }
+}
+
 fn guard<'a, 'g>(
     guards: &'a mut [(usize, MutexGuard<'g, ChunkState>)],
     c: usize,
@@ -1201,8 +1462,9 @@ fn guard<'a, 'g>(
     &mut guards[i].1
 }
 
-fn first_zero(bits: &[u64], nblocks: u32) -> Option<u32> {
-    for (w, &v) in bits.iter().enumerate() {
+/// The first zero bit of `bits` at or after word `from`.
+fn first_zero(bits: &[u64], from: usize, nblocks: u32) -> Option<u32> {
+    for (w, &v) in bits.iter().enumerate().skip(from) {
         if v != u64::MAX {
             let b = w as u32 * 64 + (!v).trailing_zeros();
             return (b < nblocks).then_some(b);
@@ -1218,12 +1480,14 @@ fn set_entry(entries: &mut Vec<Entry>, off: u64, value: u64) {
     }
 }
 
-fn current(entries: &[Entry], p: &(impl Persister + ?Sized), off: u64) -> u64 {
+/// The value bitmap word `off` (word `wi` of `rs`) will have: this batch's entry for it, or
+/// the volatile copy of what media holds.
+fn current(entries: &[Entry], rs: &RunState, off: u64, wi: usize) -> u64 {
     entries
         .iter()
         .find(|e| e.off == off)
         .map(|e| e.value)
-        .unwrap_or_else(|| p.read_u64(off as usize))
+        .unwrap_or(rs.pbits[wi])
 }
 
 impl<P: Persister + ?Sized> Heap<P> {
@@ -1234,7 +1498,6 @@ impl<P: Persister + ?Sized> Heap<P> {
         actions: &[Action],
         capacity: usize,
     ) -> Result<Vec<Entry>, Error> {
-        let p = &*self.p;
         let mut entries: Vec<Entry> = Vec::new();
         // Usable ranges allocated by this publish, and object offsets freed by it.
         let mut fresh: Vec<(u64, u64)> = Vec::new();
@@ -1247,7 +1510,7 @@ impl<P: Persister + ?Sized> Heap<P> {
                     if rs.bits[bit as usize / 64] & (1 << (bit % 64)) != 0 =>
                 {
                     let w = self.bitmap_word_off(chunk, bit) as u64;
-                    let cur = current(&entries, p, w);
+                    let cur = current(&entries, rs, w, bit as usize / 64);
                     if cur & (1 << (bit % 64)) != 0 {
                         return Err(stale);
                     }
@@ -1278,7 +1541,7 @@ impl<P: Persister + ?Sized> Heap<P> {
                         .filter(|&(_, s)| s + ALLOC_HEADER_BYTES == off)
                         .ok_or(Error::NotAllocated { off })?;
                     let w = self.bitmap_word_off(c, bit) as u64;
-                    let cur = current(&entries, p, w);
+                    let cur = current(&entries, rs, w, bit as usize / 64);
                     if cur & (1 << (bit % 64)) == 0 {
                         return Err(not);
                     }
@@ -1325,7 +1588,9 @@ impl<P: Persister + ?Sized> Heap<P> {
                             Some((bit, start)) => {
                                 let w = self.bitmap_word_off(c, bit) as u64;
                                 within(start + ALLOC_HEADER_BYTES, start + rs.geom.block_size)
-                                    && current(&entries, p, w) & (1 << (bit % 64)) != 0
+                                    && current(&entries, rs, w, bit as usize / 64)
+                                        & (1 << (bit % 64))
+                                        != 0
                             }
                             None => false,
                         },
