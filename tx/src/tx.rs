@@ -1,0 +1,460 @@
+//! One transaction on one lane: snapshots into the undo log, allocations reserved now and
+//! published at commit, frees deferred to commit, flat nesting, on-commit/on-abort hooks.
+//!
+//! # Commit protocol (which fence makes a transaction committed)
+//! 1. Every changed range (saved or inside a fresh allocation) is flushed, then one fence: all
+//!    new bytes are durable while the undo log is still active.
+//! 2. Without allocations or frees: the lane's undo `state` word is stored as idle, flushed and
+//!    fenced — **that fence is the commit point**. With allocations or frees: one palloc redo
+//!    batch holds the allocations, the frees and the idle `state` word; **the fence that makes
+//!    that redo log complete is the commit point** (recovery replays it, which also ends the
+//!    undo log). A batch of one entry is a single atomic store, its fence the commit point.
+//!
+//! A crash before the commit point leaves an active undo log (recovery restores every saved
+//! range; reservations were never persistent) or nothing at all; a crash after it leaves the
+//! transaction complete. Abort restores the saved ranges, fences, then stores the idle state.
+
+use crate::obj::ObjPool;
+use crate::undo::UndoLog;
+use crate::Error;
+use palloc::{Action, Lane, Reservation};
+use pool::Persister;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::MutexGuard;
+
+/// Flags of a snapshot (as libpmemobj's `POBJ_XADD_*`).
+///
+/// libpmemobj's `ASSUME_INITIALIZED` only silences Valgrind; there is nothing to silence here,
+/// so it has no counterpart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapFlags(u8);
+
+impl SnapFlags {
+    /// Save the old bytes and flush the range at commit.
+    pub const NONE: SnapFlags = SnapFlags(0);
+    /// Do not flush the range at commit (the caller makes it durable otherwise, or does not
+    /// need it durable). The old bytes are still saved.
+    pub const NO_FLUSH: SnapFlags = SnapFlags(1);
+    /// Do not save the old bytes: abort and recovery leave whatever the transaction wrote
+    /// (for ranges whose old value nobody needs, e.g. scratch space). Flushed at commit.
+    pub const NO_SNAPSHOT: SnapFlags = SnapFlags(2);
+
+    /// Both flags set in `self`.
+    pub fn contains(self, other: SnapFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for SnapFlags {
+    type Output = SnapFlags;
+    fn bitor(self, o: SnapFlags) -> SnapFlags {
+        SnapFlags(self.0 | o.0)
+    }
+}
+
+thread_local! {
+    /// Instances of `ObjPool` this thread runs a transaction on (to refuse a second `tx` that
+    /// would wait forever for the lane this thread holds).
+    static IN_TX: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+type Hook<'a> = Box<dyn FnOnce() + 'a>;
+
+/// A transaction, handed to the closure of [`ObjPool::tx`]. Holds the calling thread's lane
+/// until it ends.
+pub struct Tx<'a, P: Persister + ?Sized> {
+    pub(crate) pool: &'a ObjPool<P>,
+    lane: Lane<'a, P>,
+    undo: MutexGuard<'a, UndoLog>,
+    /// Ranges whose old bytes are saved (or need none): start -> end.
+    saved: BTreeMap<u64, u64>,
+    /// Ranges to flush at commit.
+    flush: Vec<(u64, u64)>,
+    /// Allocations of this transaction, by offset.
+    fresh: BTreeMap<u64, Reservation>,
+    /// Objects freed at commit.
+    frees: BTreeSet<u64>,
+    on_commit: Vec<Hook<'a>>,
+    on_abort: Vec<Hook<'a>>,
+    failed: bool,
+    finished: bool,
+    redo_capacity: usize,
+}
+
+/// Where a checked write lands.
+pub(crate) enum Target {
+    /// In an object allocated by this transaction: nothing to save.
+    Fresh,
+    /// In a live object.
+    Live,
+}
+
+impl<'a, P: Persister + ?Sized> Tx<'a, P> {
+    pub(crate) fn begin(pool: &'a ObjPool<P>) -> Result<Tx<'a, P>, Error> {
+        let me = pool.instance();
+        let nested = IN_TX.with(|v| v.borrow().contains(&me));
+        if nested {
+            return Err(Error::AlreadyInTx);
+        }
+        let mut lane = pool.heap().lane();
+        let undo = pool.undo_log(lane.index());
+        if let Some(why) = undo.poisoned() {
+            return Err(Error::Corrupt(format!(
+                "lane {} unusable until the pool is reopened: {why}",
+                lane.index()
+            )));
+        }
+        let redo_capacity = lane.redo_log().capacity();
+        IN_TX.with(|v| v.borrow_mut().push(me));
+        Ok(Tx {
+            pool,
+            lane,
+            undo,
+            saved: BTreeMap::new(),
+            flush: Vec::new(),
+            fresh: BTreeMap::new(),
+            frees: BTreeSet::new(),
+            on_commit: Vec::new(),
+            on_abort: Vec::new(),
+            failed: false,
+            finished: false,
+            redo_capacity,
+        })
+    }
+
+    /// The pool this transaction runs on.
+    pub fn pool(&self) -> &'a ObjPool<P> {
+        self.pool
+    }
+
+    /// Index of the lane this transaction holds.
+    pub fn lane_index(&self) -> usize {
+        self.lane.index()
+    }
+
+    /// Run `f` as a nested transaction. Nesting is flat: the changes belong to the enclosing
+    /// transaction, and when `f` returns an error the *whole* transaction aborts (the error is
+    /// returned here; the outermost [`ObjPool::tx`] then rolls back and returns
+    /// [`Error::NestedAborted`] if the caller swallowed it). Every later operation on this
+    /// transaction fails with [`Error::NestedAborted`].
+    pub fn nested<R, E>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<Error>,
+    {
+        self.live()?;
+        let r = f(self);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    /// Run `hook` after this transaction commits (after the lane is released).
+    pub fn on_commit(&mut self, hook: impl FnOnce() + 'a) {
+        self.on_commit.push(Box::new(hook));
+    }
+
+    /// Run `hook` after this transaction aborts (after the rollback is durable).
+    pub fn on_abort(&mut self, hook: impl FnOnce() + 'a) {
+        self.on_abort.push(Box::new(hook));
+    }
+
+    fn live(&self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::NestedAborted);
+        }
+        Ok(())
+    }
+
+    /// Check that `[obj+rel, obj+rel+len)` lies in a live object (or one allocated by this
+    /// transaction) of type `type_num` (if given).
+    pub(crate) fn check_target(
+        &self,
+        obj: u64,
+        type_num: Option<(u64, &'static str)>,
+        rel: u64,
+        len: u64,
+    ) -> Result<Target, Error> {
+        self.live()?;
+        if self.frees.contains(&obj) {
+            return Err(Error::FreedInTx { off: obj });
+        }
+        let (stored, usable, target) = match self.fresh.get(&obj) {
+            Some(r) => (r.type_num(), r.usable_size(), Target::Fresh),
+            None => {
+                let o = self.pool.heap().object(obj)?;
+                (o.type_num, o.usable_size, Target::Live)
+            }
+        };
+        if let Some((expected, type_name)) = type_num {
+            if stored != expected {
+                return Err(Error::TypeMismatch {
+                    off: obj,
+                    stored,
+                    expected,
+                    type_name,
+                });
+            }
+        }
+        let needed = rel.saturating_add(len);
+        if needed > usable {
+            return Err(Error::TooSmall {
+                off: obj,
+                usable,
+                needed,
+            });
+        }
+        Ok(target)
+    }
+
+    /// Save the old bytes of `[off, off+len)` (a checked range) unless already saved.
+    pub(crate) fn snapshot_checked(
+        &mut self,
+        target: Target,
+        off: u64,
+        len: u64,
+        flags: SnapFlags,
+    ) -> Result<(), Error> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = off + len;
+        if !flags.contains(SnapFlags::NO_FLUSH) {
+            self.flush.push((off, end));
+        }
+        if matches!(target, Target::Fresh) {
+            return Ok(());
+        }
+        // Gaps of [off, end) not yet saved.
+        let mut gaps = Vec::new();
+        let mut cur = off;
+        let first = self
+            .saved
+            .range(..=off)
+            .next_back()
+            .map(|(&s, _)| s)
+            .unwrap_or(off);
+        for (&s, &e) in self.saved.range(first..end) {
+            if e <= cur {
+                continue;
+            }
+            if s > cur {
+                gaps.push((cur, s));
+            }
+            cur = cur.max(e);
+            if cur >= end {
+                break;
+            }
+        }
+        if cur < end {
+            gaps.push((cur, end));
+        }
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let p = &**self.pool.heap().persister();
+        for &(s, e) in &gaps {
+            if !flags.contains(SnapFlags::NO_SNAPSHOT) {
+                self.undo.append(p, &mut self.lane, s, (e - s) as usize)?;
+            }
+        }
+        // Merge [off, end) with every saved range it touches.
+        let (mut s, mut e) = (off, end);
+        let touching: Vec<(u64, u64)> = self
+            .saved
+            .range(..=end)
+            .rev()
+            .take_while(|&(_, &re)| re >= off)
+            .map(|(&a, &b)| (a, b))
+            .collect();
+        for (a, b) in touching {
+            self.saved.remove(&a);
+            s = s.min(a);
+            e = e.max(b);
+        }
+        self.saved.insert(s, e);
+        Ok(())
+    }
+
+    /// Save (per `flags`) then write `data` at byte `rel` of object `obj`.
+    pub(crate) fn write_checked(
+        &mut self,
+        target: Target,
+        obj: u64,
+        rel: u64,
+        data: &[u8],
+        flags: SnapFlags,
+    ) -> Result<(), Error> {
+        let off = obj + rel;
+        self.snapshot_checked(target, off, data.len() as u64, flags)?;
+        self.pool.heap().persister().write(off as usize, data);
+        Ok(())
+    }
+
+    /// Save the old bytes of `len` bytes at byte `rel` of the object at `obj` (any type), so
+    /// that later writes to them in this transaction are undone by an abort or a crash.
+    pub fn snapshot_raw(
+        &mut self,
+        obj: u64,
+        rel: u64,
+        len: u64,
+        flags: SnapFlags,
+    ) -> Result<(), Error> {
+        let t = self.check_target(obj, None, rel, len)?;
+        self.snapshot_checked(t, obj + rel, len, flags)
+    }
+
+    /// Write `data` at byte `rel` of the object at `obj` (any type), saving the old bytes first.
+    pub fn write_raw(&mut self, obj: u64, rel: u64, data: &[u8]) -> Result<(), Error> {
+        let t = self.check_target(obj, None, rel, data.len() as u64)?;
+        self.write_checked(t, obj, rel, data, SnapFlags::NONE)
+    }
+
+    fn count_actions(&self, extra: usize) -> Result<(), Error> {
+        let needed = self.fresh.len() + self.frees.len() + 1 + extra;
+        if needed > self.redo_capacity {
+            return Err(Error::TooManyActions {
+                needed,
+                capacity: self.redo_capacity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocate `size` bytes of type `type_num` (zeroed when `zero`); the object becomes
+    /// persistent at commit and is released on abort. Returns its offset.
+    pub fn alloc_raw(&mut self, size: u64, type_num: u64, zero: bool) -> Result<u64, Error> {
+        self.live()?;
+        if type_num == crate::undo::OVERFLOW_TYPE {
+            return Err(Error::Config(format!(
+                "type number {type_num:#x} is reserved for undo log blocks"
+            )));
+        }
+        self.count_actions(1)?;
+        let r = self.lane.reserve(size, type_num, false)?;
+        let off = r.off();
+        if zero {
+            // Zeroed in place; flushed with the rest of the transaction at commit, before the
+            // publish makes the object reachable.
+            self.pool
+                .heap()
+                .persister()
+                .fill(off as usize, 0, r.usable_size() as usize);
+            self.flush.push((off, off + r.usable_size()));
+        }
+        self.fresh.insert(off, r);
+        Ok(off)
+    }
+
+    /// Free the object at `obj` at commit (at once, if this transaction allocated it).
+    pub fn free_raw(&mut self, obj: u64) -> Result<(), Error> {
+        self.live()?;
+        if let Some(r) = self.fresh.remove(&obj) {
+            let end = obj + r.usable_size();
+            self.flush.retain(|&(s, _)| !(s >= obj && s < end));
+            self.pool.heap().cancel(vec![Action::Alloc(r)]);
+            return Ok(());
+        }
+        if self.frees.contains(&obj) {
+            return Err(Error::FreedInTx { off: obj });
+        }
+        self.pool.heap().object(obj)?;
+        self.count_actions(1)?;
+        self.frees.insert(obj);
+        Ok(())
+    }
+
+    /// Commit; returns the on-commit hooks to run once the lane is released.
+    pub(crate) fn commit(&mut self) -> Result<Vec<Hook<'a>>, Error> {
+        debug_assert!(!self.failed, "commit of a failed transaction");
+        let p = &**self.pool.heap().persister();
+        let mut fl = std::mem::take(&mut self.flush);
+        fl.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(fl.len());
+        for (s, e) in fl {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        let flushed = (|| -> Result<(), Error> {
+            for &(s, e) in &merged {
+                p.flush(s as usize, (e - s) as usize)?;
+            }
+            if !merged.is_empty() {
+                // Step 1: every new byte durable while the undo log still covers the old ones.
+                p.drain()?;
+            }
+            Ok(())
+        })();
+        flushed?;
+        let mut acts: Vec<Action> = std::mem::take(&mut self.fresh)
+            .into_values()
+            .map(Action::Alloc)
+            .collect();
+        acts.extend(
+            std::mem::take(&mut self.frees)
+                .into_iter()
+                .map(Action::Free),
+        );
+        if acts.is_empty() {
+            // Step 2: the idle state word; its fence is the commit point.
+            self.undo.end(p)?;
+        } else {
+            if self.undo.is_active() {
+                let (off, value) = self.undo.idle_state();
+                acts.push(Action::Set { off, value });
+            }
+            // Step 2: one redo batch; the fence that completes its log is the commit point.
+            // On an error palloc cancels the reservations and nothing is published; the
+            // caller aborts, which rolls the saved ranges back.
+            self.lane.publish(acts)?;
+            self.undo.reset();
+        }
+        self.saved.clear();
+        self.finished = true;
+        self.on_abort.clear();
+        Ok(std::mem::take(&mut self.on_commit))
+    }
+
+    /// Roll back; returns the on-abort hooks to run once the lane is released.
+    pub(crate) fn abort(&mut self) -> Result<Vec<Hook<'a>>, Error> {
+        self.finished = true;
+        self.flush.clear();
+        self.saved.clear();
+        self.frees.clear();
+        let fresh: Vec<Action> = std::mem::take(&mut self.fresh)
+            .into_values()
+            .map(Action::Alloc)
+            .collect();
+        self.pool.heap().cancel(fresh);
+        let p = &**self.pool.heap().persister();
+        let res = self.undo.roll_back(p).and_then(|_| self.undo.end(p));
+        if let Err(e) = &res {
+            self.undo.poison(format!("abort failed: {e}"));
+        }
+        self.on_commit.clear();
+        res.map(|_| std::mem::take(&mut self.on_abort))
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+}
+
+impl<P: Persister + ?Sized> Drop for Tx<'_, P> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // A panic in the closure (or a commit error) left the transaction open: roll back.
+            let _ = self.abort();
+        }
+        let me = self.pool.instance();
+        IN_TX.with(|v| {
+            let mut v = v.borrow_mut();
+            if let Some(i) = v.iter().rposition(|&x| x == me) {
+                v.remove(i);
+            }
+        });
+    }
+}

@@ -1,0 +1,379 @@
+//! The undo log: before a transaction changes a range, the range's old bytes are appended here
+//! and made durable; recovery (and abort) copies them back, newest first.
+//!
+//! A lane's undo log starts in the lane's extra area (`palloc::Lane::extra_area`) and continues
+//! in *overflow blocks* — heap objects of type [`OVERFLOW_TYPE`] chained from the area header —
+//! when a transaction needs more room. Overflow blocks stay attached to the lane and are reused
+//! by later transactions.
+//!
+//! Validity without a separate commit record per entry: the area header's `state` word holds
+//! the transaction's generation and an *active* bit; every entry carries a CRC-32 over the
+//! generation, its target and its data. Recovery takes entries in order while they check, so a
+//! torn entry, or an entry left over from an older transaction, ends the log. An entry is made
+//! durable (fence) before the range it saves is changed, so every change has a valid entry.
+//!
+//! Byte map and protocol: `docs/FORMAT.md`, "Transactions (undo log)". All integers are
+//! little-endian. This module does only the log's I/O; the transaction logic is in [`crate::tx`].
+
+use crate::Error;
+use palloc::{Action, Lane};
+use pool::Persister;
+
+/// Type number of overflow blocks (reserved; user types must not use it).
+pub const OVERFLOW_TYPE: u64 = u64::MAX - 1;
+/// Bytes of the header of the lane area and of each overflow block.
+pub const SEG_HEADER_BYTES: usize = 64;
+/// Bytes of an entry header (`off` u64, `len` u32, `crc` u32).
+pub const ENTRY_HEADER_BYTES: usize = 16;
+/// Usable bytes of a newly allocated overflow block.
+pub const OVERFLOW_BYTES: u64 = 64 << 10;
+/// Offset of the `state` word in the lane area header.
+pub const STATE_WORD: usize = 0;
+/// Offset of the `next` word (first overflow block, or the next one) in every segment header.
+pub const NEXT_WORD: usize = 8;
+/// Offset of the `capacity` word of an overflow block (total bytes, header included).
+pub const CAPACITY_WORD: usize = 16;
+/// An entry with less room than this for data moves to the next segment instead.
+const MIN_PIECE: usize = 64;
+
+/// One segment of the log: `[start, end)` holds entries; `next_word` links the following one.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    start: usize,
+    end: usize,
+    next_word: usize,
+}
+
+/// The volatile handle of one lane's undo log.
+#[derive(Debug)]
+pub(crate) struct UndoLog {
+    base: usize,
+    /// Generation of the current (or last) transaction.
+    gen: u64,
+    /// The `state` word says active (entries of `gen` may exist).
+    active: bool,
+    segs: Vec<Seg>,
+    cur: usize,
+    pos: usize,
+    buf: Vec<u8>,
+    /// Why the lane cannot be used until reopen (a persist failed mid-abort).
+    poisoned: Option<String>,
+}
+
+fn align8(x: usize) -> usize {
+    (x + 7) & !7
+}
+
+fn entry_crc(gen: u64, off: u64, data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&gen.to_le_bytes());
+    h.update(&off.to_le_bytes());
+    h.update(&(data.len() as u32).to_le_bytes());
+    h.update(data);
+    h.finalize()
+}
+
+/// What recovery found in one lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UndoRecovered {
+    /// No transaction was in flight.
+    Idle,
+    /// A transaction was in flight; this many entries were rolled back.
+    RolledBack {
+        /// Entries restored.
+        entries: usize,
+        /// Bytes restored.
+        bytes: usize,
+    },
+}
+
+/// Read the segment chain of the log whose lane area is `[base, base+area)`.
+fn load_segs<P: Persister + ?Sized>(p: &P, base: usize, area: usize) -> Result<Vec<Seg>, Error> {
+    let mut segs = vec![Seg {
+        start: base + SEG_HEADER_BYTES,
+        end: base + area,
+        next_word: base + NEXT_WORD,
+    }];
+    let mut next = p.read_u64(base + NEXT_WORD);
+    // Bounded: a chain longer than the pool holds blocks is corrupt (a cycle, say).
+    while next != 0 {
+        if segs.len() > p.len() / OVERFLOW_BYTES.max(64) as usize + 1 {
+            return Err(Error::Corrupt(format!(
+                "undo log at {base:#x}: overflow chain does not end"
+            )));
+        }
+        let off = next as usize;
+        let cap = (off as u64)
+            .checked_add(CAPACITY_WORD as u64 + 8)
+            .filter(|&e| off % 8 == 0 && e <= p.len() as u64)
+            .map(|_| p.read_u64(off + CAPACITY_WORD));
+        let Some(cap) = cap.filter(|&c| {
+            c as usize >= SEG_HEADER_BYTES + ENTRY_HEADER_BYTES + 8
+                && (off as u64)
+                    .checked_add(c)
+                    .is_some_and(|e| e <= p.len() as u64)
+        }) else {
+            return Err(Error::Corrupt(format!(
+                "undo log at {base:#x}: overflow block {next:#x} has a bad header"
+            )));
+        };
+        segs.push(Seg {
+            start: off + SEG_HEADER_BYTES,
+            end: off + cap as usize,
+            next_word: off + NEXT_WORD,
+        });
+        next = p.read_u64(off + NEXT_WORD);
+    }
+    Ok(segs)
+}
+
+/// Decode the entries of generation `gen`, in log order: `(target offset, old bytes)`.
+fn read_entries<P: Persister + ?Sized>(p: &P, segs: &[Seg], gen: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut si = 0;
+    let mut pos = segs[0].start;
+    loop {
+        let seg = segs[si];
+        let entry = (pos + ENTRY_HEADER_BYTES <= seg.end)
+            .then(|| {
+                let off = p.read_u64(pos);
+                let w = p.read_u64(pos + 8);
+                let (len, crc) = (w as u32 as usize, (w >> 32) as u32);
+                let data_end = pos + ENTRY_HEADER_BYTES + len;
+                if len == 0
+                    || data_end > seg.end
+                    || off
+                        .checked_add(len as u64)
+                        .map_or(true, |e| e > p.len() as u64)
+                {
+                    return None;
+                }
+                let mut data = vec![0u8; len];
+                p.read(pos + ENTRY_HEADER_BYTES, &mut data);
+                (entry_crc(gen, off, &data) == crc).then_some((off, data))
+            })
+            .flatten();
+        match entry {
+            Some((off, data)) => {
+                pos += ENTRY_HEADER_BYTES + align8(data.len());
+                out.push((off, data));
+            }
+            // The writer moves to the next segment when an entry does not fit; the rest of the
+            // previous one is stale. A stale or torn start of the next segment ends the log.
+            None if si + 1 < segs.len() && pos != segs[si].start => {
+                si += 1;
+                pos = segs[si].start;
+            }
+            None => return out,
+        }
+    }
+}
+
+/// True when the range `[off, off+len)` overlaps the log's own bytes.
+fn overlaps_log(segs: &[Seg], base: usize, off: u64, len: usize) -> bool {
+    let (s, e) = (off, off + len as u64);
+    let hit = |a: usize, b: usize| s < b as u64 && e > a as u64;
+    hit(base, base + SEG_HEADER_BYTES)
+        || segs.iter().any(|g| hit(g.start - SEG_HEADER_BYTES, g.end))
+}
+
+/// Roll back the transaction in flight in the log at `[base, base+area)`, if any. Run at open,
+/// after the heap replayed its redo logs and before anything else touches the pool.
+pub(crate) fn recover<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    area: usize,
+) -> Result<UndoRecovered, Error> {
+    let state = p.read_u64(base + STATE_WORD);
+    if state & 1 == 0 {
+        return Ok(UndoRecovered::Idle);
+    }
+    let gen = state >> 1;
+    let segs = load_segs(p, base, area)?;
+    let entries = read_entries(p, &segs, gen);
+    let mut bytes = 0;
+    for (i, (off, data)) in entries.iter().enumerate().rev() {
+        if overlaps_log(&segs, base, *off, data.len()) {
+            return Err(Error::Corrupt(format!(
+                "undo log at {base:#x}: entry {i} targets the log itself ({off:#x}+{})",
+                data.len()
+            )));
+        }
+        p.write(*off as usize, data);
+        p.flush(*off as usize, data.len())?;
+        bytes += data.len();
+    }
+    // The old bytes durable before the log stops saying "active": a crash in between replays
+    // the same entries again, which is harmless.
+    p.drain()?;
+    p.write_u64(base + STATE_WORD, gen << 1);
+    p.persist(base + STATE_WORD, 8)?;
+    Ok(UndoRecovered::RolledBack {
+        entries: entries.len(),
+        bytes,
+    })
+}
+
+impl UndoLog {
+    /// Attach to the (recovered, inactive) log at `[base, base+area)`.
+    pub(crate) fn open<P: Persister + ?Sized>(
+        p: &P,
+        base: usize,
+        area: usize,
+    ) -> Result<UndoLog, Error> {
+        let state = p.read_u64(base + STATE_WORD);
+        if state & 1 != 0 {
+            return Err(Error::Corrupt(format!(
+                "undo log at {base:#x} still active after recovery"
+            )));
+        }
+        let segs = load_segs(p, base, area)?;
+        Ok(UndoLog {
+            base,
+            gen: state >> 1,
+            active: false,
+            cur: 0,
+            pos: segs[0].start,
+            segs,
+            buf: Vec::with_capacity(256),
+            poisoned: None,
+        })
+    }
+
+    /// Mark the lane unusable until the pool is reopened (recovery then rolls back).
+    pub(crate) fn poison(&mut self, why: String) {
+        self.poisoned = Some(why);
+    }
+
+    /// Why the lane is unusable, if it is.
+    pub(crate) fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// Whether entries of the current transaction may exist on media.
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The value of the `state` word that ends the current transaction (inactive).
+    pub(crate) fn idle_state(&self) -> (u64, u64) {
+        ((self.base + STATE_WORD) as u64, self.gen << 1)
+    }
+
+    /// Append the old bytes of `[off, off+len)` (read from `p`), split over segments as needed,
+    /// each piece durable before returning. The first entry of a transaction also makes the
+    /// `state` word active in the same fence.
+    pub(crate) fn append<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        lane: &mut Lane<'_, P>,
+        off: u64,
+        len: usize,
+    ) -> Result<(), Error> {
+        let mut done = 0;
+        while done < len {
+            let remaining = len - done;
+            let seg = self.segs[self.cur];
+            let room = seg.end.saturating_sub(self.pos + ENTRY_HEADER_BYTES) & !7;
+            if room < remaining.min(MIN_PIECE) {
+                self.next_seg(p, lane)?;
+                continue;
+            }
+            let n = remaining.min(room).min(u32::MAX as usize & !7);
+            let target = off + done as u64;
+            self.buf.clear();
+            self.buf.resize(ENTRY_HEADER_BYTES + align8(n), 0);
+            p.read(target as usize, &mut self.buf[ENTRY_HEADER_BYTES..][..n]);
+            if !self.active {
+                self.gen += 1;
+            }
+            let crc = entry_crc(self.gen, target, &self.buf[ENTRY_HEADER_BYTES..][..n]);
+            self.buf[0..8].copy_from_slice(&target.to_le_bytes());
+            self.buf[8..12].copy_from_slice(&(n as u32).to_le_bytes());
+            self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
+            p.write(self.pos, &self.buf);
+            p.flush(self.pos, self.buf.len())?;
+            if !self.active {
+                p.write_u64(self.base + STATE_WORD, self.gen << 1 | 1);
+                p.flush(self.base + STATE_WORD, 8)?;
+                self.active = true;
+            }
+            // The entry (and the active state) durable before the caller changes the range.
+            p.drain()?;
+            self.pos += self.buf.len();
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Move to the next segment, allocating and linking an overflow block if there is none.
+    fn next_seg<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        lane: &mut Lane<'_, P>,
+    ) -> Result<(), Error> {
+        if self.cur + 1 == self.segs.len() {
+            let r = lane.reserve(OVERFLOW_BYTES, OVERFLOW_TYPE, false)?;
+            let off = r.off() as usize;
+            let cap = r.usable_size() as usize & !7;
+            let mut hdr = [0u8; SEG_HEADER_BYTES];
+            hdr[CAPACITY_WORD..CAPACITY_WORD + 8].copy_from_slice(&(cap as u64).to_le_bytes());
+            // The first entry slot is zeroed so that stale bytes there cannot continue a log.
+            p.write(off, &hdr);
+            p.fill(off + SEG_HEADER_BYTES, 0, ENTRY_HEADER_BYTES);
+            // The block's header durable before the link that makes it reachable.
+            p.persist(off, SEG_HEADER_BYTES + ENTRY_HEADER_BYTES)?;
+            let link = self.segs[self.cur].next_word as u64;
+            lane.publish(vec![
+                Action::Alloc(r),
+                Action::Set {
+                    off: link,
+                    value: off as u64,
+                },
+            ])?;
+            self.segs.push(Seg {
+                start: off + SEG_HEADER_BYTES,
+                end: off + cap,
+                next_word: off + NEXT_WORD,
+            });
+        }
+        self.cur += 1;
+        self.pos = self.segs[self.cur].start;
+        Ok(())
+    }
+
+    /// Copy every saved range back (newest first) and make it durable; does not end the
+    /// transaction (see [`end`](Self::end)).
+    pub(crate) fn roll_back<P: Persister + ?Sized>(&self, p: &P) -> Result<usize, Error> {
+        if !self.active {
+            return Ok(0);
+        }
+        let entries = read_entries(p, &self.segs, self.gen);
+        for (off, data) in entries.iter().rev() {
+            p.write(*off as usize, data);
+            p.flush(*off as usize, data.len())?;
+        }
+        // Restored bytes durable before the state word may say "idle".
+        p.drain()?;
+        Ok(entries.len())
+    }
+
+    /// Forget the transaction's entries (volatile part). The caller has made the state idle on
+    /// media (directly or through the commit's redo log).
+    pub(crate) fn reset(&mut self) {
+        self.active = false;
+        self.cur = 0;
+        self.pos = self.segs[0].start;
+    }
+
+    /// End the transaction by storing the idle state directly (one atomic word + fence).
+    pub(crate) fn end<P: Persister + ?Sized>(&mut self, p: &P) -> Result<(), Error> {
+        if self.active {
+            let (w, v) = self.idle_state();
+            p.write_u64(w as usize, v);
+            p.persist(w as usize, 8)?;
+        }
+        self.reset();
+        Ok(())
+    }
+}
