@@ -21,6 +21,8 @@ use std::sync::Arc;
 struct Model {
     objects: BTreeSet<(u64, u64, u64)>,
     slots: [u64; 8],
+    /// The first word of each lane's extra area (also a destination the heap accepts).
+    extra: [u64; 2],
 }
 
 fn state<P: Persister + ?Sized>(h: &Heap<P>) -> Model {
@@ -28,7 +30,12 @@ fn state<P: Persister + ?Sized>(h: &Heap<P>) -> Model {
     for (i, s) in slots.iter_mut().enumerate() {
         *s = h.persister().read_u64(h.user_slot(i) as usize);
     }
+    let mut extra = [0u64; 2];
+    for (i, e) in extra.iter_mut().enumerate() {
+        *e = h.persister().read_u64(h.header().lane_extra_off(i));
+    }
     Model {
+        extra,
         objects: h
             .objects()
             .map(|o| (o.off, o.type_num, o.usable_size))
@@ -71,7 +78,14 @@ fn step(h: &Heap<Recorder>, rng: &mut Rng) -> String {
     let live: Vec<u64> = h.objects().map(|o| o.off).collect();
     let pick = |rng: &mut Rng| live[rng.below(live.len() as u64) as usize];
     let slot = h.user_slot(rng.below(8) as usize);
-    let dest = (rng.below(2) == 0).then_some(slot);
+    let extra = h.header().lane_extra_off(rng.below(2) as usize) as u64;
+    // None, a user slot, or a lane's extra area (the latter two take the fast paths' redo
+    // commit; a destination inside an object takes the general publish).
+    let dest = match rng.below(4) {
+        0 | 1 => None,
+        2 => Some(slot),
+        _ => Some(extra),
+    };
     let res: Result<String, Error> = match rng.below(6) {
         0 | 1 => {
             let (s, t) = (size(rng), rng.below(4));
@@ -80,8 +94,18 @@ fn step(h: &Heap<Recorder>, rng: &mut Rng) -> String {
         }
         2 if !live.is_empty() => {
             let o = pick(rng);
-            h.free(o, dest)
-                .map(|_| format!("free {o:#x} dest {dest:?}"))
+            match (rng.below(3), dest) {
+                // The same free as one- or two-action publishes (either order).
+                (0, None) => h
+                    .publish(vec![Action::Free(o)])
+                    .map(|_| format!("publish free {o:#x}")),
+                (0, Some(d)) => h
+                    .publish(vec![Action::Set { off: d, value: 7 }, Action::Free(o)])
+                    .map(|_| format!("publish set {d:#x}=7, free {o:#x}")),
+                _ => h
+                    .free(o, dest)
+                    .map(|_| format!("free {o:#x} dest {dest:?}")),
+            }
         }
         3 if !live.is_empty() => {
             let (o, s) = (pick(rng), size(rng));
@@ -95,12 +119,28 @@ fn step(h: &Heap<Recorder>, rng: &mut Rng) -> String {
                 match h.reserve(size(rng), 2) {
                     Ok(r) => {
                         let s = h.user_slot(rng.below(8) as usize);
-                        desc += &format!(" alloc {:#x}->slot {s:#x}", r.off());
-                        acts.push(Action::Set {
+                        let set = Action::Set {
                             off: s,
                             value: r.off(),
-                        });
-                        acts.push(Action::Alloc(r));
+                        };
+                        // With or without a destination, before or after the alloc (one
+                        // reservation alone takes the one-block fast path).
+                        match rng.below(3) {
+                            0 => {
+                                desc += &format!(" alloc {:#x}", r.off());
+                                acts.push(Action::Alloc(r));
+                            }
+                            1 => {
+                                desc += &format!(" slot {s:#x}<-alloc {:#x}", r.off());
+                                acts.push(set);
+                                acts.push(Action::Alloc(r));
+                            }
+                            _ => {
+                                desc += &format!(" alloc {:#x}->slot {s:#x}", r.off());
+                                acts.push(Action::Alloc(r));
+                                acts.push(set);
+                            }
+                        }
                     }
                     Err(e) => desc += &format!(" (reserve: {e})"),
                 }
