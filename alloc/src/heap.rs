@@ -11,6 +11,17 @@
 //! free span into two free spans, which is ordered so that every intermediate image scans the
 //! same free chunks (see [`Heap::take_chunks`]).
 //!
+//! # Fast paths
+//! Allocating or freeing one run block (with no destination, or one in a user slot or a
+//! lane's extra area; also a publish of just that) skips the general publish: the chunk stays
+//! locked from choosing the bit to the commit, nothing is allocated or sorted, and the new
+//! bitmap word comes from `RunState::pbits`, a volatile copy of the bitmap as written to media
+//! (kept under the chunk lock by every path that writes a bitmap word), so media is never
+//! re-read. Without a destination the commit is the redo log's one-entry case: one aligned
+//! 8-byte store + flush + fence, i.e. one fence per alloc (when the block's header already
+//! holds the right bytes) and one per free — the minimum for an operation that is durable on
+//! return. A free without a destination takes no lane at all.
+//!
 //! # Concurrency
 //! Each thread maps to an arena (one per lane): the arena owns a redo log and, per allocation
 //! class, one active run. The fast path locks the arena (uncontended when threads map to
