@@ -1,6 +1,8 @@
 //! Shared helpers for tx's integration tests.
 #![allow(dead_code)]
 
+pub mod prog;
+
 use palloc::CreateOptions;
 use pool::persist::{FlushPath, Flusher};
 use pool::region::MappedRegion;

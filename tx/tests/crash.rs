@@ -1,0 +1,95 @@
+//! Crash images at every fence of random transactions.
+//!
+//! Each transaction runs on a pool inside `pool::crash::Recorder`. For every crash image the
+//! recorder allows before each fence of the transaction (and after it), a fresh pool is opened
+//! on the image — heap redo recovery, then undo rollback — and must pass the heap checker and
+//! hold exactly the state before the transaction or (for a committed one) after it: a
+//! committed transaction fully there or fully gone while it runs, never a mixture, and fully
+//! there once `tx` returned; an aborted one never visible.
+//!
+//! Replay: the test prints `TX_CRASH_SEED=<seed>` (the programs); the recorder prints
+//! `POOL_CRASH_SEED` when it samples images. `TX_CRASH_TXS` sets the number of transactions.
+
+mod common;
+use common::prog::{gen_prog, observe, run, Model, Rng, Root};
+use common::small;
+use pool::crash::{Enumerate, Recorder};
+use std::sync::Arc;
+use tx::PoolTyped;
+
+fn recovered_state(img: &[u8]) -> Result<Model, String> {
+    let r = Arc::new(Recorder::from_image(img));
+    r.set_capture(false);
+    let pool = PoolTyped::<Root, Recorder>::open_in(r.clone(), Default::default())
+        .map_err(|e| format!("open failed: {e}"))?;
+    let rep = palloc::check(&*r).map_err(|e| e.to_string())?;
+    if !rep.is_ok() {
+        return Err(format!("heap checker: {:?}", rep.problems));
+    }
+    observe(&pool)
+}
+
+#[test]
+fn every_crash_image_is_before_or_after_each_transaction() {
+    let seed = std::env::var("TX_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    let txs: usize = std::env::var("TX_CRASH_TXS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    eprintln!("TX_CRASH_SEED={seed} (TX_CRASH_TXS={txs})");
+    let mut rng = Rng(seed);
+    let rec = Arc::new(Recorder::new(384 << 10));
+    rec.set_capture(false);
+    let pool = PoolTyped::<Root, Recorder>::create_in(rec.clone(), &small(1)).unwrap();
+    let mut model = Model::default();
+    let opts = Enumerate {
+        exhaustive_max: 256,
+        samples: 64,
+        seed: None,
+    };
+    let mut images = 0;
+    for i in 0..txs {
+        let p = gen_prog(&mut rng, 6);
+        let before = model.clone();
+        let mut after = model.clone();
+        after.apply(&p);
+        rec.clear_history();
+        rec.set_capture(true);
+        let committed = run(&pool, &p).unwrap();
+        rec.set_capture(false);
+        if !committed {
+            assert_eq!(after, before, "tx {i} aborted, the model must not change");
+        }
+        model = after.clone();
+        assert_eq!(observe(&pool).unwrap(), model, "live state after tx {i}");
+        let final_fence = rec.fences();
+        images += rec
+            .check_crash_images(&opts, |img| {
+                let s = recovered_state(img)?;
+                if s == before || s == after {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "recovered state is neither before nor after: {s:?}"
+                    ))
+                }
+            })
+            .unwrap_or_else(|f| panic!("TX_CRASH_SEED={seed} tx {i} ({p:?}): {f}"));
+        // Once `tx` returned, the outcome is durable.
+        let end = recovered_state(&rec.crash_point_now().durable_image())
+            .unwrap_or_else(|e| panic!("TX_CRASH_SEED={seed} tx {i}: {e}"));
+        assert_eq!(
+            end, after,
+            "TX_CRASH_SEED={seed} tx {i}: durable state after return (fences {final_fence})"
+        );
+    }
+    eprintln!("checked {images} crash images over {txs} transactions");
+}
