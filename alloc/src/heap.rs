@@ -9,7 +9,7 @@
 //! are written and flushed beforehand; the commit's first fence makes them durable before the
 //! state that makes them reachable. The only metadata written outside the log is the split of a
 //! free span into two free spans, which is ordered so that every intermediate image scans the
-//! same free chunks (see [`Heap::take_chunks`]).
+//! same free chunks (see `Heap::take_chunks`).
 //!
 //! # Fast paths
 //! Allocating or freeing one run block (with no destination, or one in a user slot or a

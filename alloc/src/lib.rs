@@ -5,7 +5,7 @@
 //! - [`layout`]: the on-media byte maps of the heap (documented in `docs/FORMAT.md`).
 //! - [`heap`]: the allocator: zones of chunks, runs with bitmaps for small sizes, whole-chunk
 //!   spans for large ones, reservations and atomic publish, per-lane arenas.
-//! - [`check`]: a read-only consistency checker (used by `pmempool check`).
+//! - [`check`](mod@check): a read-only consistency checker (used by `pmempool check`).
 //!
 //! Everything persistent goes through a [`pool::Persister`], so the same code runs on a real
 //! pool and on `pool::crash::Recorder`, which enumerates crash images.
