@@ -34,6 +34,18 @@ pub enum Error {
         during: &'static str,
         waited: Duration,
     },
+    /// An earlier control-channel failure (timeout, broken frame, undecodable or unexpected
+    /// reply, rpmemd gone) ended the session: a late or partial reply could otherwise be taken
+    /// for the answer to a later request, so the channel was closed and is not used again.
+    #[error(
+        "the session with rpmemd on {target} is broken by an earlier failure ({why}); {during} \
+         was not sent: close the pool and start a new session"
+    )]
+    SessionBroken {
+        target: String,
+        during: &'static str,
+        why: String,
+    },
     #[error("control channel to {target} failed during {during}: {source}")]
     ControlIo {
         target: String,
@@ -78,14 +90,17 @@ pub enum Error {
     #[error(
         "lane {lane}: cannot connect to rpmemd's data listener {addr}:{port} ({provider}): \
          {source} (check that the target's address is reachable from here and no firewall \
-         blocks the port)"
+         blocks the port){note}"
     )]
     LaneConnect {
         lane: u32,
         addr: String,
         port: u16,
-        provider: String,
-        source: fabric::Error,
+        provider: &'static str,
+        /// Boxed to keep `Error` small.
+        source: Box<fabric::Error>,
+        /// Empty, or why the address rpmemd announced was not the one connected to.
+        note: String,
     },
     /// A data-plane operation failed: the target died or the link is down.
     #[error("lane {lane}: {op} failed: {source} (target not responding: rpmemd died or the link is down)")]

@@ -8,6 +8,7 @@
 //! write is posted (docs/PROTOCOL.md §8.2).
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ const LANE_BUFF_BYTES: usize = 64;
 const RMA_CHUNK_MAX: usize = 16 << 20;
 /// Bounce buffer of `read`, per lane.
 const READ_BOUNCE_BYTES: usize = 1 << 20;
+/// What HELLO offers: every capability this version knows.
+const CAPABILITIES_OFFERED: Capabilities = Capabilities::KNOWN;
 
 /// Flags of [`RpmemPool::persist`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,9 +62,14 @@ pub struct RemoveFlags {
 }
 
 struct Control {
-    /// `None` once the channel was finished after rpmemd went away.
+    /// `None` once the channel was finished after rpmemd went away, or dropped after a failure.
     ch: Option<ControlChannel>,
+    /// Why the session is unusable: set by the first failure that leaves the channel in an
+    /// unknown state (see [`Control::call`]); every later request fails with `SessionBroken`.
+    broken: Option<String>,
     target: String,
+    /// Deadline of one whole request and its reply (not of each read: a peer trickling bytes
+    /// cannot stretch it).
     deadline: Duration,
     /// Negotiated in HELLO.
     caps: Capabilities,
@@ -80,6 +88,7 @@ impl Control {
         )?;
         let mut c = Control {
             ch: Some(ch),
+            broken: None,
             target: target.to_string(),
             deadline: opts.control_deadline,
             caps: Capabilities(0),
@@ -139,12 +148,58 @@ impl Control {
     }
 
     /// Sends `req` and reads its reply (the response type, or ERROR turned into `Refused`).
+    ///
+    /// The request and its reply share one deadline. A failure that leaves the stream in an
+    /// unknown state — a timeout (the reply may still come, or half of it came), a truncated or
+    /// undecodable frame, a reply of the wrong type, an I/O error, rpmemd gone — breaks the
+    /// session: the channel is dropped (a local rpmemd is killed) so that a late reply can never
+    /// be taken for the answer to a later request, and every later call fails with
+    /// `SessionBroken` naming the first failure. A refusal (an ERROR frame) does not: the stream
+    /// is in step.
     fn call(&mut self, req: &Message) -> Result<Message, Error> {
+        let during = req.msg_type().name();
+        if let Some(why) = &self.broken {
+            return Err(Error::SessionBroken {
+                target: self.target.clone(),
+                during,
+                why: why.clone(),
+            });
+        }
+        let r = self.exchange(req);
+        if let Err(e) = &r {
+            if matches!(
+                e,
+                Error::ControlTimeout { .. }
+                    | Error::ControlIo { .. }
+                    | Error::Protocol { .. }
+                    | Error::RpmemdGone { .. }
+            ) {
+                self.break_session(e);
+            }
+        }
+        if let Some(ch) = self.ch.as_mut() {
+            ch.set_deadline(None);
+        }
+        r
+    }
+
+    /// Marks the session broken by `e` and drops the channel without waiting for rpmemd.
+    fn break_session(&mut self, e: &Error) {
+        if self.broken.is_none() {
+            self.broken = Some(e.to_string());
+        }
+        if let Some(ch) = self.ch.take() {
+            ch.abort();
+        }
+    }
+
+    fn exchange(&mut self, req: &Message) -> Result<Message, Error> {
         let ty = req.msg_type();
         let during = ty.name();
         let Some(ch) = self.ch.as_mut() else {
             return Err(self.gone(during));
         };
+        ch.set_deadline(Some(Instant::now() + self.deadline));
         if let Err(e) = rpmem_proto::write_message(ch, req) {
             return Err(match e {
                 rpmem_proto::WriteError::Io(e) => self.io_error(during, e),
@@ -189,7 +244,7 @@ impl Control {
         let reply = self.call(&Message::Hello(Hello {
             major: PROTO_MAJOR,
             minor: PROTO_MINOR,
-            capabilities: Capabilities::KNOWN,
+            capabilities: CAPABILITIES_OFFERED,
         }))?;
         let Message::HelloResp(r) = reply else {
             return Err(self.unexpected("HELLO", &reply));
@@ -200,17 +255,23 @@ impl Control {
             peer_minor: r.minor,
             ours: PROTO_MAJOR,
         })?;
-        self.caps = r.capabilities;
+        // Only what both sides offered: a bit we did not offer (or do not know) is never used,
+        // whatever rpmemd claims.
+        self.caps = r.capabilities.common(CAPABILITIES_OFFERED);
         self.minor = r.minor;
         Ok(())
     }
 
-    fn unexpected(&self, during: &'static str, got: &Message) -> Error {
-        Error::Protocol {
+    /// A reply of a type the request does not allow: the session is out of step, so it is
+    /// broken as in [`call`](Self::call).
+    fn unexpected(&mut self, during: &'static str, got: &Message) -> Error {
+        let e = Error::Protocol {
             target: self.target.clone(),
             during,
             detail: format!("unexpected reply {}", got.msg_type().name()),
-        }
+        };
+        self.break_session(&e);
+        e
     }
 }
 
@@ -298,6 +359,11 @@ impl RpmemPool {
             persist_method: opts.persist_method,
             descriptor: descriptor.to_string(),
         };
+        let request_sent = request.clone();
+        let kind_name = match kind {
+            Kind::Create(_) => "CREATE",
+            Kind::Open => "OPEN",
+        };
         let (resp, attr) = match kind {
             Kind::Create(a) => match control.call(&Message::Create {
                 pool: request,
@@ -311,8 +377,28 @@ impl RpmemPool {
                 other => return Err(control.unexpected("OPEN", &other)),
             },
         };
-        check_resp(&control, &resp, *nlanes, memory.len() as u64, opts.provider)?;
-        let pool = RpmemPool::connect(control, memory, &resp, caps, opts)?;
+        if let Err(detail) = check_resp(&resp, &request_sent, caps) {
+            let e = Error::Protocol {
+                target: control.target.clone(),
+                during: kind_name,
+                detail,
+            };
+            control.break_session(&e);
+            return Err(e);
+        }
+        let lane_ip = match lane_ip(control.ch.as_ref().and_then(|c| c.peer_ip()), resp.addr) {
+            Ok(ip) => ip,
+            Err(detail) => {
+                let e = Error::Protocol {
+                    target: control.target.clone(),
+                    during: kind_name,
+                    detail,
+                };
+                control.break_session(&e);
+                return Err(e);
+            }
+        };
+        let pool = RpmemPool::connect(control, memory, &resp, lane_ip, caps, opts)?;
         *nlanes = resp.nlanes;
         Ok((pool, attr))
     }
@@ -321,6 +407,7 @@ impl RpmemPool {
         control: Control,
         memory: PoolMemory,
         resp: &PoolResp,
+        lane_ip: LaneIp,
         caps: Capabilities,
         opts: &Options,
     ) -> Result<RpmemPool, Error> {
@@ -330,7 +417,7 @@ impl RpmemPool {
                 resp.provider.fabric_name()
             ))
         })?;
-        let addr = resp.addr.to_string();
+        let addr = lane_ip.ip.to_string();
         let port = resp.port.to_string();
         let provider_err = |source| Error::Provider {
             provider: prov.to_string(),
@@ -372,8 +459,9 @@ impl RpmemPool {
                         lane,
                         addr: addr.clone(),
                         port: resp.port,
-                        provider: prov.to_string(),
-                        source,
+                        provider: prov.name(),
+                        source: Box::new(source),
+                        note: lane_ip.note.clone(),
                     }
                 })?;
             lanes.push(Mutex::new(Lane {
@@ -742,37 +830,91 @@ fn new_bounce(domain: &Domain, lane: u32) -> Result<OwnedRegion, Error> {
     })
 }
 
-fn check_resp(
-    c: &Control,
-    r: &PoolResp,
-    nlanes: u32,
-    size: u64,
-    provider: Provider,
-) -> Result<(), Error> {
-    let bad = |detail: String| Error::Protocol {
-        target: c.target.clone(),
-        during: "CREATE/OPEN",
-        detail,
-    };
-    if r.nlanes == 0 || r.nlanes > nlanes {
-        return Err(bad(format!(
-            "granted {} lanes for {nlanes} asked",
-            r.nlanes
-        )));
+/// Checks a CREATE_RESP/OPEN_RESP against the request and the negotiated capabilities;
+/// the error is the detail of a protocol error (rpmemd is broken or the reply was tampered with).
+fn check_resp(r: &PoolResp, asked: &PoolRequest, caps: Capabilities) -> Result<(), String> {
+    if r.nlanes == 0 || r.nlanes > asked.nlanes {
+        return Err(format!(
+            "granted {} lanes for {} asked",
+            r.nlanes, asked.nlanes
+        ));
     }
-    if r.pool_size < size {
-        return Err(bad(format!(
-            "remote pool of {} bytes is smaller than the {size} asked",
-            r.pool_size
-        )));
+    if r.pool_size < asked.pool_size {
+        return Err(format!(
+            "remote pool of {} bytes is smaller than the {} asked",
+            r.pool_size, asked.pool_size
+        ));
     }
-    if r.provider != provider {
-        return Err(bad(format!(
-            "listener uses provider {:?}, {provider:?} was asked",
-            r.provider
-        )));
+    if r.provider != asked.provider {
+        return Err(format!(
+            "listener uses provider {:?}, {:?} was asked",
+            r.provider, asked.provider
+        ));
+    }
+    if r.port == 0 {
+        return Err("data listener port 0".into());
+    }
+    // rpmemd may fall back from Appliance to General (§8.3), never the other way: granting
+    // Appliance unasked, or without the negotiated capability, would make this side stop
+    // sending PERSIST and trust RMA reads for durability the target never promised.
+    match (asked.persist_method, r.persist_method) {
+        (_, PersistMethod::General) => {}
+        (PersistMethod::Appliance, PersistMethod::Appliance)
+            if caps.contains(Capabilities::APPLIANCE) => {}
+        (PersistMethod::Appliance, PersistMethod::Appliance) => {
+            return Err(
+                "granted the appliance persist method without the APPLIANCE capability".into(),
+            )
+        }
+        (wanted, granted) => {
+            return Err(format!(
+                "granted persist method {granted:?}, {wanted:?} was asked"
+            ))
+        }
     }
     Ok(())
+}
+
+/// Where the lanes connect, and why when that is not the address rpmemd announced.
+#[derive(Debug, PartialEq, Eq)]
+struct LaneIp {
+    ip: IpAddr,
+    /// Empty, or a sentence (with a leading separator) for error messages.
+    note: String,
+}
+
+/// Chooses the lanes' address (docs/PROTOCOL.md §14, "Lane address"). `peer` is the address the
+/// control channel reached the target at (`ControlChannel::peer_ip`), `announced` the listener
+/// address in CREATE_RESP/OPEN_RESP.
+///
+/// - `peer` unknown (external ssh command): the announced address, unless it is unspecified or
+///   multicast;
+/// - the announced address is `peer`, or both are loopback addresses (the target is this host,
+///   and rpmemd's `RPMEMD_LISTEN_ADDR` chose another loopback address): the announced one;
+/// - otherwise `peer`: the announced address is not followed, so neither rpmemd nor someone
+///   rewriting its reply can send the lanes (and the session secret) to another host, and a
+///   target behind NAT, which announces its private address, is still reached.
+fn lane_ip(peer: Option<IpAddr>, announced: IpAddr) -> Result<LaneIp, String> {
+    let announced_ok = |ip: IpAddr| LaneIp {
+        ip,
+        note: String::new(),
+    };
+    match peer {
+        None if announced.is_unspecified() || announced.is_multicast() => Err(format!(
+            "rpmemd announced the data listener address {announced}, which cannot be connected to"
+        )),
+        None => Ok(announced_ok(announced)),
+        Some(p) if p == announced || (p.is_loopback() && announced.is_loopback()) => {
+            Ok(announced_ok(announced))
+        }
+        Some(p) => Ok(LaneIp {
+            ip: p,
+            note: format!(
+                "; rpmemd announced {announced}, which is not the address the target was \
+                 reached at, so it was not followed"
+            ),
+        }),
+    }
 }
 
 /// Removes the pool `descriptor` on `target` (REMOVE); rpmemd refuses a pool in use.
@@ -802,3 +944,136 @@ pub fn remove(
 }
 
 const _: () = assert!(LANE_BUFF_BYTES >= LANE_FRAME_MAX);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rpmem_proto::Secret;
+
+    fn request(method: PersistMethod) -> PoolRequest {
+        PoolRequest {
+            pool_size: 1 << 20,
+            nlanes: 4,
+            buff_size: LANE_BUFF_BYTES as u32,
+            provider: Provider::Tcp,
+            persist_method: method,
+            descriptor: "a.set".into(),
+        }
+    }
+
+    fn resp(method: PersistMethod) -> PoolResp {
+        PoolResp {
+            status: Status::Ok,
+            nlanes: 2,
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port: 4242,
+            persist_method: method,
+            provider: Provider::Tcp,
+            rkey: 1,
+            raddr: 0,
+            pool_size: 1 << 20,
+            secret: Secret([7; rpmem_proto::SECRET_LEN]),
+        }
+    }
+
+    /// `check(asked method, granted method, caps, tweak)` is Ok or an error containing `want`.
+    fn check(
+        asked: PersistMethod,
+        granted: PersistMethod,
+        caps: Capabilities,
+        tweak: impl FnOnce(&mut PoolResp),
+        want: Option<&str>,
+    ) {
+        let mut r = resp(granted);
+        tweak(&mut r);
+        match (check_resp(&r, &request(asked), caps), want) {
+            (Ok(()), None) => {}
+            (Err(e), Some(w)) => assert!(e.contains(w), "{e:?} should name {w:?}"),
+            (got, want) => panic!("got {got:?}, wanted an error naming {want:?}"),
+        }
+    }
+
+    #[test]
+    fn check_resp_accepts_what_was_asked_or_the_general_fallback() {
+        use PersistMethod::{Appliance as A, General as G};
+        let all = Capabilities::KNOWN;
+        check(G, G, all, |_| {}, None);
+        check(A, G, all, |_| {}, None);
+        check(A, A, all, |_| {}, None);
+        check(A, G, Capabilities(0), |_| {}, None);
+    }
+
+    #[test]
+    fn check_resp_refuses_an_unasked_or_unnegotiated_appliance_method() {
+        use PersistMethod::{Appliance as A, General as G};
+        check(
+            G,
+            A,
+            Capabilities::KNOWN,
+            |_| {},
+            Some("Appliance, General was asked"),
+        );
+        check(
+            A,
+            A,
+            Capabilities::DEEP_PERSIST,
+            |_| {},
+            Some("APPLIANCE capability"),
+        );
+    }
+
+    #[test]
+    fn check_resp_refuses_bad_port_lanes_size_provider() {
+        let g = PersistMethod::General;
+        let all = Capabilities::KNOWN;
+        check(g, g, all, |r| r.port = 0, Some("port 0"));
+        check(g, g, all, |r| r.nlanes = 0, Some("granted 0 lanes"));
+        check(g, g, all, |r| r.nlanes = 5, Some("granted 5 lanes for 4"));
+        check(g, g, all, |r| r.pool_size = 4096, Some("smaller than"));
+        check(
+            g,
+            g,
+            all,
+            |r| r.provider = Provider::Sockets,
+            Some("provider Sockets"),
+        );
+    }
+
+    #[test]
+    fn lane_ip_follows_the_announced_address_only_when_it_is_the_peer_or_same_host_loopback() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let chosen = |peer: Option<&str>, announced: &str| {
+            lane_ip(peer.map(ip), ip(announced)).map(|l| (l.ip.to_string(), l.note.is_empty()))
+        };
+        let ok = |s: &str, followed: bool| Ok((s.to_string(), followed));
+        // Unknown peer (external ssh): the announced address, if connectable.
+        assert_eq!(chosen(None, "10.1.2.3"), ok("10.1.2.3", true));
+        assert!(chosen(None, "0.0.0.0")
+            .unwrap_err()
+            .contains("cannot be connected"));
+        assert!(chosen(None, "::").is_err());
+        assert!(chosen(None, "224.0.0.1").is_err());
+        // Known peer: equal, or loopback on both sides (same host).
+        assert_eq!(chosen(Some("10.1.2.3"), "10.1.2.3"), ok("10.1.2.3", true));
+        assert_eq!(
+            chosen(Some("127.0.0.1"), "127.0.0.2"),
+            ok("127.0.0.2", true)
+        );
+        assert_eq!(chosen(Some("::1"), "127.0.0.1"), ok("127.0.0.1", true));
+        // Anything else is not followed: the peer is used and the note says why.
+        assert_eq!(
+            chosen(Some("127.0.0.1"), "192.0.2.1"),
+            ok("127.0.0.1", false)
+        );
+        assert_eq!(chosen(Some("10.1.2.3"), "127.0.0.1"), ok("10.1.2.3", false));
+        assert_eq!(
+            chosen(Some("203.0.113.9"), "10.0.0.5"),
+            ok("203.0.113.9", false)
+        );
+        let note = lane_ip(Some(ip("10.1.2.3")), ip("0.0.0.0")).unwrap().note;
+        assert!(
+            note.contains("announced 0.0.0.0") && note.contains("not followed"),
+            "{note}"
+        );
+    }
+}

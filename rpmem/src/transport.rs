@@ -273,6 +273,19 @@ impl ControlChannel {
         }
     }
 
+    /// Drops the channel after a failure without waiting for rpmemd: a local child is killed
+    /// and reaped at once (it may be stopped or hung, and must not answer anyone later); an SSH
+    /// channel is closed with the short drop wait, which ends the remote rpmemd's input.
+    pub fn abort(mut self) {
+        if let Inner::Child { child, stdin, .. } = &mut self.inner {
+            drop(stdin.take());
+            // Errors mean the child has already exited; the wait reaps it either way.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Drop finishes the job (for a reaped child it returns at once).
+    }
+
     /// rpmemd's exit, if it has already exited (for error messages after an EOF).
     pub fn try_exit(&mut self) -> Option<RpmemdExit> {
         match &mut self.inner {
