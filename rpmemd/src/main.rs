@@ -47,7 +47,12 @@ fn main() {
                 std::process::exit(0)
             }
             Err(f) => {
-                err!("cannot remove {:?}: {}: {}", r.poolset, f.status, f.message);
+                err!(
+                    "cannot remove {:?}: {}: {}",
+                    r.poolset,
+                    f.status,
+                    f.log_text()
+                );
                 std::process::exit(1)
             }
         }

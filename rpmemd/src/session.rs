@@ -181,12 +181,6 @@ impl Session {
                 break 1;
             }
             let reply = self.handle(msg);
-            if let Message::Error {
-                status, message, ..
-            } = &reply
-            {
-                warning!("{} failed: {status}: {message}", ty.name());
-            }
             if let Err(e) = send(output, &reply) {
                 err!("cannot answer {}: {e}", ty.name());
                 break 1;
@@ -194,7 +188,7 @@ impl Session {
             self.state = self.state.after_reply(ty, &reply);
             if matches!(reply, Message::CreateResp(_) | Message::OpenResp { .. }) {
                 if let Err(f) = self.connect_lanes() {
-                    err!("{}", f.message);
+                    err!("{}", f.log_text());
                     let _ = send(output, &Message::error(0, f.status, &f.message));
                     break 1;
                 }
@@ -205,13 +199,14 @@ impl Session {
         };
         if let Some(p) = self.pool.take() {
             if let Err(f) = p.shutdown(false) {
-                err!("closing the pool: {}", f.message);
+                err!("closing the pool: {}", f.log_text());
             }
         }
         code
     }
 
     fn handle(&mut self, msg: Message) -> Message {
+        let name = msg.msg_type().name();
         let ty = msg.msg_type().to_wire();
         let res = match msg {
             Message::Hello(h) => {
@@ -251,7 +246,11 @@ impl Session {
                 format!("{} is not a request", other.msg_type().name()),
             )),
         };
-        res.unwrap_or_else(|f| Message::error(ty, f.status, &f.message))
+        res.unwrap_or_else(|f| {
+            // The log may say more than the peer is told (Failure::log_detail).
+            warning!("{name} failed: {}: {}", f.status, f.log_text());
+            Message::error(ty, f.status, &f.message)
+        })
     }
 
     fn grant_method(&self, wanted: PersistMethod, is_pmem: bool) -> Result<PersistMethod, Failure> {

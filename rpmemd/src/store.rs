@@ -16,14 +16,14 @@
 //! Every failure is a [`Failure`]: a protocol status plus a message saying what to check.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use pool::{OpenOptions, Persister, Pool};
 use rpmem_proto::{PoolAttr, Status};
-use rpmemd::paths::{resolve_descriptor, PathError};
+use rpmemd::paths::{open_regular_file, resolve_descriptor, PathError};
 
 /// Bytes at the start of the data area reserved for the pool attributes.
 pub const ATTR_AREA_BYTES: usize = 4096;
@@ -36,11 +36,14 @@ const ATTR_BYTES: usize = 104;
 /// Layout name rpmemd's pools carry in the pool crate's header.
 pub const LAYOUT: &str = "rpmemd";
 
-/// A failed request: what to send in the ERROR frame.
+/// A failed request: what to send in the ERROR frame, and what to log.
 #[derive(Debug)]
 pub struct Failure {
     pub status: Status,
+    /// Sent to the initiator.
     pub message: String,
+    /// For rpmemd's log only, when it says more than `message` (paths the peer must not learn).
+    pub log_detail: Option<String>,
 }
 
 impl Failure {
@@ -48,7 +51,13 @@ impl Failure {
         Failure {
             status,
             message: message.into(),
+            log_detail: None,
         }
+    }
+
+    /// The text for rpmemd's log.
+    pub fn log_text(&self) -> &str {
+        self.log_detail.as_deref().unwrap_or(&self.message)
     }
 }
 
@@ -61,33 +70,60 @@ pub struct Served {
     seq: Mutex<u64>,
 }
 
-/// Resolves and parses the poolset named by `descriptor`.
+/// Resolves and parses the poolset named by `descriptor`: confined to poolset-dir
+/// (`resolve_descriptor`), opened without ever blocking on a non-regular file
+/// (`open_regular_file`: a FIFO swapped in after the check is refused, not waited on), read up to
+/// the poolset size limit, then parsed.
 fn load_set(poolset_dir: &Path, descriptor: &str) -> Result<(PathBuf, poolset::PoolSet), Failure> {
-    let path = resolve_descriptor(poolset_dir, descriptor).map_err(|e| match e {
-        PathError::NotFound { .. } => Failure::new(
-            Status::PoolsetNotFound,
-            format!("{e} (poolset-dir is {})", poolset_dir.display()),
-        ),
-        PathError::PoolsetDir { .. } | PathError::Io { .. } => {
-            Failure::new(Status::Io, e.to_string())
+    let path = resolve_descriptor(poolset_dir, descriptor).map_err(|e| {
+        let (status, message) = match e {
+            PathError::NotFound { .. } => (
+                Status::PoolsetNotFound,
+                format!("{e} (poolset-dir is {})", poolset_dir.display()),
+            ),
+            PathError::PoolsetDir { .. } | PathError::Io { .. } => (Status::Io, e.to_string()),
+            _ => (Status::PathRefused, e.to_string()),
+        };
+        Failure {
+            status,
+            message,
+            log_detail: Some(e.log_detail()),
         }
-        _ => Failure::new(Status::PathRefused, e.to_string()),
     })?;
-    if !path.is_file() {
-        return Err(Failure::new(
+    let file = open_regular_file(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Failure::new(
             Status::PoolsetNotFound,
             format!(
-                "poolset {descriptor:?} not found in poolset-dir {} (looked for {})",
-                poolset_dir.display(),
-                path.display()
+                "poolset {descriptor:?} not found in poolset-dir {}",
+                poolset_dir.display()
+            ),
+        ),
+        io::ErrorKind::IsADirectory | io::ErrorKind::InvalidInput => {
+            Failure::new(Status::PathRefused, format!("poolset {descriptor:?}: {e}"))
+        }
+        _ => Failure::new(io_status(&e), format!("poolset {descriptor:?}: {e}")),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(poolset::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            Failure::new(
+                io_status(&e),
+                format!("reading poolset {descriptor:?}: {e}"),
+            )
+        })?;
+    if bytes.len() as u64 > poolset::MAX_FILE_BYTES {
+        return Err(Failure::new(
+            Status::BadPoolset,
+            format!(
+                "poolset {descriptor:?} is larger than {} bytes: not a poolset file",
+                poolset::MAX_FILE_BYTES
             ),
         ));
     }
-    let parsed = poolset::parse_file(&path, poolset::Mode::Rpmemd).map_err(|e| match &e {
-        poolset::Error::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-            Failure::new(Status::PoolsetNotFound, e.to_string())
-        }
-        _ => Failure::new(Status::BadPoolset, format!("poolset {descriptor:?}: {e}")),
+    let parsed = poolset::parse_bytes(&path.display().to_string(), &bytes, poolset::Mode::Rpmemd)
+        .map_err(|e| {
+        Failure::new(Status::BadPoolset, format!("poolset {descriptor:?}: {e}"))
     })?;
     Ok((path, parsed.set))
 }
@@ -450,6 +486,85 @@ pub fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `load_set` on another thread, failing the test (not hanging it) if it blocks.
+    fn load_bounded(dir: &Path, descriptor: &str) -> Result<(PathBuf, poolset::PoolSet), Failure> {
+        let (done, result) = std::sync::mpsc::channel();
+        let (dir, d) = (dir.to_path_buf(), descriptor.to_string());
+        std::thread::spawn(move || {
+            let _ = done.send(load_set(&dir, &d));
+        });
+        result
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("load_set must not block")
+    }
+
+    fn site() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let sets = t.path().join("sets");
+        std::fs::create_dir(&sets).unwrap();
+        (t, sets)
+    }
+
+    #[test]
+    fn load_set_parses_a_poolset_and_names_a_missing_one() {
+        let (t, sets) = site();
+        let part = t.path().join("part0");
+        std::fs::write(
+            sets.join("a.set"),
+            format!("PMEMPOOLSET\n8M {}\n", part.display()),
+        )
+        .unwrap();
+        let (path, set) = load_bounded(&sets, "a.set").unwrap();
+        assert_eq!(path, sets.canonicalize().unwrap().join("a.set"));
+        assert_eq!(part_paths(&set), vec![part]);
+        let f = load_bounded(&sets, "missing.set").unwrap_err();
+        assert_eq!(f.status, Status::PoolsetNotFound, "{f:?}");
+        assert!(f.message.contains("missing.set"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_fifo_descriptor_is_refused_without_blocking() {
+        let (_t, sets) = site();
+        let fifo = sets.join("fifo.set");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let f = load_bounded(&sets, "fifo.set").unwrap_err();
+        assert_eq!(f.status, Status::PathRefused, "{f:?}");
+        assert!(f.message.contains("FIFO"), "{}", f.message);
+    }
+
+    #[test]
+    fn an_escaping_descriptor_tells_the_peer_less_than_the_log() {
+        let (t, sets) = site();
+        let outside = t.path().join("secret-place");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("x.set"), "PMEMPOOLSET\n").unwrap();
+        std::os::unix::fs::symlink(&outside, sets.join("link")).unwrap();
+        let f = load_bounded(&sets, "link/x.set").unwrap_err();
+        assert_eq!(f.status, Status::PathRefused, "{f:?}");
+        assert!(
+            !f.message.contains("secret-place"),
+            "peer text: {}",
+            f.message
+        );
+        assert!(
+            f.log_text().contains("secret-place"),
+            "log: {}",
+            f.log_text()
+        );
+    }
+
+    #[test]
+    fn an_oversized_poolset_is_refused_after_a_bounded_read() {
+        let (_t, sets) = site();
+        let big = File::create(sets.join("big.set")).unwrap();
+        big.set_len(poolset::MAX_FILE_BYTES + 4096).unwrap();
+        let f = load_bounded(&sets, "big.set").unwrap_err();
+        assert_eq!(f.status, Status::BadPoolset, "{f:?}");
+        assert!(f.message.contains("larger than"), "{}", f.message);
+    }
 
     #[test]
     fn attribute_slot_round_trips_and_detects_damage() {
