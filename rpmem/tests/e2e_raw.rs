@@ -291,3 +291,54 @@ fn a_malformed_lane_frame_ends_the_whole_session() {
         assert!(!err.contains("panicked"), "{name}: {err}");
     }
 }
+
+#[test]
+fn one_byte_of_hello_then_silence_ends_rpmemd_within_the_hello_deadline() {
+    let site = Site::new();
+    let mut child = Command::new(rpmemd_bin())
+        .args(site.rpmemd_args())
+        .env("RPMEMD_HELLO_DEADLINE_MS", "700")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // The first byte of a real HELLO frame, then nothing; stdin stays open.
+    let hello = rpmem_proto::encode(&Message::Hello(Hello {
+        major: rpmem_proto::PROTO_MAJOR,
+        minor: rpmem_proto::PROTO_MINOR,
+        capabilities: Capabilities::KNOWN,
+    }))
+    .unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(&hello[..1]).unwrap();
+    stdin.flush().unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("rpmemd still waiting after {took:?}: {log}"));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_millis(700 + 1500),
+        "exited after {took:?}"
+    );
+    assert!(log.contains("no complete HELLO within 700ms"), "{log}");
+    eprintln!("rpmemd after {took:?}: {log}");
+}

@@ -20,17 +20,19 @@ mod store;
 
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use rpmemd::config::Config;
 
 use crate::log::{err, info};
 
-/// How long rpmemd waits for HELLO after starting (docs/PROTOCOL.md §10).
+/// How long rpmemd waits for the whole HELLO after starting (docs/PROTOCOL.md §10);
+/// `RPMEMD_HELLO_DEADLINE_MS` overrides it.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() {
+    let started = Instant::now();
     let cfg = match Config::from_args_and_files(std::env::args_os()) {
         Ok(c) => c,
         Err(rpmemd::config::ConfigError::Cli(e)) => e.exit(),
@@ -68,17 +70,22 @@ fn main() {
         "serving poolset-dir {} with the data listener on {listen_ip}",
         cfg.poolset_dir.display()
     );
+    let hello_deadline = match hello_deadline() {
+        Ok(d) => d,
+        Err(e) => {
+            err!("{e}");
+            std::process::exit(2);
+        }
+    };
     let settings = session::Settings {
         poolset_dir: cfg.poolset_dir.clone(),
         persist_apm: cfg.persist_apm,
         persist_general: cfg.persist_general,
         listen_ip,
+        started,
+        hello_deadline,
     };
     let stdin = io::stdin();
-    if !wait_readable(stdin.as_raw_fd(), HELLO_DEADLINE) {
-        err!("no HELLO within {HELLO_DEADLINE:?}; exiting");
-        std::process::exit(1);
-    }
     // Unbuffered: the session polls the descriptor between reads, which must not miss bytes
     // sitting in a user-space buffer (Stdin's is one).
     let stdin_file = match stdin.as_fd().try_clone_to_owned() {
@@ -116,26 +123,16 @@ fn listen_ip() -> Result<IpAddr, String> {
     Ok(IpAddr::from([127, 0, 0, 1]))
 }
 
-/// Waits until `fd` is readable (or hung up) for at most `timeout`.
-fn wait_readable(fd: i32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        match rc {
-            1.. => return true,
-            0 => return false,
-            _ => {
-                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                    return true; // let the read report the error
-                }
-            }
-        }
+/// The HELLO deadline: `RPMEMD_HELLO_DEADLINE_MS` (milliseconds, 1 or more) if set, else
+/// [`HELLO_DEADLINE`].
+fn hello_deadline() -> Result<Duration, String> {
+    match std::env::var("RPMEMD_HELLO_DEADLINE_MS") {
+        Err(_) => Ok(HELLO_DEADLINE),
+        Ok(v) => match v.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(format!(
+                "RPMEMD_HELLO_DEADLINE_MS={v:?} is not a number of milliseconds (1 or more)"
+            )),
+        },
     }
 }

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rpmem_proto::{
@@ -41,6 +41,10 @@ pub struct Settings {
     pub persist_general: bool,
     /// Address the data listener binds to.
     pub listen_ip: IpAddr,
+    /// When rpmemd started.
+    pub started: Instant,
+    /// The whole HELLO must have arrived this long after `started` (docs/PROTOCOL.md §10).
+    pub hello_deadline: Duration,
 }
 
 /// The pool of the session with its data plane. Field order is drop order: lanes and the
@@ -84,15 +88,22 @@ pub struct Session {
     pending: Option<(u32, Secret)>,
     /// Raised by a lane that received a malformed frame: the session ends.
     fault: Arc<Fault>,
+    /// Deadline of the control input (the first message), shared with [`ControlInput`].
+    input_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 /// The control channel's input (a pipe or socket fd) read in slices of [`FAULT_POLL`], so that a
 /// lane fault ends a session that is waiting for the next request. `R` must be unbuffered (a
 /// `File`, not `Stdin`): readiness is polled on the descriptor.
+///
+/// While the session's input deadline is set (until the first message, HELLO, has been read), a
+/// read after it fails with `TimedOut`: the deadline covers the whole message, so a peer sending
+/// one byte and then nothing cannot hold rpmemd.
 pub struct ControlInput<R> {
     inner: R,
     fd: RawFd,
     fault: Arc<Fault>,
+    deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 impl<R: Read + AsRawFd> Read for ControlInput<R> {
@@ -101,13 +112,26 @@ impl<R: Read + AsRawFd> Read for ControlInput<R> {
             if self.fault.is_raised() {
                 return Err(io::Error::other("the session ended on a lane fault"));
             }
+            let mut slice = FAULT_POLL;
+            if let Some(d) = *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the first message did not arrive whole before its deadline",
+                    ));
+                }
+                slice = slice.min(left);
+            }
             let mut pfd = libc::pollfd {
                 fd: self.fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
+            // Rounded up: a 0 ms poll would spin for the last sub-millisecond.
+            let millis = (slice.as_micros().div_ceil(1000)) as libc::c_int;
             // SAFETY: one valid pollfd for the duration of the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, FAULT_POLL.as_millis() as libc::c_int) };
+            let rc = unsafe { libc::poll(&mut pfd, 1, millis) };
             if rc > 0 {
                 return self.inner.read(buf);
             }
@@ -123,7 +147,9 @@ impl<R: Read + AsRawFd> Read for ControlInput<R> {
 
 impl Session {
     pub fn new(settings: Settings) -> Session {
+        let hello_by = settings.started + settings.hello_deadline;
         Session {
+            input_deadline: Arc::new(Mutex::new(Some(hello_by))),
             settings,
             state: TargetState::AwaitHello,
             version: (PROTO_MAJOR, PROTO_MINOR),
@@ -140,6 +166,7 @@ impl Session {
             fd: inner.as_raw_fd(),
             inner,
             fault: self.fault.clone(),
+            deadline: self.input_deadline.clone(),
         }
     }
 
@@ -153,7 +180,22 @@ impl Session {
                     let _ = send(output, &Message::error(0, Status::Malformed, &why));
                     break 1;
                 }
-                Ok(m) => m,
+                Ok(m) => {
+                    // HELLO (or whatever came first) arrived whole: from here on the session
+                    // waits for requests as long as the initiator keeps the channel open.
+                    *self
+                        .input_deadline
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    m
+                }
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    err!(
+                        "no complete HELLO within {:?} of starting ({e}); exiting",
+                        self.settings.hello_deadline
+                    );
+                    break 1;
+                }
                 Err(ReadError::Closed) => {
                     info!("the initiator closed the control channel");
                     break 0;
