@@ -298,7 +298,7 @@ impl EventQueue {
     }
 }
 
-/// A completion queue (`fi_cq_open`, `FI_CQ_FORMAT_MSG`) with a wait object.
+/// A completion queue (`fi_cq_open`, `FI_CQ_FORMAT_DATA`) with a wait object.
 pub struct CompletionQueue {
     pub(crate) fid: *mut sys::fid_cq,
     _domain: Arc<DomainInner>,
@@ -322,6 +322,8 @@ pub struct Completion {
     pub flags: u64,
     /// Bytes received (receives only).
     pub len: usize,
+    /// Remote CQ data (with `FI_REMOTE_CQ_DATA` in `flags`), else 0.
+    pub data: u64,
 }
 
 impl CompletionQueue {
@@ -329,7 +331,7 @@ impl CompletionQueue {
     pub fn open(domain: &Domain, size: usize) -> Result<CompletionQueue> {
         let mut attr = sys::fi_cq_attr {
             size,
-            format: sys::fi_cq_format_FI_CQ_FORMAT_MSG,
+            format: sys::fi_cq_format_FI_CQ_FORMAT_DATA,
             wait_obj: sys::fi_wait_obj_FI_WAIT_UNSPEC,
             ..Default::default()
         };
@@ -345,14 +347,10 @@ impl CompletionQueue {
 
     /// Polls once. `Ok(None)` = nothing completed; a failed operation is an `Err`.
     pub fn poll(&self, op: &'static str) -> Result<Option<Completion>> {
-        let mut e = sys::fi_cq_msg_entry {
-            op_context: ptr::null_mut(),
-            flags: 0,
-            len: 0,
-        };
-        // SAFETY: cq open; e has room for one FI_CQ_FORMAT_MSG entry.
+        let mut e = empty_entry();
+        // SAFETY: cq open; e has room for one FI_CQ_FORMAT_DATA entry.
         let rc =
-            unsafe { sys::fi_cq_read(self.fid, (&mut e as *mut sys::fi_cq_msg_entry).cast(), 1) };
+            unsafe { sys::fi_cq_read(self.fid, (&mut e as *mut sys::fi_cq_data_entry).cast(), 1) };
         self.finish(op, rc, &e)
     }
 
@@ -360,13 +358,14 @@ impl CompletionQueue {
         &self,
         op: &'static str,
         rc: isize,
-        e: &sys::fi_cq_msg_entry,
+        e: &sys::fi_cq_data_entry,
     ) -> Result<Option<Completion>> {
         if rc == 1 {
             return Ok(Some(Completion {
                 token: e.op_context as u64,
                 flags: e.flags,
                 len: e.len,
+                data: e.data,
             }));
         }
         if rc == 0 || rc == -(sys::FI_EAGAIN as isize) || rc == -(sys::FI_ETIMEDOUT as isize) {
@@ -381,16 +380,12 @@ impl CompletionQueue {
 
     /// Blocks for at most `timeout` for one completion.
     fn sread(&self, op: &'static str, timeout: Duration) -> Result<Option<Completion>> {
-        let mut e = sys::fi_cq_msg_entry {
-            op_context: ptr::null_mut(),
-            flags: 0,
-            len: 0,
-        };
+        let mut e = empty_entry();
         // SAFETY: cq open with a wait object; e has room for one entry; cond NULL.
         let rc = unsafe {
             sys::fi_cq_sread(
                 self.fid,
-                (&mut e as *mut sys::fi_cq_msg_entry).cast(),
+                (&mut e as *mut sys::fi_cq_data_entry).cast(),
                 1,
                 ptr::null(),
                 millis(timeout),
@@ -423,7 +418,10 @@ impl CompletionQueue {
                 });
             }
             if now < spin_until {
-                std::hint::spin_loop();
+                // Yield rather than busy-wait: on a machine with fewer free cores than spinning
+                // threads, the peer this wait depends on may need this core (pure spinning made
+                // every wait run out its spin and block, ~8x slower under load).
+                std::thread::yield_now();
                 continue;
             }
             interrupt()?;
@@ -480,6 +478,16 @@ impl CompletionQueue {
             prov_errno: e.prov_errno,
             text,
         }
+    }
+}
+
+fn empty_entry() -> sys::fi_cq_data_entry {
+    sys::fi_cq_data_entry {
+        op_context: ptr::null_mut(),
+        flags: 0,
+        len: 0,
+        buf: ptr::null_mut(),
+        data: 0,
     }
 }
 

@@ -28,6 +28,9 @@ use crate::sockaddr;
 /// least this much (`FI_OPT_CM_DATA_SIZE` may allow more, it is queried when available).
 pub const CM_DATA_BYTES_MIN: usize = 56;
 
+/// How often posting looks at the event queue for a peer shutdown (see `check_shutdown`).
+const EQ_CHECK_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Token bit marking receive-slot completions; the low bits are the slot index.
 const RX_TOKEN: u64 = 1 << 63;
 
@@ -64,6 +67,15 @@ pub enum Signal {
     /// change until a later waited operation on the same endpoint completes (the providers this
     /// crate uses complete in order). A failure still surfaces as an error on that later wait.
     None,
+}
+
+/// What `Endpoint::recv_any_into` received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message of this many bytes, copied into the caller's buffer.
+    Message(usize),
+    /// The remote CQ data of a peer's `write_with_data`; the written bytes have landed.
+    WriteData(u64),
 }
 
 /// A listening endpoint (`fi_passive_ep` + `fi_listen`).
@@ -224,7 +236,13 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     next_token: u64,
     cm_data_max: usize,
+    /// Largest send the provider copies at post time (`fi_inject`, no completion).
+    inject_max: usize,
+    /// Bytes of remote CQ data the provider carries (0 = `write_with_data` unsupported).
+    cq_data_bytes: usize,
     peer_shutdown: bool,
+    /// When the event queue was last looked at for a peer shutdown before posting.
+    eq_checked: Instant,
     // Dropped after fid is closed (Drop runs first, then these in order).
     msgs: OwnedRegion,
     tx: CompletionQueue,
@@ -299,7 +317,10 @@ impl Endpoint {
             cfg: cfg.clone(),
             next_token: 1,
             cm_data_max: CM_DATA_BYTES_MIN,
+            inject_max: info.inject_size(),
+            cq_data_bytes: info.cq_data_size(),
             peer_shutdown: false,
+            eq_checked: Instant::now(),
             msgs,
             tx,
             rx,
@@ -353,6 +374,11 @@ impl Endpoint {
         } else {
             CM_DATA_BYTES_MIN
         }
+    }
+
+    /// Largest message `send` injects (no completion wait); 0 when the provider cannot.
+    pub fn inject_max(&self) -> usize {
+        self.inject_max
     }
 
     /// Largest private data `connect`/`accept` can carry on this provider.
@@ -441,7 +467,18 @@ impl Endpoint {
         }
     }
 
+    /// Before posting: fails fast once the peer is known to have shut down. Reading the event
+    /// queue costs the tcp provider a system call, so it is looked at only every
+    /// `EQ_CHECK_INTERVAL`; waits look at it between their blocking slices anyway.
     fn check_shutdown(&mut self, op: &'static str) -> Result<()> {
+        if self.peer_shutdown {
+            return Err(Error::Disconnected { op });
+        }
+        let now = Instant::now();
+        if now.duration_since(self.eq_checked) < EQ_CHECK_INTERVAL {
+            return Ok(());
+        }
+        self.eq_checked = now;
         shutdown_seen(&self.eq, &mut self.peer_shutdown, op)
     }
 
@@ -487,6 +524,52 @@ impl Endpoint {
             remote,
             remote_offset,
             signal,
+            None,
+            deadline,
+        )
+    }
+
+    /// Whether the provider can carry remote CQ data (`write_with_data`).
+    pub fn supports_write_data(&self) -> bool {
+        self.cq_data_bytes >= 8
+    }
+
+    /// RMA-writes like `write` with `Signal::None` and delivers `data` to the peer as remote CQ
+    /// data (`fi_writedata`): one operation instead of a write plus a message. The peer sees it
+    /// from `recv_any_into` as `Incoming::WriteData(data)` once the written bytes are in its
+    /// memory; it consumes none of the peer's receive slots. The buffer rule of `Signal::None`
+    /// applies. `Error::InvalidArgument` when the provider carries no CQ data
+    /// (`supports_write_data`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_with_data(
+        &mut self,
+        local: &MemoryRegion,
+        local_offset: usize,
+        len: usize,
+        remote: &RemoteKey,
+        remote_offset: u64,
+        data: u64,
+        deadline: Instant,
+    ) -> Result<()> {
+        if !self.supports_write_data() {
+            return Err(Error::InvalidArgument {
+                op: "fi_writedata",
+                what: format!(
+                    "provider {} carries {} bytes of remote CQ data, 8 are needed",
+                    self._domain.provider_name(),
+                    self.cq_data_bytes
+                ),
+            });
+        }
+        self.rma(
+            "fi_writedata",
+            local,
+            local_offset,
+            len,
+            remote,
+            remote_offset,
+            Signal::None,
+            Some(data),
             deadline,
         )
     }
@@ -510,6 +593,7 @@ impl Endpoint {
             remote,
             remote_offset,
             Signal::Wait,
+            None,
             deadline,
         )
     }
@@ -524,6 +608,7 @@ impl Endpoint {
         remote: &RemoteKey,
         remote_offset: u64,
         signal: Signal,
+        cq_data: Option<u64>,
         deadline: Instant,
     ) -> Result<()> {
         self.check_shutdown(op)?;
@@ -548,12 +633,15 @@ impl Endpoint {
             rma_iov: &rma_iov,
             rma_iov_count: 1,
             context: token as *mut c_void,
-            data: 0,
+            data: cq_data.unwrap_or(0),
         };
-        let flags = match signal {
+        let mut flags = match signal {
             Signal::Wait => u64::from(sys::FI_COMPLETION),
             Signal::None => 0,
         };
+        if cq_data.is_some() {
+            flags |= u64::from(sys::FI_REMOTE_CQ_DATA);
+        }
         let is_read = op == "fi_read";
         // SAFETY: buf..buf+len lies in `local`'s registration (checked), which the caller keeps
         // alive across the call; with Signal::Wait we return only after completion, with
@@ -572,7 +660,10 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Sends a small message (at most `msg_bytes_max`) and waits until it has left.
+    /// Sends a small message (at most `msg_bytes_max`). When it fits the provider's inject size
+    /// (`inject_max`; 128 bytes on tcp 1.17) it is injected: copied at post time, no completion to
+    /// wait for, and a failure surfaces on a later wait of this endpoint (as for
+    /// `Signal::None` writes). Larger messages are waited for until they have left.
     pub fn send(&mut self, data: &[u8], deadline: Instant) -> Result<()> {
         let op = "fi_send";
         if data.len() > self.cfg.msg_bytes_max {
@@ -586,6 +677,14 @@ impl Endpoint {
             });
         }
         self.check_shutdown(op)?;
+        if data.len() <= self.inject_max {
+            // SAFETY: data is valid for data.len() bytes during the call; FI_INJECT copies it
+            // before returning, and no completion is generated (a failure still produces an
+            // error completion, reported by a later wait).
+            return self.post(op, deadline, |ep| unsafe {
+                sys::fi_inject(ep, data.as_ptr().cast(), data.len(), 0)
+            });
+        }
         let send_slot = self.cfg.rx_slots;
         self.msgs
             .write_at(send_slot * self.cfg.msg_bytes_max, data)?;
@@ -612,19 +711,51 @@ impl Endpoint {
     }
 
     /// Receives one message into `out`, returning its length. A message longer than `out` is
-    /// an error (the message is consumed).
+    /// an error (the message is consumed), and so is a peer's `write_with_data` (use
+    /// `recv_any_into` on endpoints whose peer sends those).
     pub fn recv_into(&mut self, out: &mut [u8], deadline: Instant) -> Result<usize> {
+        match self.recv_any_into(out, deadline)? {
+            Incoming::Message(n) => Ok(n),
+            Incoming::WriteData(d) => Err(Error::InvalidArgument {
+                op: "fi_recv",
+                what: format!(
+                    "the peer sent an RMA write with data {d:#x} where a message was expected"
+                ),
+            }),
+        }
+    }
+
+    /// Receives the next incoming event: a message (copied into `out`, its length returned) or
+    /// the data of a peer's `write_with_data`, whose bytes are in this side's memory by now.
+    pub fn recv_any_into(&mut self, out: &mut [u8], deadline: Instant) -> Result<Incoming> {
         let op = "fi_recv";
         let spin = self.cfg.spin;
         let Endpoint {
             rx,
+            tx,
             eq,
             peer_shutdown,
             ..
         } = self;
+        // Between blocking slices: a peer shutdown, or a failed unsignaled write or injected send
+        // (their error completions land on the transmit queue, which nothing else reads then).
         let c = rx
-            .wait(op, spin, deadline, || shutdown_seen(eq, peer_shutdown, op))
+            .wait(op, spin, deadline, || {
+                shutdown_seen(eq, peer_shutdown, op)?;
+                match tx.poll(op)? {
+                    None => Ok(()),
+                    Some(c) => Err(Error::InvalidArgument {
+                        op,
+                        what: format!("unexpected send completion of token {}", c.token),
+                    }),
+                }
+            })
             .map_err(|e| canceled_is_disconnect(e, peer_shutdown))?;
+        if c.flags & u64::from(sys::FI_REMOTE_CQ_DATA) != 0
+            && c.flags & u64::from(sys::FI_RECV) == 0
+        {
+            return Ok(Incoming::WriteData(c.data));
+        }
         if c.token & RX_TOKEN == 0 || (c.token & !RX_TOKEN) as usize >= self.cfg.rx_slots {
             return Err(Error::InvalidArgument {
                 op,
@@ -644,7 +775,7 @@ impl Endpoint {
             })
         };
         self.post_recv_slot(slot)?;
-        copied
+        copied.map(Incoming::Message)
     }
 
     /// Receives one message.

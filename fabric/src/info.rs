@@ -228,6 +228,18 @@ impl Info {
         unsafe { (*self.entry().tx_attr).msg_order }
     }
 
+    /// Largest message the provider copies at post time (`FI_INJECT`: no completion needed).
+    pub fn inject_size(&self) -> usize {
+        // SAFETY: tx_attr is always allocated in an fi_info returned by libfabric.
+        unsafe { (*self.entry().tx_attr).inject_size }
+    }
+
+    /// Bytes of remote CQ data an operation can carry to the peer's completion (0 = none).
+    pub fn cq_data_size(&self) -> usize {
+        // SAFETY: domain_attr is always allocated in an fi_info returned by libfabric.
+        unsafe { (*self.entry().domain_attr).cq_data_size }
+    }
+
     /// Largest message or RMA transfer the endpoint supports.
     pub fn max_msg_size(&self) -> usize {
         // SAFETY: ep_attr is always allocated in an fi_info returned by libfabric.

@@ -505,6 +505,125 @@ fn nobody_listening(p: Provider) {
     assert!(start.elapsed() < Duration::from_secs(4));
 }
 
+/// `write_with_data`: the written bytes are in the target's memory when it sees the data, the
+/// data arrives exactly, messages interleave in order, and `recv_into` refuses write data.
+/// Also exercises injected sends (small) next to waited ones (larger than the inject size).
+fn write_with_data_round_trip(p: Provider) {
+    let l = listen(p);
+    let port = l.pep.local_addr().port();
+    let seed = seed();
+    let server = thread::spawn(move || -> Result<()> {
+        let mut ep = accept_checked(&l)?.expect("the right secret must be accepted");
+        let pool = OwnedRegion::new(&l.domain, POOL_BYTES, Access::LOCAL | Access::REMOTE_WRITE)?;
+        ep.send(&pool.mr().remote_key().to_le_bytes(), deadline(3000))?;
+        let mut buf = vec![0u8; 4096];
+        let mut got = vec![0u8; 4096];
+        loop {
+            match ep.recv_any_into(&mut buf, deadline(5000))? {
+                Incoming::Message(n) if &buf[..n] == b"close" => return Ok(()),
+                Incoming::Message(n) => {
+                    // A "big" message: echo its length back in a waited (non-injected) send.
+                    assert!(
+                        n > ep.inject_max(),
+                        "only big messages are sent in this test"
+                    );
+                    assert_eq!(buf[..n], pattern(seed ^ n as u64, n)[..], "message bytes");
+                    ep.send(&buf[..n], deadline(3000))?;
+                }
+                Incoming::WriteData(d) => {
+                    // data = offset << 32 | len; the bytes must already be there.
+                    let (off, len) = ((d >> 32) as usize, (d & 0xffff_ffff) as usize);
+                    pool.read_at(off, &mut got[..len])?;
+                    let ok = got[..len] == pattern(seed ^ d, len)[..];
+                    ep.send(if ok { b"ok" } else { b"bad" }, deadline(3000))?;
+                }
+            }
+        }
+    });
+    let (domain, mut ep) = connect(p, port, SECRET).unwrap();
+    assert!(ep.supports_write_data(), "{p} should carry remote CQ data");
+    eprintln!("{p}: inject_max {} bytes", ep.inject_max());
+    let key = ep.recv(deadline(3000)).unwrap();
+    let key = RemoteKey::from_le_bytes(key.as_slice().try_into().unwrap());
+    let local = OwnedRegion::new(&domain, 4096, Access::LOCAL).unwrap();
+    let mut reply = [0u8; 4096];
+    for (i, (off, len)) in [
+        (0usize, 64usize),
+        (4096, 1),
+        (8192, 4096),
+        (POOL_BYTES - 100, 100),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = ((off as u64) << 32) | len as u64;
+        local.write_at(0, &pattern(seed ^ d, len)).unwrap();
+        ep.write_with_data(local.mr(), 0, len, &key, off as u64, d, deadline(3000))
+            .unwrap();
+        let n = ep.recv_into(&mut reply, deadline(3000)).unwrap();
+        assert_eq!(&reply[..n], b"ok", "write {i}: {len} bytes at {off}");
+        // A message bigger than the inject size goes through the waited send path.
+        let big = ep.inject_max() + 1 + i;
+        ep.send(&pattern(seed ^ big as u64, big), deadline(3000))
+            .unwrap();
+        let n = ep.recv_into(&mut reply, deadline(3000)).unwrap();
+        assert_eq!(n, big, "echo of the big message");
+    }
+    // Out of range: refused before libfabric sees it.
+    let err = ep
+        .write_with_data(
+            local.mr(),
+            0,
+            64,
+            &key,
+            POOL_BYTES as u64 - 63,
+            1,
+            deadline(3000),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    ep.send(b"close", deadline(3000)).unwrap();
+    server.join().unwrap().unwrap();
+}
+
+/// A peer's write data where a message is expected is an error naming it, not a message.
+fn recv_into_refuses_write_data(p: Provider) {
+    let l = listen(p);
+    let port = l.pep.local_addr().port();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let server = thread::spawn(move || -> Result<()> {
+        let mut ep = accept_checked(&l)?.expect("the right secret must be accepted");
+        let pool = OwnedRegion::new(&l.domain, 4096, Access::LOCAL | Access::REMOTE_WRITE)?;
+        ep.send(&pool.mr().remote_key().to_le_bytes(), deadline(3000))?;
+        let err = ep.recv(deadline(3000)).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("0x2a"),
+            "want an error naming the write data, got: {err}"
+        );
+        let _ = done_rx.recv_timeout(Duration::from_secs(5));
+        Ok(())
+    });
+    let (domain, mut ep) = connect(p, port, SECRET).unwrap();
+    let key = ep.recv(deadline(3000)).unwrap();
+    let key = RemoteKey::from_le_bytes(key.as_slice().try_into().unwrap());
+    let local = OwnedRegion::new(&domain, 64, Access::LOCAL).unwrap();
+    ep.write_with_data(local.mr(), 0, 8, &key, 0, 42, deadline(3000))
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    done_tx.send(()).unwrap();
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn tcp_write_with_data_round_trip() {
+    write_with_data_round_trip(Provider::Tcp);
+}
+
+#[test]
+fn tcp_recv_into_refuses_write_data() {
+    recv_into_refuses_write_data(Provider::Tcp);
+}
+
 #[test]
 fn tcp_rma_round_trip() {
     rma_round_trip(Provider::Tcp);
@@ -544,6 +663,13 @@ fn tcp_four_lanes_in_parallel_and_nodelay() {
 fn sockets_rma_round_trip() {
     if available(Provider::Sockets) {
         rma_round_trip(Provider::Sockets);
+    }
+}
+
+#[test]
+fn sockets_write_with_data_round_trip() {
+    if available(Provider::Sockets) {
+        write_with_data_round_trip(Provider::Sockets);
     }
 }
 
