@@ -28,10 +28,10 @@ pub mod undo;
 
 pub use lock::{PMutex, PMutexGuard, PRwLock, PRwLockReadGuard, PRwLockWriteGuard};
 pub use obj::{type_num, ObjPool, PPtr, PType, PoolTyped, TxOptions};
-pub use tx::{SnapFlags, Tx};
-pub use undo::UndoRecovered;
 /// The pool type [`PoolTyped`] uses by default (a file or poolset mapping with replicas).
 pub use pool::Pool;
+pub use tx::{SnapFlags, Tx};
+pub use undo::UndoRecovered;
 /// The zerocopy version `tx` is built with, so that apps derive its traits without depending on
 /// it themselves: `#[derive(tx::zerocopy::FromBytes, ...)]` plus
 /// `#[zerocopy(crate = "tx::zerocopy")]`.

@@ -21,6 +21,7 @@ use palloc::{Action, Lane, Reservation};
 use pool::Persister;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::mem::take;
 use std::sync::MutexGuard;
 
 /// Flags of a snapshot (as libpmemobj's `POBJ_XADD_*`).
@@ -67,8 +68,8 @@ pub struct Tx<'a, P: Persister + ?Sized> {
     pub(crate) pool: &'a ObjPool<P>,
     lane: Lane<'a, P>,
     undo: MutexGuard<'a, UndoLog>,
-    /// Ranges whose old bytes are saved (or need none): start -> end.
-    saved: BTreeMap<u64, u64>,
+    /// Ranges whose old bytes are saved (or need none), sorted, disjoint, not adjacent.
+    saved: Vec<(u64, u64)>,
     /// Ranges to flush at commit.
     flush: Vec<(u64, u64)>,
     /// Allocations of this transaction, by offset.
@@ -98,7 +99,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             return Err(Error::AlreadyInTx);
         }
         let mut lane = pool.heap().lane();
-        let undo = pool.undo_log(lane.index());
+        let mut undo = pool.undo_log(lane.index());
         if let Some(why) = undo.poisoned() {
             return Err(Error::Corrupt(format!(
                 "lane {} unusable until the pool is reopened: {why}",
@@ -107,12 +108,16 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         }
         let redo_capacity = lane.redo_log().capacity();
         IN_TX.with(|v| v.borrow_mut().push(me));
+        // Reuse the lane's buffers (no allocation per transaction in the common case).
+        let (mut saved, mut flush) = undo.take_buffers();
+        saved.clear();
+        flush.clear();
         Ok(Tx {
             pool,
             lane,
             undo,
-            saved: BTreeMap::new(),
-            flush: Vec::new(),
+            saved,
+            flush,
             fresh: BTreeMap::new(),
             frees: BTreeSet::new(),
             on_commit: Vec::new(),
@@ -226,26 +231,16 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         if matches!(target, Target::Fresh) {
             return Ok(());
         }
-        // Gaps of [off, end) not yet saved.
+        // Saved ranges that overlap or touch [off, end): indices lo..hi.
+        let lo = self.saved.partition_point(|&(_, e)| e < off);
+        let hi = self.saved.partition_point(|&(s, _)| s <= end);
         let mut gaps = Vec::new();
         let mut cur = off;
-        let first = self
-            .saved
-            .range(..=off)
-            .next_back()
-            .map(|(&s, _)| s)
-            .unwrap_or(off);
-        for (&s, &e) in self.saved.range(first..end) {
-            if e <= cur {
-                continue;
-            }
+        for &(s, e) in &self.saved[lo..hi] {
             if s > cur {
-                gaps.push((cur, s));
+                gaps.push((cur, s.min(end)));
             }
             cur = cur.max(e);
-            if cur >= end {
-                break;
-            }
         }
         if cur < end {
             gaps.push((cur, end));
@@ -254,26 +249,16 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             return Ok(());
         }
         let p = &**self.pool.heap().persister();
-        for &(s, e) in &gaps {
-            if !flags.contains(SnapFlags::NO_SNAPSHOT) {
+        if !flags.contains(SnapFlags::NO_SNAPSHOT) {
+            for &(s, e) in &gaps {
                 self.undo.append(p, &mut self.lane, s, (e - s) as usize)?;
             }
         }
-        // Merge [off, end) with every saved range it touches.
-        let (mut s, mut e) = (off, end);
-        let touching: Vec<(u64, u64)> = self
-            .saved
-            .range(..=end)
-            .rev()
-            .take_while(|&(_, &re)| re >= off)
-            .map(|(&a, &b)| (a, b))
-            .collect();
-        for (a, b) in touching {
-            self.saved.remove(&a);
-            s = s.min(a);
-            e = e.max(b);
-        }
-        self.saved.insert(s, e);
+        let (s, e) = match (self.saved[lo..hi].first(), self.saved[lo..hi].last()) {
+            (Some(f), Some(l)) => (f.0.min(off), l.1.max(end)),
+            _ => (off, end),
+        };
+        self.saved.splice(lo..hi, [(s, e)]);
         Ok(())
     }
 
@@ -369,17 +354,22 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
     pub(crate) fn commit(&mut self) -> Result<Vec<Hook<'a>>, Error> {
         debug_assert!(!self.failed, "commit of a failed transaction");
         let p = &**self.pool.heap().persister();
-        let mut fl = std::mem::take(&mut self.flush);
+        // Sort and merge in place.
+        let fl = &mut self.flush;
         fl.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(fl.len());
-        for (s, e) in fl {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+        let mut n = 0;
+        for i in 0..fl.len() {
+            if n > 0 && fl[i].0 <= fl[n - 1].1 {
+                fl[n - 1].1 = fl[n - 1].1.max(fl[i].1);
+            } else {
+                fl[n] = fl[i];
+                n += 1;
             }
         }
+        fl.truncate(n);
+        let merged = &*fl;
         let flushed = (|| -> Result<(), Error> {
-            for &(s, e) in &merged {
+            for &(s, e) in merged {
                 p.flush(s as usize, (e - s) as usize)?;
             }
             if !merged.is_empty() {
@@ -389,15 +379,12 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             Ok(())
         })();
         flushed?;
-        let mut acts: Vec<Action> = std::mem::take(&mut self.fresh)
+        self.flush.clear();
+        let mut acts: Vec<Action> = take(&mut self.fresh)
             .into_values()
             .map(Action::Alloc)
             .collect();
-        acts.extend(
-            std::mem::take(&mut self.frees)
-                .into_iter()
-                .map(Action::Free),
-        );
+        acts.extend(take(&mut self.frees).into_iter().map(Action::Free));
         if acts.is_empty() {
             // Step 2: the idle state word; its fence is the commit point.
             self.undo.end(p)?;
@@ -415,7 +402,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         self.saved.clear();
         self.finished = true;
         self.on_abort.clear();
-        Ok(std::mem::take(&mut self.on_commit))
+        Ok(take(&mut self.on_commit))
     }
 
     /// Roll back; returns the on-abort hooks to run once the lane is released.
@@ -424,7 +411,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         self.flush.clear();
         self.saved.clear();
         self.frees.clear();
-        let fresh: Vec<Action> = std::mem::take(&mut self.fresh)
+        let fresh: Vec<Action> = take(&mut self.fresh)
             .into_values()
             .map(Action::Alloc)
             .collect();
@@ -435,7 +422,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             self.undo.poison(format!("abort failed: {e}"));
         }
         self.on_commit.clear();
-        res.map(|_| std::mem::take(&mut self.on_abort))
+        res.map(|_| take(&mut self.on_abort))
     }
 
     pub(crate) fn failed(&self) -> bool {
@@ -449,6 +436,8 @@ impl<P: Persister + ?Sized> Drop for Tx<'_, P> {
             // A panic in the closure (or a commit error) left the transaction open: roll back.
             let _ = self.abort();
         }
+        let (saved, flush) = (take(&mut self.saved), take(&mut self.flush));
+        self.undo.give_buffers(saved, flush);
         let me = self.pool.instance();
         IN_TX.with(|v| {
             let mut v = v.borrow_mut();

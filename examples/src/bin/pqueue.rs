@@ -172,7 +172,7 @@ fn main() -> Result<()> {
                 push(&pool)?;
                 pop(&pool)?;
                 i += 1;
-                if i % 200 == 0 {
+                if i.is_multiple_of(200) {
                     println!("progress {i}");
                 }
             }

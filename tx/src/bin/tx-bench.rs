@@ -1,1 +1,277 @@
-fn main() {}
+//! Side-by-side benchmark of tx and Debian's libpmemobj (through FFI): TX{alloc 64 B},
+//! TX{snapshot 64 B + write}, TX{alloc 4 KiB}, with 1 and 2 threads. Both pools are files in
+//! /dev/shm of the same size; run with `PMEM_IS_PMEM_FORCE=1` so both take the cache-flush path.
+//! Allocation rows time only the allocating transactions; the objects are freed between timed
+//! batches (untimed), so the heap stays small.
+//!
+//! Run: `PMEM_IS_PMEM_FORCE=1 cargo run --release -p tx --features bench --bin tx-bench`
+//! (optional argument: seconds per cell, default 0.5).
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tx::{ObjPool, TxOptions};
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PmemOid {
+    pool_uuid_lo: u64,
+    off: u64,
+}
+
+#[link(name = "pmemobj")]
+extern "C" {
+    fn pmemobj_create(
+        path: *const c_char,
+        layout: *const c_char,
+        size: usize,
+        mode: u32,
+    ) -> *mut c_void;
+    fn pmemobj_close(pop: *mut c_void);
+    fn pmemobj_alloc(
+        pop: *mut c_void,
+        oid: *mut PmemOid,
+        size: usize,
+        type_num: u64,
+        constr: *const c_void,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn pmemobj_free(oid: *mut PmemOid);
+    fn pmemobj_direct(oid: PmemOid) -> *mut c_void;
+    fn pmemobj_errormsg() -> *const c_char;
+    fn pmemobj_tx_begin(pop: *mut c_void, env: *mut c_void, ...) -> c_int;
+    fn pmemobj_tx_alloc(size: usize, type_num: u64) -> PmemOid;
+    fn pmemobj_tx_add_range(oid: PmemOid, off: u64, size: usize) -> c_int;
+    fn pmemobj_tx_commit();
+    fn pmemobj_tx_end() -> c_int;
+}
+
+/// `TX_PARAM_NONE` from libpmemobj/tx_base.h (the end of the variadic parameter list).
+const TX_PARAM_NONE: c_int = 0;
+const POOL_BYTES: u64 = 512 << 20;
+const BATCH: usize = 256;
+
+#[derive(Clone, Copy)]
+struct Pop(*mut c_void);
+// SAFETY: PMEMobjpool handles may be used from any thread; libpmemobj locks internally and
+// transactions are per thread.
+unsafe impl Send for Pop {}
+// SAFETY: as above.
+unsafe impl Sync for Pop {}
+
+fn pmdk_error(what: &str) -> String {
+    // SAFETY: pmemobj_errormsg returns a thread-local NUL-terminated string.
+    let msg = unsafe { std::ffi::CStr::from_ptr(pmemobj_errormsg()) };
+    format!("{what}: {}", msg.to_string_lossy())
+}
+
+fn pmdk_create(path: &Path) -> Result<Pop, String> {
+    let layout = CString::new("bench").expect("literal");
+    let p = CString::new(path.to_str().expect("UTF-8 temp path")).expect("no NUL");
+    // SAFETY: valid NUL-terminated strings; the file does not exist yet.
+    let pop = unsafe { pmemobj_create(p.as_ptr(), layout.as_ptr(), POOL_BYTES as usize, 0o600) };
+    if pop.is_null() {
+        return Err(pmdk_error("pmemobj_create"));
+    }
+    Ok(Pop(pop))
+}
+
+/// One libpmemobj transaction around `body`; panics with libpmemobj's message on failure.
+fn pmdk_tx(pop: Pop, body: impl FnOnce()) {
+    // SAFETY: valid pool; no jmp_buf (NULL): errors abort the transaction and are reported
+    // by pmemobj_tx_end's return value.
+    unsafe {
+        assert_eq!(
+            pmemobj_tx_begin(pop.0, std::ptr::null_mut(), TX_PARAM_NONE),
+            0,
+            "{}",
+            pmdk_error("pmemobj_tx_begin")
+        );
+        body();
+        pmemobj_tx_commit();
+        assert_eq!(pmemobj_tx_end(), 0, "{}", pmdk_error("pmemobj_tx_end"));
+    }
+}
+
+/// Runs `threads` threads; each calls `batch` until the time it reports reaches `budget`.
+/// `batch` returns (operations done, time to count). Returns operations per second.
+fn throughput<S>(
+    threads: usize,
+    budget: Duration,
+    setup: impl Fn() -> S + Sync,
+    batch: impl Fn(&mut S) -> (u64, Duration) + Sync,
+) -> f64 {
+    let results: Vec<(u64, Duration)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut st = setup();
+                    let (mut n, mut t) = (0u64, Duration::ZERO);
+                    while t < budget {
+                        let (k, d) = batch(&mut st);
+                        n += k;
+                        t += d;
+                    }
+                    (n, t)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
+    });
+    // Threads ran concurrently for about the same time each: sum of per-thread rates.
+    results
+        .iter()
+        .map(|(n, t)| *n as f64 / t.as_secs_f64())
+        .sum()
+}
+
+fn main() -> Result<(), String> {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.5);
+    let budget = Duration::from_secs_f64(secs);
+    if std::env::var("PMEM_IS_PMEM_FORCE").as_deref() != Ok("1") {
+        eprintln!("note: set PMEM_IS_PMEM_FORCE=1 so both libraries take the cache-flush path");
+    }
+    let dir = tempfile::tempdir_in("/dev/shm").map_err(|e| e.to_string())?;
+    let file = pool::Pool::create_file(&dir.path().join("ours"), POOL_BYTES, "bench")
+        .map_err(|e| e.to_string())?;
+    let is_pmem = file.is_pmem();
+    let ours =
+        ObjPool::create_in(Arc::new(file), &TxOptions::default()).map_err(|e| e.to_string())?;
+    let pop = pmdk_create(&dir.path().join("pmdk"))?;
+    println!(
+        "pool: {} MiB files in /dev/shm, is_pmem {is_pmem}, {secs:.1}s per cell, {} cores",
+        POOL_BYTES >> 20,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>7}",
+        "transactions/s", "tx", "libpmemobj", "ratio"
+    );
+    // `TX_BENCH_ONLY=snapshot` (or `alloc`) runs only the rows whose name contains it.
+    let only = std::env::var("TX_BENCH_ONLY").unwrap_or_default();
+    for threads in [1usize, 2] {
+        for (name, size) in [("TX{alloc 64 B}", 64u64), ("TX{alloc 4 KiB}", 4096)] {
+            if !name.contains(only.as_str()) {
+                continue;
+            }
+            let a = throughput(
+                threads,
+                budget,
+                || (),
+                |_| {
+                    let mut offs = Vec::with_capacity(BATCH);
+                    let t = Instant::now();
+                    for _ in 0..BATCH {
+                        offs.push(
+                            ours.tx(|tx| tx.alloc_raw(size, 1, false))
+                                .expect("tx alloc"),
+                        );
+                    }
+                    let d = t.elapsed();
+                    for o in offs {
+                        ours.heap().free(o, None).expect("free");
+                    }
+                    (BATCH as u64, d)
+                },
+            );
+            let b = throughput(
+                threads,
+                budget,
+                || (),
+                |_| {
+                    let mut oids = Vec::with_capacity(BATCH);
+                    let t = Instant::now();
+                    for _ in 0..BATCH {
+                        // SAFETY: inside a transaction of this thread.
+                        pmdk_tx(pop, || {
+                            oids.push(unsafe { pmemobj_tx_alloc(size as usize, 1) })
+                        });
+                    }
+                    let d = t.elapsed();
+                    for mut o in oids {
+                        assert!(o.off != 0, "pmemobj_tx_alloc failed");
+                        // SAFETY: a live object of this pool, freed once.
+                        unsafe { pmemobj_free(&mut o) };
+                    }
+                    (BATCH as u64, d)
+                },
+            );
+            row(&format!("{name}, {threads} thread(s)"), a, b);
+        }
+        if !"TX{snapshot 64 B + write}".contains(only.as_str()) {
+            continue;
+        }
+        let a = throughput(
+            threads,
+            budget,
+            || ours.heap().zalloc(64, 2, None).expect("object"),
+            |&mut obj| {
+                let t = Instant::now();
+                for i in 0..BATCH {
+                    ours.tx(|tx| tx.write_raw(obj, 0, &[i as u8; 64]))
+                        .expect("tx write");
+                }
+                (BATCH as u64, t.elapsed())
+            },
+        );
+        let b = throughput(
+            threads,
+            budget,
+            || {
+                let pp = pop;
+                let mut oid = PmemOid {
+                    pool_uuid_lo: 0,
+                    off: 0,
+                };
+                // SAFETY: valid pool; oid is a volatile PMEMoid owned here.
+                let rc = unsafe {
+                    pmemobj_alloc(
+                        pp.0,
+                        &mut oid,
+                        64,
+                        2,
+                        std::ptr::null(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                assert_eq!(rc, 0, "{}", pmdk_error("pmemobj_alloc"));
+                oid
+            },
+            |&mut oid| {
+                let t = Instant::now();
+                for i in 0..BATCH {
+                    pmdk_tx(pop, || {
+                        // SAFETY: inside a transaction; the object is 64 bytes and only this
+                        // thread uses it.
+                        unsafe {
+                            assert_eq!(pmemobj_tx_add_range(oid, 0, 64), 0);
+                            std::ptr::write_bytes(pmemobj_direct(oid) as *mut u8, i as u8, 64);
+                        }
+                    });
+                }
+                (BATCH as u64, t.elapsed())
+            },
+        );
+        row(
+            &format!("TX{{snapshot 64 B + write}}, {threads} thread(s)"),
+            a,
+            b,
+        );
+    }
+    drop(ours);
+    // SAFETY: handle from pmemobj_create, closed once.
+    unsafe { pmemobj_close(pop.0) };
+    Ok(())
+}
+
+fn row(name: &str, a: f64, b: f64) {
+    println!("{name:<34} {a:>12.0} {b:>12.0} {:>6.2}x", a / b);
+}
