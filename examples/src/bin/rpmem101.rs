@@ -2,12 +2,14 @@
 //! poolset on the target, fills local memory with text, persists it, and closes.
 //!
 //! ```text
-//! rpmem101 [--local-rpmemd PATH] [--ssh] [--rpmemd-arg ARG]... TARGET POOLSET_DESCRIPTOR
+//! rpmem101 [--local-rpmemd PATH | --ssh-known-hosts FILE --ssh-identity FILE --ssh-config FILE]
+//!          [--rpmemd-arg ARG]... TARGET POOLSET_DESCRIPTOR
 //! ```
 //!
 //! Transport: `--local-rpmemd PATH` runs that rpmemd as a child process (no SSH; the target
 //! must then be a loopback address such as `localhost`). Otherwise rpmemd is started over SSH
-//! with the built-in client (known_hosts checked; `RPMEM_TRANSPORT=external` with `RPMEM_SSH`
+//! with the built-in client (known_hosts checked, `--ssh-*` choose its files;
+//! `RPMEM_TRANSPORT=external` with `RPMEM_SSH`
 //! runs an external ssh instead; `RPMEM_ENABLE_SOCKETS=1` selects the `sockets` provider).
 //! There is deliberately no implicit local default for `localhost`: `ssh localhost` is a real,
 //! different thing, and which one runs should be visible on the command line.
@@ -15,10 +17,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use rpmem::{Options, PersistFlags, PoolAttr, PoolMemory, RpmemPool, Transport};
+use rpmem::{Options, PersistFlags, PoolAttr, PoolMemory, RpmemPool, SshOptions, Transport};
 
 const USAGE: &str =
-    "usage: rpmem101 [--local-rpmemd PATH] [--rpmemd-arg ARG]... TARGET POOLSET_DESCRIPTOR
+    "usage: rpmem101 [--local-rpmemd PATH] [--ssh-known-hosts FILE] [--ssh-identity FILE]...
+                [--ssh-config FILE] [--rpmemd-arg ARG]... TARGET POOLSET_DESCRIPTOR
 
 Creates the remote pool POOLSET_DESCRIPTOR (a poolset file relative to rpmemd's poolset-dir)
 on TARGET ([user@]host[:port]), writes a greeting into the first bytes of a 1 MiB local pool,
@@ -26,6 +29,9 @@ persists it on the remote replica and closes the pool.
 
   --local-rpmemd PATH   start rpmemd as a local child process (no SSH); TARGET must be a
                         loopback address such as localhost or 127.0.0.1
+  --ssh-known-hosts FILE  check the target's host key against FILE only (built-in SSH)
+  --ssh-identity FILE   try this private key first (repeatable; built-in SSH)
+  --ssh-config FILE     read this OpenSSH client configuration instead of ~/.ssh/config
   --rpmemd-arg ARG      pass ARG to rpmemd (repeatable), e.g. --rpmemd-arg -c --rpmemd-arg FILE
   -h, --help            this text
 
@@ -42,6 +48,8 @@ const GREETING: &[u8] = b"Hello world from rpmem101! (persisted over the fabric)
 fn main() -> Result<()> {
     let mut opts = Options::from_env();
     let mut positional = Vec::new();
+    let mut ssh: Option<SshOptions> = None;
+    let mut local = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -54,6 +62,22 @@ fn main() -> Result<()> {
                 opts.transport = Some(Transport::Local {
                     program: PathBuf::from(p),
                 });
+                local = true;
+            }
+            flag @ ("--ssh-known-hosts" | "--ssh-identity" | "--ssh-config") => {
+                let file = args
+                    .next()
+                    .with_context(|| format!("{flag} needs a FILE"))?;
+                let file = PathBuf::from(file);
+                let o = ssh.get_or_insert_with(|| SshOptions {
+                    remote_program: opts.remote_program.clone(),
+                    ..SshOptions::default()
+                });
+                match flag {
+                    "--ssh-known-hosts" => o.known_hosts = Some(file),
+                    "--ssh-identity" => o.identity_files.push(file),
+                    _ => o.config_file = Some(file),
+                }
             }
             "--rpmemd-arg" => opts
                 .rpmemd_args
@@ -65,6 +89,15 @@ fn main() -> Result<()> {
     let [target, descriptor] = positional.as_slice() else {
         bail!("expected TARGET and POOLSET_DESCRIPTOR\n\n{USAGE}");
     };
+    if let Some(ssh) = ssh {
+        if local {
+            bail!("--local-rpmemd runs rpmemd without SSH: it cannot be combined with --ssh-*");
+        }
+        if opts.transport.is_some() {
+            bail!("--ssh-* configure the built-in SSH client, but RPMEM_TRANSPORT chose another");
+        }
+        opts.transport = Some(Transport::Ssh(ssh));
+    }
 
     let memory = PoolMemory::new(POOL_SIZE)?;
     memory.write(0, GREETING)?;
