@@ -18,6 +18,7 @@ pub mod msg;
 pub mod session;
 pub mod types;
 pub mod wire;
+pub mod write_data;
 
 use std::time::Duration;
 
@@ -31,11 +32,12 @@ pub use types::{
     Capabilities, MsgType, PersistMethod, PoolAttr, Provider, Secret, Status, UnknownStatus,
     SECRET_LEN,
 };
+pub use write_data::WriteData;
 
 /// Protocol major version: bumped for any incompatible change of a byte map.
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version: bumped when message types or capability bits are added.
-pub const PROTO_MINOR: u16 = 0;
+pub const PROTO_MINOR: u16 = 1;
 
 /// Frame magic, bytes `R P M F` on the wire.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"RPMF");
@@ -89,6 +91,12 @@ pub fn fuzz_decode(data: &[u8]) {
         let used = cursor.position() as usize;
         let again = encode(&m).expect("a decoded message re-encodes");
         assert_eq!(again, &data[..used]);
+    }
+    // Write data (the first 8 bytes as the provider would hand them over): total, identity.
+    if let Some(d) = data.first_chunk::<8>() {
+        let d = u64::from_le_bytes(*d);
+        let wd = WriteData::decode(d);
+        assert_eq!(wd.encode(), Ok(d), "write data {d:#x} does not re-encode");
     }
     // Lane connection data.
     if let Ok(c) = LaneConnect::decode(data) {

@@ -12,11 +12,12 @@
 use crate::error::ProtocolError;
 use crate::msg::{Hello, HelloResp, Message};
 use crate::types::{Capabilities, MsgType, Status};
+use crate::write_data::WriteData;
 
 /// Negotiates the session version from the initiator's HELLO and this side's version.
 ///
 /// Majors must be equal; the minor is the smaller of the two; capabilities are the common known
-/// bits. On a major mismatch the answer carries `VersionMismatch` and this side's own version,
+/// bits that the negotiated minor defines (WRITE_DATA needs 1.1). On a major mismatch the answer carries `VersionMismatch` and this side's own version,
 /// so the initiator can tell the user which versions are installed.
 pub fn negotiate(ours_major: u16, ours_minor: u16, ours: Capabilities, hello: &Hello) -> HelloResp {
     if hello.major != ours_major {
@@ -27,11 +28,13 @@ pub fn negotiate(ours_major: u16, ours_minor: u16, ours: Capabilities, hello: &H
             capabilities: Capabilities(0),
         };
     }
+    let minor = ours_minor.min(hello.minor);
+    let common = ours.common(hello.capabilities);
     HelloResp {
         status: Status::Ok,
         major: ours_major,
-        minor: ours_minor.min(hello.minor),
-        capabilities: ours.common(hello.capabilities),
+        minor,
+        capabilities: Capabilities(common.0 & Capabilities::defined_in_minor(minor).0),
     }
 }
 
@@ -199,6 +202,28 @@ pub fn check_persist(
         });
     }
     crate::msg::check_range(offset, length, pool_size)
+}
+
+/// rpmemd's checks on a persist described by write data ([`WriteData`]), exactly those of
+/// [`check_persist`] minus the lane (the endpoint that delivered it is the lane): DEEP needs the
+/// negotiated capability, and the range must lie inside the pool. On failure rpmemd answers
+/// PERSIST_RESP with [`ProtocolError::status`] and keeps the lane open.
+///
+/// Whether write data may arrive at all (WRITE_DATA negotiated) is the caller's check: write
+/// data on a session without it is malformed (docs/PROTOCOL.md §8.5) and ends the session.
+pub fn check_write_data(
+    wd: &WriteData,
+    pool_size: u64,
+    negotiated: Capabilities,
+) -> Result<(), ProtocolError> {
+    if wd.deep && !negotiated.contains(Capabilities::DEEP_PERSIST) {
+        return Err(ProtocolError::Illegal {
+            field: "write data deep bit",
+            value: crate::write_data::WRITE_DATA_DEEP,
+            why: "DEEP was not negotiated (capability DEEP_PERSIST)",
+        });
+    }
+    crate::msg::check_range(wd.offset, wd.length, pool_size)
 }
 
 impl ProtocolError {

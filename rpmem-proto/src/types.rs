@@ -319,8 +319,21 @@ impl Capabilities {
     pub const SOCKETS: Capabilities = Capabilities(1 << 2);
     /// The `verbs` provider can be used.
     pub const VERBS: Capabilities = Capabilities(1 << 3);
+    /// Persists may be carried by an RMA write with remote CQ data (protocol 1.1; the 64-bit
+    /// immediate of [`crate::write_data::WriteData`]) instead of a PERSIST message. Used only
+    /// where the lane's provider carries at least 8 bytes of CQ data.
+    pub const WRITE_DATA: Capabilities = Capabilities(1 << 4);
     /// Every bit defined by this version.
-    pub const KNOWN: Capabilities = Capabilities(0b1111);
+    pub const KNOWN: Capabilities = Capabilities(0b1_1111);
+
+    /// The bits protocol `1.minor` defines: a session never uses a bit its negotiated minor
+    /// does not define, whatever the peers offered.
+    pub fn defined_in_minor(minor: u16) -> Capabilities {
+        match minor {
+            0 => Capabilities(0b1111),
+            _ => Capabilities::KNOWN,
+        }
+    }
 
     pub fn contains(self, other: Capabilities) -> bool {
         self.0 & other.0 == other.0
