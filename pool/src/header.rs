@@ -30,8 +30,14 @@ pub const LAYOUT_MAX: usize = 63;
 pub const COMPAT_KNOWN: u32 = 0;
 /// Incompatible feature: only part 0 of each replica has a header (`OPTION SINGLEHDR`).
 pub const INCOMPAT_SINGLEHDR: u32 = 0x0001;
+/// Incompatible feature: `stale_replicas` marks replicas that missed updates (set exactly when
+/// the bitmap is not all zero), so a build that does not know it refuses the pool instead of
+/// trusting a stale replica.
+pub const INCOMPAT_STALE: u32 = 0x0002;
 /// Incompatible features this code understands; any other bit makes open fail.
-pub const INCOMPAT_KNOWN: u32 = INCOMPAT_SINGLEHDR;
+pub const INCOMPAT_KNOWN: u32 = INCOMPAT_SINGLEHDR | INCOMPAT_STALE;
+/// Replicas the `stale_replicas` bitmap can name (indices `0..STALE_REPLICAS_MAX`).
+pub const STALE_REPLICAS_MAX: usize = 256;
 /// Read-only-compatible features this code understands (none yet); others force read-only.
 pub const RO_COMPAT_KNOWN: u32 = 0;
 
@@ -96,8 +102,12 @@ pub struct PartHeader {
     pub replica_index: U32,
     /// Number of replicas in the pool set.
     pub replica_count: U32,
+    /// Bitmap of replicas (bit `r % 8` of byte `r / 8`) known to have missed updates, kept in
+    /// the part-0 header of every healthy local replica (the primary's decides); see
+    /// [`INCOMPAT_STALE`].
+    pub stale_replicas: [u8; 32],
     /// Must be zero.
-    pub reserved: [u8; 1792],
+    pub reserved: [u8; 1760],
     /// CRC-32 (IEEE, `crc32fast`) of the 2048 slot bytes with this field zero.
     pub checksum: U32,
     /// Must be zero.
@@ -120,6 +130,7 @@ impl std::fmt::Debug for PartHeader {
             )
             .field("part_size", &self.part_size.get())
             .field("pool_size", &self.pool_size.get())
+            .field("stale_replicas", &self.stale_replicas())
             .finish_non_exhaustive()
     }
 }
@@ -311,6 +322,31 @@ impl PartHeader {
         h.finalize()
     }
 
+    /// Replicas marked stale in `stale_replicas`, in index order.
+    pub fn stale_replicas(&self) -> Vec<usize> {
+        (0..STALE_REPLICAS_MAX)
+            .filter(|&r| self.stale_replicas[r / 8] & (1 << (r % 8)) != 0)
+            .collect()
+    }
+
+    /// Mark (`stale == true`) or clear replica `r` in `stale_replicas` and keep the
+    /// [`INCOMPAT_STALE`] flag in step. `r` must be below [`STALE_REPLICAS_MAX`].
+    pub fn set_replica_stale(&mut self, r: usize, stale: bool) {
+        assert!(
+            r < STALE_REPLICAS_MAX,
+            "replica {r} cannot be recorded (bitmap of {STALE_REPLICAS_MAX})"
+        );
+        if stale {
+            self.stale_replicas[r / 8] |= 1 << (r % 8);
+        } else {
+            self.stale_replicas[r / 8] &= !(1 << (r % 8));
+        }
+        let any = self.stale_replicas.iter().any(|&b| b != 0);
+        let flags = self.incompat.get() & !INCOMPAT_STALE;
+        self.incompat
+            .set(if any { flags | INCOMPAT_STALE } else { flags });
+    }
+
     /// Store the checksum.
     pub fn seal(&mut self) {
         self.checksum = U32::new(self.compute_checksum());
@@ -393,6 +429,30 @@ impl PartHeader {
                 format!(
                     "replica {} of {} replicas",
                     h.replica_index.get(),
+                    h.replica_count.get()
+                ),
+            );
+        }
+        let stale_any = h.stale_replicas.iter().any(|&b| b != 0);
+        if stale_any != (h.incompat.get() & INCOMPAT_STALE != 0) {
+            return invalid(
+                "stale_replicas",
+                format!(
+                    "bitmap {} but incompat STALE is {}",
+                    if stale_any { "not empty" } else { "empty" },
+                    if stale_any { "clear" } else { "set" }
+                ),
+            );
+        }
+        if let Some(r) = h
+            .stale_replicas()
+            .into_iter()
+            .find(|&r| r >= h.replica_count.get() as usize)
+        {
+            return invalid(
+                "stale_replicas",
+                format!(
+                    "replica {r} marked stale in a pool set of {} replicas",
                     h.replica_count.get()
                 ),
             );

@@ -7,7 +7,9 @@
 //! - [`crash`]: a recording `Persister` that enumerates the crash images x86 allows.
 //! - [`header`]: the on-media part header and its crash-safe double-slot update.
 //! - [`map`]: contiguous multi-part mappings, `MAP_SYNC`, the is-pmem decision.
-//! - [`pool`]: create/open with every check, file locks, replicas and fan-out.
+//! - [`pool`]: create/open with every check, file locks, replicas and fan-out, failure
+//!   policies (fail-stop, degraded with durable stale marks).
+//! - [`resync`]: bring stale or missing replicas back from the primary.
 //!
 //! Architecture invariant: `pool` never touches the network; remote replicas plug in through a
 //! trait implemented elsewhere.
@@ -18,6 +20,11 @@ pub mod map;
 pub mod persist;
 pub mod pool;
 pub mod region;
+pub mod resync;
 
-pub use pool::{Error, OpenOptions, Pool, RemoteSpec, Replica, ReplicaDiff};
+pub use pool::{
+    Drained, Error, FailurePolicy, OpenOptions, PendingDrain, Pool, PrimaryMemory, RemoteSpec,
+    Replica, ReplicaDiff, ReplicaHealth,
+};
 pub use region::Persister;
+pub use resync::{resync, ResyncMode, ResyncProgress, ResyncReport, ResyncedReplica};

@@ -18,7 +18,8 @@ use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Smallest part, as PMDK (2 MiB).
 pub const MIN_PART_BYTES: u64 = poolset::MIN_PART_BYTES;
@@ -52,6 +53,32 @@ pub enum Error {
         replica: usize,
         /// user@host of the replica.
         node: String,
+    },
+    /// A replica is stale (marked in the primary's header by an earlier degraded session) and
+    /// the failure policy is fail-stop.
+    #[error("replica {replica} ({description}) is stale: {why}; open with FailurePolicy::Degraded to work without it, or resync it (pool::resync, pmempool sync)")]
+    StaleReplica {
+        /// Replica index.
+        replica: usize,
+        /// Where it is.
+        description: String,
+        /// Why it is stale.
+        why: String,
+    },
+    /// A replica failed in degraded mode and could not be marked stale, so the pool cannot go
+    /// on without it.
+    #[error(
+        "replica {replica} ({description}) failed ({why}) and cannot be marked stale: {reason}"
+    )]
+    CannotMarkStale {
+        /// Replica index.
+        replica: usize,
+        /// Where it is.
+        description: String,
+        /// Its failure.
+        why: String,
+        /// Why the mark could not be written.
+        reason: String,
     },
     /// A remote connector failed.
     #[error("replica {replica} (remote): {message}")]
@@ -180,7 +207,7 @@ pub enum Error {
     Persist(#[from] PersistError),
 }
 
-fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+pub(crate) fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
     move |source| Error::Io {
         path: path.to_path_buf(),
         op,
@@ -200,6 +227,12 @@ pub struct ReplicaDiff {
 }
 
 /// A replica other than the primary: the target of fan-out.
+///
+/// The pool calls, for each flush, either [`write_flush`](Self::write_flush) (with the
+/// primary's bytes) or, when [`reads_primary`](Self::reads_primary) is true,
+/// [`flush_from_primary`](Self::flush_from_primary); for each drain it calls
+/// [`drain_begin`](Self::drain_begin) on every replica before waiting on any of the returned
+/// handles, so remote replicas make their ranges durable in parallel.
 pub trait Replica: Send + Sync {
     /// Human description ("local /a,/b", "remote user@host:desc").
     fn describe(&self) -> String;
@@ -211,10 +244,118 @@ pub trait Replica: Send + Sync {
     }
     /// Read bytes at `off`.
     fn read(&self, off: usize, buf: &mut [u8]) -> Result<(), PersistError>;
-    /// Copy `data` to `off` and flush it (not yet drained).
+    /// Copy `data` to `off` and flush it (not yet drained). A replica that
+    /// [`reads_primary`](Self::reads_primary) may require `data` to be the primary's bytes at
+    /// `off` (which is all the pool ever passes).
     fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError>;
     /// Make every earlier `write_flush` durable.
     fn drain(&self) -> Result<(), PersistError>;
+    /// True when the replica takes its bytes straight from the primary's memory (given to its
+    /// connector in [`RemoteSpec::primary`]), e.g. a remote replica whose RMA writes read the
+    /// primary's mapping: the pool then calls `flush_from_primary` instead of copying.
+    fn reads_primary(&self) -> bool {
+        false
+    }
+    /// Start making `[off, off+len)` of the primary's memory durable on this replica (not yet
+    /// drained). Only called when [`reads_primary`](Self::reads_primary) is true.
+    fn flush_from_primary(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        let _ = (off, len);
+        Err(PersistError::Replica {
+            replica: 0,
+            message: format!(
+                "{}: flush_from_primary called on a replica that does not read the primary",
+                self.describe()
+            ),
+        })
+    }
+    /// Start a drain; the returned handle's [`PendingDrain::wait`] finishes it. The default
+    /// drains at once.
+    fn drain_begin(&self) -> Result<Box<dyn PendingDrain + '_>, PersistError> {
+        self.drain()?;
+        Ok(Box::new(Drained))
+    }
+}
+
+/// A drain started by [`Replica::drain_begin`] and not yet known to be complete.
+pub trait PendingDrain {
+    /// Wait until the drain is complete.
+    fn wait(self: Box<Self>) -> Result<(), PersistError>;
+}
+
+/// A drain that is already complete.
+pub struct Drained;
+
+impl PendingDrain for Drained {
+    fn wait(self: Box<Self>) -> Result<(), PersistError> {
+        Ok(())
+    }
+}
+
+/// The primary replica's data area, handed to remote connectors so that a remote replica can
+/// replicate straight from it (one RMA write per persist, no copy).
+///
+/// The pool guarantees that `[as_ptr(), as_ptr()+len())` stays mapped, readable and writable
+/// for as long as the [`Replica`] the connector returns exists (the pool drops its replicas
+/// before unmapping the primary). The bytes change under any reader (the application stores
+/// to them); use raw copies only, never Rust references.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrimaryMemory {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: a plain address range; the guarantee above is what makes using it sound, and it does
+// not depend on the thread.
+unsafe impl Send for PrimaryMemory {}
+// SAFETY: as above.
+unsafe impl Sync for PrimaryMemory {}
+
+impl PrimaryMemory {
+    /// Start of the primary's data area (pool offset 0).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+    /// Bytes of the pool (`Pool::len`).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True for an empty pool (never, for a pool that opened).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What a pool does when a replica other than the primary fails (chosen per open in
+/// [`OpenOptions::failure_policy`]). A failure of the primary is always an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The operation returns an error naming the replica; a persist that returned `Ok` is
+    /// durable on every replica. Open refuses a pool with a replica marked stale.
+    #[default]
+    FailStop,
+    /// The failed replica is marked stale in the part-0 header of the primary and of every
+    /// healthy local replica (crash-safe double-slot update, durable before the operation
+    /// returns), is no longer written, and work continues; [`Pool::replica_health`] tells which
+    /// replicas are healthy and [`resync`](crate::resync::resync) brings stale ones back.
+    Degraded,
+}
+
+/// Health of one replica, as [`Pool::replica_health`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaHealth {
+    /// Replica index in the pool set (0 = primary).
+    pub replica: usize,
+    /// Where it is ("local /a,/b", "remote user@host:desc").
+    pub description: String,
+    /// `None` when healthy (written by every persist); otherwise why it is stale.
+    pub stale: Option<String>,
+}
+
+impl ReplicaHealth {
+    /// True when the replica receives every persist.
+    pub fn is_healthy(&self) -> bool {
+        self.stale.is_none()
+    }
 }
 
 /// What a remote connector is told about the replica it connects.
@@ -242,6 +383,14 @@ pub struct RemoteSpec {
     pub prev_repl_uuid: Option<Uuid>,
     /// Part-0 UUID of the next replica (cyclic).
     pub next_repl_uuid: Option<Uuid>,
+    /// The primary's data area (`pool_size` bytes), for replicas that replicate straight from
+    /// it (see [`Replica::reads_primary`]).
+    pub primary: Option<PrimaryMemory>,
+    /// The replica is being resynchronised ([`crate::resync::resync`]): its data will be
+    /// overwritten from the primary, so the connector may create it when it is missing, and
+    /// rewrite attributes that name this pool set (or none) but disagree otherwise; it must
+    /// still refuse a pool that belongs to another pool set.
+    pub resync: bool,
 }
 
 /// Connects a remote replica. Implemented by the rpmem crate.
@@ -267,29 +416,31 @@ pub struct OpenOptions<'a> {
     pub skip_data_verify: bool,
     /// How to reach remote replicas.
     pub remote: Option<RemoteConnector<'a>>,
+    /// What to do when a replica other than the primary fails (default: fail-stop).
+    pub failure_policy: FailurePolicy,
 }
 
 // Drop order matters: fields drop in declaration order, and the file holding the `flock` must
 // go last, after every mapping of the part is unmapped; otherwise another process could open
 // the pool while this one still has it mapped.
-struct LocalPart {
-    path: PathBuf,
-    size: u64,
-    hdr: Option<MappedRegion>,
+pub(crate) struct LocalPart {
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) hdr: Option<MappedRegion>,
     /// Whether the header mapping got `MAP_SYNC` (true when there is no header).
-    hdr_sync: bool,
+    pub(crate) hdr_sync: bool,
     /// Kept open for the lifetime of the pool: holds the `flock`. Declared last (see above).
-    lock_file: File,
+    pub(crate) lock_file: File,
 }
 
 /// A replica whose parts are local files, mapped contiguously.
 pub struct LocalReplica {
     /// Index in the pool set (local and remote replicas counted).
-    index: usize,
+    pub(crate) index: usize,
     /// Unmapped before `parts` drops the files holding the locks (declaration order).
-    data: MappedRegion,
+    pub(crate) data: MappedRegion,
     is_pmem: bool,
-    parts: Vec<LocalPart>,
+    pub(crate) parts: Vec<LocalPart>,
 }
 
 impl LocalReplica {
@@ -339,16 +490,45 @@ impl Replica for LocalReplica {
 }
 
 /// A replica other than the primary, with its index in the pool set.
-struct Other {
-    index: usize,
-    rep: Box<dyn Replica>,
+pub(crate) struct Other {
+    pub(crate) index: usize,
+    pub(crate) rep: Rep,
+    /// Set (after the mark is durable) when the replica was marked stale at run time; it is
+    /// then skipped by fan-out.
+    pub(crate) stale: AtomicBool,
+}
+
+/// A local replica keeps its concrete type (its part-0 header carries the stale marks).
+pub(crate) enum Rep {
+    Local(LocalReplica),
+    Remote(Box<dyn Replica>),
+}
+
+impl Other {
+    pub(crate) fn new(index: usize, rep: Rep) -> Other {
+        Other {
+            index,
+            rep,
+            stale: AtomicBool::new(false),
+        }
+    }
+    pub(crate) fn rep(&self) -> &dyn Replica {
+        match &self.rep {
+            Rep::Local(l) => l,
+            Rep::Remote(r) => r.as_ref(),
+        }
+    }
+    fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
 }
 
 /// The replica UUID ring of a pool set: pool set UUID and part-0 UUID of every replica (by
 /// poolset index), where known.
-struct Ring {
-    poolset_uuid: Option<Uuid>,
-    part0: Vec<Option<Uuid>>,
+#[derive(Clone)]
+pub(crate) struct Ring {
+    pub(crate) poolset_uuid: Option<Uuid>,
+    pub(crate) part0: Vec<Option<Uuid>>,
 }
 
 impl Ring {
@@ -361,13 +541,25 @@ impl Ring {
     }
 }
 
+/// A replica found stale at open or resync: (index, description, why).
+pub(crate) type StaleNote = (usize, String, String);
+
 /// An open pool.
+///
+/// Field order is drop order: the other replicas (a remote one may be replicating straight from
+/// the primary's mapping) go before the primary.
 pub struct Pool {
-    primary: LocalReplica,
-    others: Vec<Other>,
-    len: usize,
+    pub(crate) others: Vec<Other>,
+    pub(crate) primary: LocalReplica,
+    pub(crate) len: usize,
     header: Option<PartHeader>,
     repaired: Vec<String>,
+    pub(crate) policy: FailurePolicy,
+    pub(crate) ring: Ring,
+    pub(crate) no_hdrs: bool,
+    /// Health of every replica by index (the primary's is always healthy); the lock also
+    /// serialises updates of the stale marks in the headers.
+    pub(crate) health: Mutex<Vec<ReplicaHealth>>,
 }
 
 fn lock(file: &File, path: &Path) -> Result<(), Error> {
@@ -392,7 +584,7 @@ fn lock(file: &File, path: &Path) -> Result<(), Error> {
 /// Allocate every block of a new part (as PMDK's `util_file_create`), so that a full file
 /// system is an error here rather than a SIGBUS at some later store into a sparse hole, then
 /// make the size and allocation durable.
-fn allocate(file: &File, path: &Path, size: u64) -> Result<(), Error> {
+pub(crate) fn allocate(file: &File, path: &Path, size: u64) -> Result<(), Error> {
     let len = libc::off_t::try_from(size).map_err(|_| Error::Allocate {
         path: path.to_path_buf(),
         size,
@@ -413,7 +605,7 @@ fn allocate(file: &File, path: &Path, size: u64) -> Result<(), Error> {
 
 /// fsync the directories holding `paths` (each once), so that new directory entries are
 /// durable.
-fn sync_parent_dirs<'a>(paths: impl Iterator<Item = &'a Path>) -> Result<(), Error> {
+pub(crate) fn sync_parent_dirs<'a>(paths: impl Iterator<Item = &'a Path>) -> Result<(), Error> {
     let mut done: Vec<PathBuf> = Vec::new();
     for p in paths {
         let dir = match p.parent() {
@@ -431,7 +623,7 @@ fn sync_parent_dirs<'a>(paths: impl Iterator<Item = &'a Path>) -> Result<(), Err
     Ok(())
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -442,7 +634,7 @@ fn now_secs() -> u64 {
 /// mapping is not `MAP_SYNC`. The header stores were flushed with the replica's flusher, which
 /// makes them durable only on a `MAP_SYNC` mapping (or via `msync`, which does not cover the
 /// file system metadata of the page on fsdax); fsync covers both.
-fn sync_headers(
+pub(crate) fn sync_headers(
     locals: &[LocalReplica],
     written: impl Fn(usize, usize) -> bool,
 ) -> Result<(), Error> {
@@ -462,13 +654,13 @@ fn sync_headers(
 type StaleHeader = (usize, usize, HeaderRead);
 
 /// Which parts have a header region.
-fn has_header(set: &PoolSet, part: usize) -> bool {
+pub(crate) fn has_header(set: &PoolSet, part: usize) -> bool {
     !set.options.no_hdrs && (part == 0 || !set.options.single_hdr)
 }
 
 /// Open (or, when `created` is `Some`, create) and map one local replica. Every file this call
 /// creates is pushed to `created` right after its creation, before anything can fail.
-fn map_replica(
+pub(crate) fn map_replica(
     set: &PoolSet,
     parts: &[poolset::Part],
     mut created: Option<&mut Vec<PathBuf>>,
@@ -622,6 +814,119 @@ fn map_replica(
     })
 }
 
+/// "local /a,/b" or "remote user@host:desc" for replica `r` of `set`.
+pub(crate) fn describe_replica(set: &PoolSet, r: usize) -> String {
+    match set.replicas.get(r) {
+        Some(poolset::Replica::Local(l)) => {
+            let paths: Vec<String> = l
+                .parts
+                .iter()
+                .map(|p| p.path.display().to_string())
+                .collect();
+            format!("local {}", paths.join(","))
+        }
+        Some(poolset::Replica::Remote(rr)) => {
+            format!("remote {}:{}", node_name(rr), rr.descriptor.display())
+        }
+        None => format!("replica {r} (not in the pool set)"),
+    }
+}
+
+/// `[user@]host[:port]` of a remote replica (IPv6 hosts in brackets).
+pub(crate) fn node_name(rr: &RemoteReplica) -> String {
+    let host = if rr.host.contains(':') {
+        format!("[{}]", rr.host)
+    } else {
+        rr.host.clone()
+    };
+    let mut s = match &rr.user {
+        Some(u) => format!("{u}@{host}"),
+        None => host,
+    };
+    if let Some(p) = rr.port {
+        s.push_str(&format!(":{p}"));
+    }
+    s
+}
+
+/// Position in `locals` of the replica an open check error is about (by the file it names, or
+/// the replica index), if any.
+fn culprit(e: &Error, locals: &[LocalReplica]) -> Option<usize> {
+    let path = match e {
+        Error::Io { path, .. }
+        | Error::PartTooSmall { path, .. }
+        | Error::PartNotAligned { path, .. }
+        | Error::FileTooSmall { path, .. }
+        | Error::SizeMismatch { path, .. }
+        | Error::Locked { path }
+        | Error::Header { path, .. }
+        | Error::Mismatch { path, .. }
+        | Error::RoCompat { path, .. } => path,
+        Error::ReplicaTooSmall { replica, .. } => {
+            return locals.iter().position(|l| l.index == *replica)
+        }
+        _ => return None,
+    };
+    locals
+        .iter()
+        .position(|l| l.parts.iter().any(|p| &p.path == path))
+}
+
+fn remote_spec(
+    ring: &Ring,
+    r: usize,
+    nrep: usize,
+    pool_size: u64,
+    create: bool,
+    resync: bool,
+    primary: &LocalReplica,
+) -> RemoteSpec {
+    RemoteSpec {
+        replica: r,
+        replica_count: nrep,
+        pool_size,
+        create,
+        poolset_uuid: ring.poolset_uuid,
+        uuid: ring.part0[r],
+        prev_repl_uuid: ring.part0[(r + nrep - 1) % nrep],
+        next_repl_uuid: ring.part0[(r + 1) % nrep],
+        primary: Some(PrimaryMemory {
+            ptr: primary.data.as_ptr(),
+            len: pool_size as usize,
+        }),
+        resync,
+    }
+}
+
+/// Set or clear replicas `rs` in the stale bitmap of `l`'s part-0 header (double-slot update,
+/// then fsync unless the header mapping is `MAP_SYNC`).
+pub(crate) fn write_part0_marks(l: &LocalReplica, rs: &[usize], stale: bool) -> Result<(), Error> {
+    let part = &l.parts[0];
+    let Some(region) = part.hdr.as_ref() else {
+        return Ok(());
+    };
+    let read = header::read_region(region, 0).map_err(|error| Error::Header {
+        path: part.path.clone(),
+        error,
+    })?;
+    let mut h = read.header.clone();
+    for &r in rs {
+        h.set_replica_stale(r, stale);
+    }
+    if h.stale_replicas == read.header.stale_replicas && read.stale.is_empty() {
+        return Ok(());
+    }
+    // The slot in force has the highest valid seq (slot 0 is never above it), so seq+1 keeps
+    // write_region's precondition.
+    header::write_region(region, 0, &h, read.header.seq.get() + 1)?;
+    if !part.hdr_sync {
+        part.lock_file
+            .sync_all()
+            .map_err(io_err(&part.path, "fsync"))?;
+    }
+    Ok(())
+}
+
 fn parse_set(path: &Path) -> Result<PoolSet, Error> {
     poolset::parse_file(path, poolset::Mode::Initiator)
         .map(|p| p.set)
@@ -696,48 +1001,113 @@ impl Pool {
         opts: OpenOptions<'_>,
         created: &mut Vec<PathBuf>,
     ) -> Result<Pool, Error> {
-        let (primary, remote_specs) = Pool::map_all(set, Some(created), opts)?;
+        let primary = Pool::map_primary(set, Some(created), opts)?;
+        let (rest, remote_specs, _) = Pool::map_others(set, Some(created), opts, &[], false)?;
+        let mut locals = vec![primary];
+        locals.extend(rest);
         // Every part file is allocated and fsynced (map_replica); make their directory entries
         // durable too.
-        let parts: Vec<&Path> = primary
+        let parts: Vec<&Path> = locals
             .iter()
             .flat_map(|l| l.parts.iter().map(|p| p.path.as_path()))
             .collect();
         sync_parent_dirs(parts.into_iter())?;
-        let pool_size = primary[0].len() as u64;
-        Pool::check_replica_sizes(&primary, pool_size)?;
+        let pool_size = locals[0].len() as u64;
+        Pool::check_replica_sizes(&locals, pool_size)?;
         let ring = if set.options.no_hdrs {
             Ring::unknown(set)
         } else {
-            let ring = Pool::write_headers(set, &primary, layout, pool_size)?;
-            sync_headers(&primary, |_, _| true)?;
+            let ring = Pool::write_headers(set, &locals, layout, pool_size)?;
+            sync_headers(&locals, |_, _| true)?;
             ring
         };
         Pool::assemble(
             set,
-            primary,
+            locals,
             remote_specs,
             pool_size,
             true,
             opts,
             Vec::new(),
             ring,
+            Vec::new(),
         )
     }
 
     /// Open a pool and check everything (see `docs/FORMAT.md`, "Checks at open").
+    ///
+    /// With [`FailurePolicy::FailStop`] any failing replica fails the open, and so does a
+    /// replica marked stale by an earlier degraded session ([`Error::StaleReplica`]). With
+    /// [`FailurePolicy::Degraded`] a replica other than the primary that cannot be opened or
+    /// whose headers or attributes disagree is marked stale and left out (see
+    /// [`Pool::replica_health`]); replicas already marked stale are not opened at all.
     pub fn open(set: &PoolSet, layout: Option<&str>, opts: OpenOptions<'_>) -> Result<Pool, Error> {
-        let (locals, remote_specs) = Pool::map_all(set, None, opts)?;
-        let mut repaired = Vec::new();
-        let (pool_size, stale, ring) = if set.options.no_hdrs {
-            (locals[0].len() as u64, Vec::new(), Ring::unknown(set))
-        } else {
-            Pool::check_headers(set, &locals, layout)?
+        let degraded = opts.failure_policy == FailurePolicy::Degraded;
+        let primary = Pool::map_primary(set, None, opts)?;
+        // The primary's part-0 header says which replicas are stale: those are not opened.
+        let marked = match primary.parts[0].hdr.as_ref() {
+            Some(region) => header::read_region(region, 0)
+                .map_err(|error| Error::Header {
+                    path: primary.parts[0].path.clone(),
+                    error,
+                })?
+                .header
+                .stale_replicas(),
+            None => Vec::new(),
         };
-        Pool::check_replica_sizes(&locals, pool_size)?;
+        let marked_notes: Vec<StaleNote> = marked
+            .iter()
+            .map(|&r| {
+                (
+                    r,
+                    describe_replica(set, r),
+                    "marked stale in the primary's header (it missed updates; resync it)".into(),
+                )
+            })
+            .collect();
+        if !degraded {
+            if let Some((replica, description, why)) = marked_notes.first().cloned() {
+                return Err(Error::StaleReplica {
+                    replica,
+                    description,
+                    why,
+                });
+            }
+        }
+        let (rest, remote_specs, mut newly) = Pool::map_others(set, None, opts, &marked, degraded)?;
+        let mut locals = vec![primary];
+        locals.extend(rest);
+        let mut repaired = Vec::new();
+        // In degraded mode a check failing on a replica other than the primary drops that
+        // replica (it becomes stale) and the checks run again over the rest; bounded by the
+        // number of replicas.
+        let (pool_size, stale, ring) = loop {
+            if set.options.no_hdrs {
+                break (locals[0].len() as u64, Vec::new(), Ring::unknown(set));
+            }
+            let checked = Pool::check_headers(set, &locals, layout).and_then(|c| {
+                Pool::check_replica_sizes(&locals, c.0)?;
+                Ok(c)
+            });
+            match checked {
+                Ok(c) => break c,
+                Err(e) => match culprit(&e, &locals) {
+                    Some(k) if degraded && k > 0 => {
+                        let l = locals.remove(k);
+                        newly.push((l.index, l.describe(), e.to_string()));
+                    }
+                    _ => return Err(e),
+                },
+            }
+        };
+        if set.options.no_hdrs {
+            Pool::check_replica_sizes(&locals, pool_size)?;
+        }
         // Every check has passed: only now may a stale header slot be rewritten.
         Pool::repair_headers(&locals, &stale, &mut repaired)?;
         sync_headers(&locals, |r, i| stale.iter().any(|s| s.0 == r && s.1 == i))?;
+        let mut all_stale = marked_notes;
+        all_stale.extend(newly);
         Pool::assemble(
             set,
             locals,
@@ -747,41 +1117,73 @@ impl Pool {
             opts,
             repaired,
             ring,
+            all_stale,
         )
     }
 
+    /// Map the primary replica (which must be local).
+    fn map_primary(
+        set: &PoolSet,
+        created: Option<&mut Vec<PathBuf>>,
+        opts: OpenOptions<'_>,
+    ) -> Result<LocalReplica, Error> {
+        match set.replicas.first() {
+            Some(poolset::Replica::Local(l)) => {
+                let mut m = map_replica(set, &l.parts, created, opts)?;
+                m.index = 0;
+                Ok(m)
+            }
+            Some(poolset::Replica::Remote(rr)) => Err(Error::RemoteReplica {
+                replica: 0,
+                node: rr.host.clone(),
+            }),
+            None => Err(Error::Poolset("pool set has no local replica".into())),
+        }
+    }
+
     #[allow(clippy::type_complexity)]
-    /// Map every local replica; `created` is `Some` at create (new files are recorded in it as
-    /// soon as they exist).
-    fn map_all(
+    /// Map every local replica but the primary, except those in `skip`; list the remote ones
+    /// (except those in `skip`). `created` is `Some` at create (new files are recorded in it
+    /// as soon as they exist). With `tolerate`, a local replica that fails to map is returned
+    /// as a stale note instead of failing the call.
+    pub(crate) fn map_others(
         set: &PoolSet,
         mut created: Option<&mut Vec<PathBuf>>,
         opts: OpenOptions<'_>,
-    ) -> Result<(Vec<LocalReplica>, Vec<(usize, RemoteReplica)>), Error> {
+        skip: &[usize],
+        tolerate: bool,
+    ) -> Result<
+        (
+            Vec<LocalReplica>,
+            Vec<(usize, RemoteReplica)>,
+            Vec<StaleNote>,
+        ),
+        Error,
+    > {
         let mut locals = Vec::new();
         let mut remotes = Vec::new();
-        for (r, rep) in set.replicas.iter().enumerate() {
+        let mut failed = Vec::new();
+        for (r, rep) in set.replicas.iter().enumerate().skip(1) {
+            if skip.contains(&r) {
+                continue;
+            }
             match rep {
                 poolset::Replica::Local(l) => {
-                    let mut m = map_replica(set, &l.parts, created.as_deref_mut(), opts)?;
-                    m.index = r;
-                    locals.push(m);
-                }
-                poolset::Replica::Remote(rr) => {
-                    if r == 0 {
-                        return Err(Error::RemoteReplica {
-                            replica: 0,
-                            node: rr.host.clone(),
-                        });
+                    match map_replica(set, &l.parts, created.as_deref_mut(), opts) {
+                        Ok(mut m) => {
+                            m.index = r;
+                            locals.push(m);
+                        }
+                        Err(e) if tolerate => {
+                            failed.push((r, describe_replica(set, r), e.to_string()))
+                        }
+                        Err(e) => return Err(e),
                     }
-                    remotes.push((r, rr.clone()));
                 }
+                poolset::Replica::Remote(rr) => remotes.push((r, rr.clone())),
             }
         }
-        if locals.is_empty() {
-            return Err(Error::Poolset("pool set has no local replica".into()));
-        }
-        Ok((locals, remotes))
+        Ok((locals, remotes, failed))
     }
 
     fn check_replica_sizes(locals: &[LocalReplica], pool_size: u64) -> Result<(), Error> {
@@ -1052,6 +1454,25 @@ impl Pool {
         Ok((pool_size, stale, ring))
     }
 
+    /// The spec handed to the connector of remote replica `r`.
+    pub(crate) fn remote_spec(
+        &self,
+        r: usize,
+        replica_count: usize,
+        create: bool,
+        resync: bool,
+    ) -> RemoteSpec {
+        remote_spec(
+            &self.ring,
+            r,
+            replica_count,
+            self.len as u64,
+            create,
+            resync,
+            &self.primary,
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         set: &PoolSet,
@@ -1062,7 +1483,9 @@ impl Pool {
         opts: OpenOptions<'_>,
         repaired: Vec<String>,
         ring: Ring,
+        mut stale: Vec<StaleNote>,
     ) -> Result<Pool, Error> {
+        let degraded = opts.failure_policy == FailurePolicy::Degraded;
         let primary = locals.remove(0);
         let header = primary.parts[0]
             .hdr
@@ -1072,51 +1495,65 @@ impl Pool {
         let nrep = set.replicas.len();
         let mut others: Vec<Other> = Vec::new();
         for l in locals {
-            others.push(Other {
-                index: l.index,
-                rep: Box::new(l),
-            });
+            others.push(Other::new(l.index, Rep::Local(l)));
         }
         for (r, rr) in remotes {
-            let node = match &rr.user {
-                Some(u) => format!("{u}@{}", rr.host),
-                None => rr.host.clone(),
-            };
+            let node = node_name(&rr);
             let Some(connect) = opts.remote else {
-                return Err(Error::RemoteReplica { replica: r, node });
+                let e = Error::RemoteReplica { replica: r, node };
+                if degraded && !create {
+                    stale.push((r, describe_replica(set, r), e.to_string()));
+                    continue;
+                }
+                return Err(e);
             };
-            let spec = RemoteSpec {
-                replica: r,
-                replica_count: nrep,
-                pool_size,
-                create,
-                poolset_uuid: ring.poolset_uuid,
-                uuid: ring.part0[r],
-                prev_repl_uuid: ring.part0[(r + nrep - 1) % nrep],
-                next_repl_uuid: ring.part0[(r + 1) % nrep],
-            };
-            let rep = connect(&rr, &spec).map_err(|message| Error::Remote {
-                replica: r,
-                message,
-            })?;
-            if (rep.len() as u64) < pool_size {
-                return Err(Error::ReplicaTooSmall {
+            let spec = remote_spec(&ring, r, nrep, pool_size, create, false, &primary);
+            let rep = connect(&rr, &spec)
+                .map_err(|message| Error::Remote {
                     replica: r,
-                    size: rep.len() as u64,
-                    pool_size,
+                    message,
+                })
+                .and_then(|rep| {
+                    if (rep.len() as u64) < pool_size {
+                        return Err(Error::ReplicaTooSmall {
+                            replica: r,
+                            size: rep.len() as u64,
+                            pool_size,
+                        });
+                    }
+                    Ok(rep)
                 });
+            match rep {
+                Ok(rep) => others.push(Other::new(r, Rep::Remote(rep))),
+                // A replica being created is never left out: create makes every replica.
+                Err(e) if degraded && !create => {
+                    stale.push((r, describe_replica(set, r), e.to_string()))
+                }
+                Err(e) => return Err(e),
             }
-            others.push(Other { index: r, rep });
         }
         // Fan-out, drains and reports go in poolset order.
         others.sort_by_key(|o| o.index);
-        let mut pool = Pool {
-            primary,
+        let health = (0..nrep)
+            .map(|r| ReplicaHealth {
+                replica: r,
+                description: describe_replica(set, r),
+                stale: None,
+            })
+            .collect();
+        let pool = Pool {
             others,
+            primary,
             len: pool_size as usize,
             header,
             repaired,
+            policy: opts.failure_policy,
+            ring,
+            no_hdrs: set.options.no_hdrs,
+            health: Mutex::new(health),
         };
+        pool.record_stale(&stale)?;
+        let mut pool = pool;
         if !create && !opts.skip_data_verify {
             // The primary is authoritative (as PMDK): data that differs in a replica (a store
             // that reached the primary's media but was never flushed, so never fanned out, or a
@@ -1125,6 +1562,150 @@ impl Pool {
             pool.repaired.extend(notes);
         }
         Ok(pool)
+    }
+
+    /// Record replicas found stale at open: durable marks for those not yet marked, and their
+    /// health. Fails (with the first replica's reason) when the marks cannot be written.
+    fn record_stale(&self, stale: &[StaleNote]) -> Result<(), Error> {
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut health = self.lock_health();
+        let marked = self.marked_in_primary()?;
+        let new: Vec<usize> = stale
+            .iter()
+            .map(|s| s.0)
+            .filter(|r| !marked.contains(r))
+            .collect();
+        if !new.is_empty() {
+            self.write_marks(&new, true).map_err(|reason| {
+                let (replica, description, why) = stale
+                    .iter()
+                    .find(|s| new.contains(&s.0))
+                    .cloned()
+                    .unwrap_or_default();
+                Error::CannotMarkStale {
+                    replica,
+                    description,
+                    why,
+                    reason: reason.to_string(),
+                }
+            })?;
+        }
+        for (r, _, why) in stale {
+            health[*r].stale = Some(why.clone());
+        }
+        Ok(())
+    }
+
+    fn lock_health(&self) -> MutexGuard<'_, Vec<ReplicaHealth>> {
+        // A panic while holding the lock cannot leave the vector inconsistent (single stores).
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replicas marked stale in the primary's part-0 header (empty with NOHDRS).
+    pub(crate) fn marked_in_primary(&self) -> Result<Vec<usize>, Error> {
+        let part = &self.primary.parts[0];
+        match part.hdr.as_ref() {
+            None => Ok(Vec::new()),
+            Some(region) => Ok(header::read_region(region, 0)
+                .map_err(|error| Error::Header {
+                    path: part.path.clone(),
+                    error,
+                })?
+                .header
+                .stale_replicas()),
+        }
+    }
+
+    /// Mark (`stale`) or clear replicas `rs` in the part-0 header of the primary and of every
+    /// healthy local replica not in `rs`, each with the crash-safe double-slot update, fsynced
+    /// where the header mapping is not `MAP_SYNC`: durable on return. The primary is written
+    /// first; its header decides at open. The caller holds the health lock (one update at a
+    /// time).
+    pub(crate) fn write_marks(&self, rs: &[usize], stale: bool) -> Result<(), Error> {
+        if self.no_hdrs {
+            return Err(Error::Poolset(
+                "the pool set has OPTION NOHDRS: there is no header to record a stale replica in"
+                    .into(),
+            ));
+        }
+        if let Some(&r) = rs.iter().find(|&&r| r >= header::STALE_REPLICAS_MAX) {
+            return Err(Error::Poolset(format!(
+                "replica {r}: only replicas 0..{} can be recorded stale",
+                header::STALE_REPLICAS_MAX
+            )));
+        }
+        let mut targets: Vec<&LocalReplica> = vec![&self.primary];
+        for o in &self.others {
+            if let Rep::Local(l) = &o.rep {
+                if !o.is_stale() && !rs.contains(&o.index) {
+                    targets.push(l);
+                }
+            }
+        }
+        for l in targets {
+            write_part0_marks(l, rs, stale)?;
+        }
+        Ok(())
+    }
+
+    /// A replica other than the primary failed with `e`. Fail-stop: the error, naming the
+    /// replica. Degraded: mark it stale (durably) and carry on; an error only when the mark
+    /// cannot be written.
+    fn replica_failed(&self, o: &Other, e: PersistError) -> Result<(), PersistError> {
+        let why = match e {
+            PersistError::Replica { replica, message } if replica == o.index => message,
+            e => e.to_string(),
+        };
+        let desc = o.rep().describe();
+        if self.policy == FailurePolicy::FailStop {
+            return Err(PersistError::Replica {
+                replica: o.index,
+                message: format!("{desc}: {why}"),
+            });
+        }
+        let mut health = self.lock_health();
+        if o.is_stale() {
+            return Ok(());
+        }
+        self.write_marks(&[o.index], true)
+            .map_err(|m| PersistError::Replica {
+                replica: o.index,
+                message: format!("{desc}: {why}; marking it stale failed: {m}"),
+            })?;
+        // Only now (the mark is durable) is the replica skipped: a persist that skipped it can
+        // be acknowledged.
+        o.stale.store(true, Ordering::Release);
+        health[o.index].stale = Some(why);
+        Ok(())
+    }
+
+    /// Resync's last step for replica `o` (its data and headers are durable): clear its stale
+    /// mark in the primary's and the healthy local replicas' headers, then add it to the
+    /// fan-out as healthy.
+    pub(crate) fn clear_mark_and_attach(&mut self, o: Other) -> Result<(), Error> {
+        let r = o.index;
+        {
+            let mut health = self.lock_health();
+            self.write_marks(&[r], false)?;
+            health[r].stale = None;
+        }
+        self.others.push(o);
+        self.others.sort_by_key(|o| o.index);
+        Ok(())
+    }
+
+    /// Health of every replica of the pool set, in index order (the primary first, always
+    /// healthy). A stale replica is not written by persists; [`crate::resync::resync`] brings
+    /// it back.
+    pub fn replica_health(&self) -> Vec<ReplicaHealth> {
+        self.lock_health().clone()
+    }
+
+    /// The policy this pool was opened with.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.policy
     }
 
     /// Compare every replica's data with the primary's and report where they differ, changing
@@ -1136,32 +1717,40 @@ impl Pool {
     /// then offset order.
     pub fn verify_replicas(&self) -> Result<Vec<ReplicaDiff>, Error> {
         let mut out = Vec::new();
-        for o in &self.others {
-            self.diff_replica(o.index, o.rep.as_ref(), &mut out)?;
+        for o in self.others.iter().filter(|o| !o.is_stale()) {
+            self.diff_replica(o.index, o.rep(), &mut out)
+                .map_err(|e| Error::Persist(name_replica(o.index, e)))?;
         }
         Ok(out)
     }
 
     /// Append the ranges where `rep` differs from the primary to `out`.
-    fn diff_replica(
+    pub(crate) fn diff_replica(
         &self,
         replica: usize,
         rep: &dyn Replica,
         out: &mut Vec<ReplicaDiff>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), PersistError> {
+        self.diff_range(replica, rep, 0, self.len, out)
+    }
+
+    /// As [`diff_replica`](Self::diff_replica) over `[from, to)` only.
+    pub(crate) fn diff_range(
+        &self,
+        replica: usize,
+        rep: &dyn Replica,
+        from: usize,
+        to: usize,
+        out: &mut Vec<ReplicaDiff>,
+    ) -> Result<(), PersistError> {
         const CHUNK: usize = 1 << 20;
-        let mut a = vec![0u8; CHUNK.min(self.len)];
-        let mut b = vec![0u8; CHUNK.min(self.len)];
-        let mut off = 0;
-        while off < self.len {
-            let n = (self.len - off).min(CHUNK);
+        let mut a = vec![0u8; CHUNK.min(to - from)];
+        let mut b = vec![0u8; CHUNK.min(to - from)];
+        let mut off = from;
+        while off < to {
+            let n = (to - off).min(CHUNK);
             self.primary.data.read(off, &mut a[..n]);
-            rep.read(off, &mut b[..n]).map_err(|e| {
-                Error::Persist(PersistError::Replica {
-                    replica,
-                    message: e.to_string(),
-                })
-            })?;
+            rep.read(off, &mut b[..n])?;
             let (x, y) = (&a[..n], &b[..n]);
             if x != y {
                 // Both positions exist because the slices differ.
@@ -1184,47 +1773,63 @@ impl Pool {
         Ok(())
     }
 
+    /// Copy `[off, off+len)` from the primary to `rep` and flush it there (not drained):
+    /// straight from the primary's memory when the replica reads it, else through `buf`.
+    pub(crate) fn copy_from_primary(
+        &self,
+        rep: &dyn Replica,
+        off: usize,
+        len: usize,
+        buf: &mut [u8],
+    ) -> Result<(), PersistError> {
+        if rep.reads_primary() {
+            return rep.flush_from_primary(off, len);
+        }
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            self.primary.data.read(off + done, &mut buf[..n]);
+            rep.write_flush(off + done, &buf[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Open-time synchronisation: copy every range where a replica differs from the primary
     /// from the primary to that replica and make it durable there. Returns one line per
-    /// replica that was changed (for [`repaired`](Self::repaired)).
+    /// replica that was changed (for [`repaired`](Self::repaired)). A replica that fails is
+    /// handled by the failure policy.
     fn sync_replicas_from_primary(&self) -> Result<Vec<String>, Error> {
-        const CHUNK: usize = 64 << 10;
         let mut notes = Vec::new();
-        let mut buf = vec![0u8; CHUNK];
-        for o in &self.others {
-            let (replica, rep) = (o.index, o.rep.as_ref());
-            let mut diffs = Vec::new();
-            self.diff_replica(replica, rep, &mut diffs)?;
-            if diffs.is_empty() {
-                continue;
-            }
-            let wrap = |e: PersistError| {
-                Error::Persist(PersistError::Replica {
-                    replica,
-                    message: e.to_string(),
-                })
-            };
-            let mut bytes = 0u64;
-            for d in &diffs {
-                let (start, len) = (d.offset as usize, d.len as usize);
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(CHUNK);
-                    self.primary.data.read(start + done, &mut buf[..n]);
-                    rep.write_flush(start + done, &buf[..n]).map_err(wrap)?;
-                    done += n;
+        let mut buf = vec![0u8; 64 << 10];
+        for o in self.others.iter().filter(|o| !o.is_stale()) {
+            let (replica, rep) = (o.index, o.rep());
+            let one = |buf: &mut [u8]| -> Result<Option<String>, PersistError> {
+                let mut diffs = Vec::new();
+                self.diff_replica(replica, rep, &mut diffs)?;
+                if diffs.is_empty() {
+                    return Ok(None);
                 }
-                bytes += d.len;
+                let mut bytes = 0u64;
+                for d in &diffs {
+                    self.copy_from_primary(rep, d.offset as usize, d.len as usize, buf)?;
+                    bytes += d.len;
+                }
+                // The copied ranges must be durable in the replica before the pool is used.
+                rep.drain()?;
+                Ok(Some(format!(
+                    "replica {replica} ({}): differed from the primary in {} range(s), first at \
+                     offset {}; copied {bytes} bytes from the primary",
+                    rep.describe(),
+                    diffs.len(),
+                    diffs[0].offset
+                )))
+            };
+            match one(&mut buf) {
+                Ok(Some(n)) => notes.push(n),
+                Ok(None) => {}
+                Err(e) => self.replica_failed(o, e).map_err(Error::Persist)?,
             }
-            // The copied ranges must be durable in the replica before the pool is used.
-            rep.drain().map_err(wrap)?;
-            notes.push(format!(
-                "replica {replica} ({}): differed from the primary in {} range(s), first at \
-                 offset {}; copied {bytes} bytes from the primary",
-                rep.describe(),
-                diffs.len(),
-                diffs[0].offset
-            ));
         }
         Ok(notes)
     }
@@ -1287,8 +1892,24 @@ impl Persister for Pool {
         if self.others.is_empty() {
             return Ok(());
         }
-        // Fan out: copy the flushed range from the primary to every replica (flushed there,
-        // drained by `drain`).
+        // Fan out. Replicas that read the primary (remote ones) first: their RMA writes are
+        // posted without waiting, so the network works while the local copies below run.
+        for o in &self.others {
+            if !o.is_stale() && o.rep().reads_primary() {
+                if let Err(e) = o.rep().flush_from_primary(off, len) {
+                    self.replica_failed(o, e)?;
+                }
+            }
+        }
+        if !self
+            .others
+            .iter()
+            .any(|o| !o.is_stale() && !o.rep().reads_primary())
+        {
+            return Ok(());
+        }
+        // The others get a copy of the flushed range from the primary (flushed there, drained
+        // by `drain`).
         const CHUNK: usize = 64 << 10;
         let mut buf = vec![0u8; len.min(CHUNK)];
         let mut done = 0;
@@ -1296,12 +1917,12 @@ impl Persister for Pool {
             let n = (len - done).min(CHUNK);
             self.primary.data.read(off + done, &mut buf[..n]);
             for o in &self.others {
-                o.rep
-                    .write_flush(off + done, &buf[..n])
-                    .map_err(|e| PersistError::Replica {
-                        replica: o.index,
-                        message: e.to_string(),
-                    })?;
+                if o.is_stale() || o.rep().reads_primary() {
+                    continue;
+                }
+                if let Err(e) = o.rep().write_flush(off + done, &buf[..n]) {
+                    self.replica_failed(o, e)?;
+                }
             }
             done += n;
         }
@@ -1309,13 +1930,42 @@ impl Persister for Pool {
     }
     fn drain(&self) -> Result<(), PersistError> {
         self.primary.data.drain()?;
-        for o in &self.others {
-            o.rep.drain().map_err(|e| PersistError::Replica {
-                replica: o.index,
-                message: e.to_string(),
-            })?;
+        if self.others.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // Every replica's drain is started before any is waited for: remote replicas send
+        // their PERSIST messages now and answer in parallel. Remote ones first, so local
+        // drains overlap with their round trips.
+        let mut pending = Vec::with_capacity(self.others.len());
+        let mut first_err = None;
+        for remote_pass in [true, false] {
+            for o in &self.others {
+                if o.is_stale() || matches!(o.rep, Rep::Remote(_)) != remote_pass {
+                    continue;
+                }
+                match o.rep().drain_begin() {
+                    Ok(p) => pending.push((o, p)),
+                    Err(e) => {
+                        if let Err(e) = self.replica_failed(o, e) {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        // Every pending drain is waited for even after a failure, so no lane is left with an
+        // answer in flight.
+        for (o, p) in pending {
+            if let Err(e) = p.wait() {
+                if let Err(e) = self.replica_failed(o, e) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
     fn memcpy_persist(&self, off: usize, data: &[u8], flags: Flags) -> Result<(), PersistError> {
         crate::region::check_bounds(off, data.len(), self.len);
@@ -1328,16 +1978,32 @@ impl Persister for Pool {
             .data
             .memcpy_persist(off, data, flags | Flags::NO_DRAIN)?;
         for o in &self.others {
-            o.rep
-                .write_flush(off, data)
-                .map_err(|e| PersistError::Replica {
-                    replica: o.index,
-                    message: e.to_string(),
-                })?;
+            if o.is_stale() {
+                continue;
+            }
+            let r = if o.rep().reads_primary() {
+                o.rep().flush_from_primary(off, data.len())
+            } else {
+                o.rep().write_flush(off, data)
+            };
+            if let Err(e) = r {
+                self.replica_failed(o, e)?;
+            }
         }
         if !flags.contains(Flags::NO_DRAIN) {
             self.drain()?;
         }
         Ok(())
+    }
+}
+
+/// `e` as an error of replica `replica` (unchanged when it already names it).
+pub(crate) fn name_replica(replica: usize, e: PersistError) -> PersistError {
+    match e {
+        PersistError::Replica { replica: r, .. } if r == replica => e,
+        e => PersistError::Replica {
+            replica,
+            message: e.to_string(),
+        },
     }
 }

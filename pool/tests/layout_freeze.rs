@@ -35,7 +35,8 @@ const_assert_eq!(offset_of!(PartHeader, part_index), 232);
 const_assert_eq!(offset_of!(PartHeader, part_count), 236);
 const_assert_eq!(offset_of!(PartHeader, replica_index), 240);
 const_assert_eq!(offset_of!(PartHeader, replica_count), 244);
-const_assert_eq!(offset_of!(PartHeader, reserved), 248);
+const_assert_eq!(offset_of!(PartHeader, stale_replicas), 248);
+const_assert_eq!(offset_of!(PartHeader, reserved), 280);
 const_assert_eq!(offset_of!(PartHeader, checksum), 2040);
 const_assert_eq!(offset_of!(PartHeader, checksum_reserved), 2044);
 
@@ -62,4 +63,6 @@ fn constants_are_frozen() {
     assert_eq!(&pool::header::SIGNATURE, b"RSPMPOOL");
     assert_eq!(pool::header::MAJOR, 1);
     assert_eq!(pool::header::INCOMPAT_SINGLEHDR, 1);
+    assert_eq!(pool::header::INCOMPAT_STALE, 2);
+    assert_eq!(pool::header::STALE_REPLICAS_MAX, 256);
 }

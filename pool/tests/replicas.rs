@@ -149,6 +149,8 @@ fn replicas_are_numbered_over_the_whole_pool_set() {
         again,
         RemoteSpec {
             create: false,
+            // The primary is mapped again at open, maybe elsewhere.
+            primary: again.primary,
             ..spec
         }
     );
