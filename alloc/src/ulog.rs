@@ -11,6 +11,19 @@
 //! A batch of one entry skips the log: an aligned 8-byte store is never torn, so a store plus
 //! one flush + fence is already all-or-nothing.
 //!
+//! # Extensions (a log that grows)
+//! The fixed area holds [`capacity_for`] entries. A batch larger than that continues in
+//! *extensions*: areas elsewhere in the persister (the heap gives them heap blocks), chained
+//! from the header's `next` word and each extension's own `next` word. The chain is set up
+//! while the log is empty ([`Ulog::extend`]: the extension's header is made durable with its
+//! own fence, then one commit of this log stores the link together with the caller's entries
+//! that make the area allocated), and it is kept for later batches. A batch is written across
+//! the area and its extensions in order, everything flushed, **one** fence; the one checksum
+//! covers the header and every entry, so a chained log is replayed or discarded as a whole.
+//! The `next` words are outside the checksum (a link commit changes one while its own log is
+//! still present) and change only through such link commits, so while a chained log is
+//! present its chain is the one it was written with.
+//!
 //! Recovery ([`Ulog::open`]) replays a complete log (step 1 durable) and discards any other.
 //! Because entries are absolute values, replaying a log that was already (partly) applied is
 //! harmless. The commit word carries the low 32 bits of a generation that changes at every
@@ -32,6 +45,14 @@ pub const HEADER_BYTES: usize = 64;
 pub const ENTRY_BYTES: usize = 16;
 /// Offset of the commit word (checksum u32 + generation low u32) inside the header.
 pub const COMMIT_WORD: usize = 56;
+/// Offset of the `next` word (first extension, 0 = none) inside the header; not checksummed.
+pub const NEXT_WORD: usize = 24;
+/// Magic at offset 0 of an extension header: "RSRX" read as a little-endian u32.
+pub const EXT_MAGIC: u32 = u32::from_le_bytes(*b"RSRX");
+/// Bytes of an extension header (entries follow it).
+pub const EXT_HEADER_BYTES: usize = 64;
+/// Offset of the `next` word inside an extension header.
+pub const EXT_NEXT_WORD: usize = 16;
 
 /// One redo entry: store `value` (8 bytes, little-endian) at `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +98,19 @@ pub enum UlogError {
         /// Why.
         reason: &'static str,
     },
+    /// The chain of extensions is corrupt (never the result of a crash: links change only
+    /// through committed link batches).
+    #[error("redo log at {base:#x}: extension {index} at {off:#x}: {reason}")]
+    BadChain {
+        /// Log base offset.
+        base: usize,
+        /// Position of the extension in the chain (0 = first).
+        index: usize,
+        /// Its offset.
+        off: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Flushing failed.
     #[error("redo log persist: {0}")]
     Persist(#[from] PersistError),
@@ -112,7 +146,26 @@ pub enum LogState {
     },
 }
 
-/// A redo log at a fixed place. Holds no reference to the persister: every call takes one.
+/// One extension area of a log: its header at `off`, `capacity` entries after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extension {
+    /// Offset of the extension header.
+    pub off: usize,
+    /// Entries it holds.
+    pub capacity: usize,
+}
+
+impl Extension {
+    fn entries_off(&self) -> usize {
+        self.off + EXT_HEADER_BYTES
+    }
+    fn end(&self) -> usize {
+        self.entries_off() + self.capacity * ENTRY_BYTES
+    }
+}
+
+/// A redo log at a fixed place (plus its extensions). Holds no reference to the persister:
+/// every call takes one.
 #[derive(Debug)]
 pub struct Ulog {
     base: usize,
@@ -120,6 +173,7 @@ pub struct Ulog {
     capacity: usize,
     generation: u64,
     buf: Vec<u8>,
+    ext: Vec<Extension>,
 }
 
 /// Number of entries a log area of `area_bytes` holds.
@@ -161,7 +215,7 @@ fn check_area<P: Persister + ?Sized>(
     Ok(())
 }
 
-/// Decode the log at `[base, base+area_bytes)` (the area is read, never written).
+/// Decode the log at `[base, base+area_bytes)` and its extensions (read, never written).
 pub fn inspect<P: Persister + ?Sized>(
     p: &P,
     base: usize,
@@ -170,10 +224,92 @@ pub fn inspect<P: Persister + ?Sized>(
     check_area(p, base, area_bytes)?;
     let mut hdr = [0u8; HEADER_BYTES];
     p.read(base, &mut hdr);
-    Ok(decode(p, base, area_bytes, &hdr))
+    let ext = load_chain(p, base, area_bytes)?;
+    Ok(decode(p, base, area_bytes, &ext, &hdr))
 }
 
-fn decode<P: Persister + ?Sized>(p: &P, base: usize, area_bytes: usize, hdr: &[u8]) -> LogState {
+/// The extensions chained from the log at `base` (see the module documentation).
+pub fn load_chain<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    area_bytes: usize,
+) -> Result<Vec<Extension>, UlogError> {
+    let mut out: Vec<Extension> = Vec::new();
+    let mut next = p.read_u64(base + NEXT_WORD);
+    while next != 0 {
+        let bad = |reason| UlogError::BadChain {
+            base,
+            index: out.len(),
+            off: next,
+            reason,
+        };
+        // Bounded: every extension takes at least a header and one entry of the persister.
+        if out.len() > p.len() / (EXT_HEADER_BYTES + ENTRY_BYTES) {
+            return Err(bad("chain does not end"));
+        }
+        if next % 8 != 0 {
+            return Err(bad("not 8-byte aligned"));
+        }
+        let off = next as usize;
+        if next
+            .checked_add(EXT_HEADER_BYTES as u64)
+            .map_or(true, |e| e > p.len() as u64)
+        {
+            return Err(bad("outside the persister"));
+        }
+        let mut h = [0u8; EXT_HEADER_BYTES];
+        p.read(off, &mut h);
+        if le_u32(&h, 0) != EXT_MAGIC {
+            return Err(bad("magic"));
+        }
+        if le_u32(&h, 4) != 0 || le_u32(&h, 12) != 0 || h[24..].iter().any(|&b| b != 0) {
+            return Err(bad("reserved bytes not zero"));
+        }
+        let e = Extension {
+            off,
+            capacity: le_u32(&h, 8) as usize,
+        };
+        if e.capacity == 0 || e.end() > p.len() {
+            return Err(bad("capacity zero or past the persister"));
+        }
+        let overlaps = |a: usize, b: usize| a < e.end() && b > off;
+        if overlaps(base, base + area_bytes) || out.iter().any(|x| overlaps(x.off, x.end())) {
+            return Err(bad("overlaps the log or another extension"));
+        }
+        out.push(e);
+        next = le_u64(&h, EXT_NEXT_WORD);
+    }
+    Ok(out)
+}
+
+/// Where entry `i` of a log lives.
+fn entry_off(base: usize, capacity: usize, ext: &[Extension], mut i: usize) -> Option<usize> {
+    if i < capacity {
+        return Some(base + HEADER_BYTES + i * ENTRY_BYTES);
+    }
+    i -= capacity;
+    for e in ext {
+        if i < e.capacity {
+            return Some(e.entries_off() + i * ENTRY_BYTES);
+        }
+        i -= e.capacity;
+    }
+    None
+}
+
+/// The checksummed bytes of a header: all but the `next` word and the commit word.
+fn hash_header(h: &mut crc32fast::Hasher, hdr: &[u8]) {
+    h.update(&hdr[..NEXT_WORD]);
+    h.update(&hdr[NEXT_WORD + 8..COMMIT_WORD]);
+}
+
+fn decode<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    area_bytes: usize,
+    ext: &[Extension],
+    hdr: &[u8],
+) -> LogState {
     let commit = le_u64(hdr, COMMIT_WORD);
     if commit == 0 {
         return LogState::Empty;
@@ -187,21 +323,47 @@ fn decode<P: Persister + ?Sized>(p: &P, base: usize, area_bytes: usize, hdr: &[u
     if u16::from_le_bytes([hdr[6], hdr[7]]) != 0 {
         return LogState::Incomplete("flags");
     }
+    let capacity = capacity_for(area_bytes);
+    let total = capacity + ext.iter().map(|e| e.capacity).sum::<usize>();
     let count = le_u32(hdr, 8) as usize;
-    if count > capacity_for(area_bytes) || le_u32(hdr, 12) as usize != capacity_for(area_bytes) {
+    if count > total || le_u32(hdr, 12) as usize != capacity {
         return LogState::Incomplete("count");
     }
     let generation = le_u64(hdr, 16);
     if le_u32(hdr, 60) != generation as u32 {
         return LogState::Incomplete("generation");
     }
-    if hdr[24..56].iter().any(|&b| b != 0) {
+    if hdr[32..56].iter().any(|&b| b != 0) {
         return LogState::Incomplete("reserved");
     }
     let mut body = vec![0u8; count * ENTRY_BYTES];
-    p.read(base + HEADER_BYTES, &mut body);
+    let mut done = 0;
+    while done < count {
+        // Contiguous runs of entries: the area, then each extension.
+        let at = entry_off(base, capacity, ext, done).expect("count <= total capacity");
+        let run = if done < capacity {
+            capacity - done
+        } else {
+            let mut i = done - capacity;
+            let mut left = 0;
+            for e in ext {
+                if i < e.capacity {
+                    left = e.capacity - i;
+                    break;
+                }
+                i -= e.capacity;
+            }
+            left
+        }
+        .min(count - done);
+        p.read(
+            at,
+            &mut body[done * ENTRY_BYTES..(done + run) * ENTRY_BYTES],
+        );
+        done += run;
+    }
     let mut h = crc32fast::Hasher::new();
-    h.update(&hdr[..COMMIT_WORD]);
+    hash_header(&mut h, hdr);
     h.update(&body);
     if h.finalize() != le_u32(hdr, COMMIT_WORD) {
         return LogState::Incomplete("checksum");
@@ -220,7 +382,7 @@ fn decode<P: Persister + ?Sized>(p: &P, base: usize, area_bytes: usize, hdr: &[u
 }
 
 impl Ulog {
-    /// Write an empty log at `[base, base+area_bytes)` and persist it.
+    /// Write an empty log at `[base, base+area_bytes)` (no extensions) and persist it.
     pub fn format<P: Persister + ?Sized>(
         p: &P,
         base: usize,
@@ -230,20 +392,22 @@ impl Ulog {
         p.fill(base, 0, HEADER_BYTES);
         // Durable before anything relies on this log being empty.
         p.persist(base, HEADER_BYTES)?;
-        Ok(Ulog::at(base, area_bytes, 0))
+        Ok(Ulog::at(base, area_bytes, 0, Vec::new()))
     }
 
-    fn at(base: usize, area_bytes: usize, generation: u64) -> Ulog {
+    fn at(base: usize, area_bytes: usize, generation: u64, ext: Vec<Extension>) -> Ulog {
         Ulog {
             base,
             area_bytes,
             capacity: capacity_for(area_bytes),
             generation,
             buf: Vec::with_capacity(HEADER_BYTES + 8 * ENTRY_BYTES),
+            ext,
         }
     }
 
     /// Open the log: replay it if complete, discard it otherwise; the log is empty afterwards.
+    /// Its extensions stay attached.
     pub fn open<P: Persister + ?Sized>(
         p: &P,
         base: usize,
@@ -253,11 +417,12 @@ impl Ulog {
         let mut hdr = [0u8; HEADER_BYTES];
         p.read(base, &mut hdr);
         let generation = le_u64(&hdr, 16);
-        let log = Ulog::at(base, area_bytes, generation);
-        let rec = match decode(p, base, area_bytes, &hdr) {
+        let ext = load_chain(p, base, area_bytes)?;
+        let rec = match decode(p, base, area_bytes, &ext, &hdr) {
             LogState::Empty => Recovered::Empty,
             LogState::Incomplete(_) => Recovered::Discarded,
             LogState::Committed { entries, .. } => {
+                let log = Ulog::at(base, area_bytes, generation, ext.clone());
                 for (index, e) in entries.iter().enumerate() {
                     log.check_entry(p, index, e)?;
                 }
@@ -267,6 +432,12 @@ impl Ulog {
                 }
             }
         };
+        // A replay may have stored a link (an `extend` batch): read the chain again.
+        let ext = match rec {
+            Recovered::Replayed { .. } => load_chain(p, base, area_bytes)?,
+            _ => ext,
+        };
+        let log = Ulog::at(base, area_bytes, generation, ext);
         if rec != Recovered::Empty {
             log.clear(p)?;
         }
@@ -283,9 +454,27 @@ impl Ulog {
         self.area_bytes
     }
 
-    /// Entries one commit can hold.
+    /// Entries the fixed area holds.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Entries one commit can hold: the fixed area plus every extension.
+    pub fn total_capacity(&self) -> usize {
+        self.capacity + self.ext.iter().map(|e| e.capacity).sum::<usize>()
+    }
+
+    /// The extensions, in chain order.
+    pub fn extensions(&self) -> &[Extension] {
+        &self.ext
+    }
+
+    /// The word that links the next extension: the header's `next` or the last extension's.
+    fn tail_link(&self) -> usize {
+        match self.ext.last() {
+            Some(e) => e.off + EXT_NEXT_WORD,
+            None => self.base + NEXT_WORD,
+        }
     }
 
     fn check_entry<P: Persister + ?Sized>(
@@ -309,10 +498,73 @@ impl Ulog {
         {
             return Err(bad("outside the persister"));
         }
-        let (lo, hi) = (self.base as u64, (self.base + self.area_bytes) as u64);
-        if e.off + 8 > lo && e.off < hi {
+        let off = e.off as usize;
+        let inside = |lo: usize, hi: usize| off + 8 > lo && off < hi;
+        // The only words of the log a batch may store are the links (see `extend`).
+        let link =
+            off == self.base + NEXT_WORD || self.ext.iter().any(|x| off == x.off + EXT_NEXT_WORD);
+        if !link
+            && (inside(self.base, self.base + self.area_bytes)
+                || self.ext.iter().any(|x| inside(x.off, x.end())))
+        {
             return Err(bad("inside the redo log itself"));
         }
+        Ok(())
+    }
+
+    /// Attach an extension of `bytes` bytes at `off` (8-byte aligned, outside the log, owned
+    /// by the caller from now on): its header is written and made durable (own fence), then
+    /// one commit of this log stores the link **and** `entries` (the caller's stores that make
+    /// the area allocated), so a crash leaves both or neither. On return the log holds that
+    /// many more entries per commit.
+    pub fn extend<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        off: usize,
+        bytes: usize,
+        entries: &[Entry],
+    ) -> Result<(), UlogError> {
+        let capacity = bytes.saturating_sub(EXT_HEADER_BYTES) / ENTRY_BYTES;
+        let e = Extension { off, capacity };
+        let bad = |reason| UlogError::BadChain {
+            base: self.base,
+            index: self.ext.len(),
+            off: off as u64,
+            reason,
+        };
+        if off % 8 != 0 {
+            return Err(bad("not 8-byte aligned"));
+        }
+        if capacity == 0 || capacity > u32::MAX as usize || e.end() > p.len() {
+            return Err(bad("capacity zero or past the persister"));
+        }
+        let overlaps = |a: usize, b: usize| a < e.end() && b > off;
+        if overlaps(self.base, self.base + self.area_bytes)
+            || self.ext.iter().any(|x| overlaps(x.off, x.end()))
+        {
+            return Err(bad("overlaps the log or another extension"));
+        }
+        if entries.len() + 1 > self.capacity {
+            return Err(UlogError::TooManyEntries {
+                base: self.base,
+                entries: entries.len() + 1,
+                capacity: self.capacity,
+            });
+        }
+        let mut h = [0u8; EXT_HEADER_BYTES];
+        h[0..4].copy_from_slice(&EXT_MAGIC.to_le_bytes());
+        h[8..12].copy_from_slice(&(capacity as u32).to_le_bytes());
+        p.write(off, &h);
+        // The header durable before the link that makes it part of the chain: a complete log
+        // does not imply that bytes merely flushed with it survived.
+        p.persist(off, EXT_HEADER_BYTES)?;
+        let mut batch = entries.to_vec();
+        batch.push(Entry {
+            off: self.tail_link() as u64,
+            value: off as u64,
+        });
+        self.commit(p, &batch)?;
+        self.ext.push(e);
         Ok(())
     }
 
@@ -323,11 +575,12 @@ impl Ulog {
         p: &P,
         entries: &[Entry],
     ) -> Result<(), UlogError> {
-        if entries.len() > self.capacity {
+        let total = self.total_capacity();
+        if entries.len() > total {
             return Err(UlogError::TooManyEntries {
                 base: self.base,
                 entries: entries.len(),
-                capacity: self.capacity,
+                capacity: total,
             });
         }
         for (index, e) in entries.iter().enumerate() {
@@ -348,6 +601,8 @@ impl Ulog {
             // The low half goes into the commit word, which must never be zero for a valid log.
             self.generation = self.generation.wrapping_add(1);
         }
+        let next = self.ext.first().map_or(0, |e| e.off as u64);
+        let in_area = entries.len().min(self.capacity);
         let buf = &mut self.buf;
         buf.clear();
         buf.extend_from_slice(&ULOG_MAGIC.to_le_bytes());
@@ -356,21 +611,41 @@ impl Ulog {
         buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         buf.extend_from_slice(&(self.capacity as u32).to_le_bytes());
         buf.extend_from_slice(&self.generation.to_le_bytes());
+        buf.extend_from_slice(&next.to_le_bytes());
         buf.resize(COMMIT_WORD, 0);
         buf.extend_from_slice(&[0u8; 8]);
-        for e in entries {
+        for e in &entries[..in_area] {
             buf.extend_from_slice(&e.off.to_le_bytes());
             buf.extend_from_slice(&e.value.to_le_bytes());
         }
         let mut h = crc32fast::Hasher::new();
-        h.update(&buf[..COMMIT_WORD]);
+        hash_header(&mut h, buf);
         h.update(&buf[HEADER_BYTES..]);
+        // Entries past the fixed area go to the extensions, in chain order.
+        let mut rest = &entries[in_area..];
+        let mut seg = Vec::new();
+        for x in &self.ext {
+            if rest.is_empty() {
+                break;
+            }
+            let k = rest.len().min(x.capacity);
+            seg.clear();
+            for e in &rest[..k] {
+                seg.extend_from_slice(&e.off.to_le_bytes());
+                seg.extend_from_slice(&e.value.to_le_bytes());
+            }
+            h.update(&seg);
+            p.write(x.entries_off(), &seg);
+            p.flush(x.entries_off(), seg.len())?;
+            rest = &rest[k..];
+        }
+        debug_assert!(rest.is_empty(), "total capacity checked above");
         let crc = h.finalize();
         buf[COMMIT_WORD..COMMIT_WORD + 4].copy_from_slice(&crc.to_le_bytes());
         buf[COMMIT_WORD + 4..HEADER_BYTES].copy_from_slice(&(self.generation as u32).to_le_bytes());
         p.write(self.base, buf);
-        // Step 1: the whole log (entries + checksummed commit record) durable before any
-        // destination word changes.
+        // Step 1: the whole log (entries in the area and every extension + the checksummed
+        // commit record) durable before any destination word changes.
         p.persist(self.base, buf.len())?;
         self.apply(p, entries)?;
         self.clear(p)
@@ -509,7 +784,7 @@ mod tests {
         let log = Ulog::format(&r, BASE, AREA).unwrap();
         drop(log);
         // Hand-build a committed log, then flip each byte of header and entry in turn.
-        let mut good = Ulog::at(BASE, AREA, 41);
+        let mut good = Ulog::at(BASE, AREA, 41, Vec::new());
         // Commit but keep the log: write by committing to a scratch copy and copying the area.
         let scratch = Recorder::new(4096);
         let two = [Entry { off: 0, value: 5 }, Entry { off: 8, value: 6 }];
@@ -519,7 +794,7 @@ mod tests {
         scratch.read(BASE, &mut area);
         let commit = {
             let mut h = crc32fast::Hasher::new();
-            h.update(&area[..COMMIT_WORD]);
+            hash_header(&mut h, &area);
             h.update(&area[HEADER_BYTES..]);
             h.finalize()
         };
@@ -535,6 +810,13 @@ mod tests {
             bad[i] ^= 0x10;
             let c = Recorder::new(4096);
             c.write(BASE, &bad);
+            if (NEXT_WORD..NEXT_WORD + 8).contains(&i) {
+                // The link is not checksummed; a corrupt one is refused, never followed.
+                let e = Ulog::open(&c, BASE, AREA).unwrap_err();
+                assert!(matches!(e, UlogError::BadChain { .. }), "byte {i}: {e}");
+                assert_eq!((c.read_u64(0), c.read_u64(8)), (0, 0), "byte {i} applied");
+                continue;
+            }
             let (_, rec) = Ulog::open(&c, BASE, AREA).unwrap();
             assert_eq!(rec, Recovered::Discarded, "byte {i}");
             assert_eq!((c.read_u64(0), c.read_u64(8)), (0, 0), "byte {i} applied");
@@ -544,5 +826,104 @@ mod tests {
         let (_, rec) = Ulog::open(&c, BASE, AREA).unwrap();
         assert_eq!(rec, Recovered::Replayed { entries: 2 });
         assert_eq!((c.read_u64(0), c.read_u64(8)), (5, 6));
+    }
+
+    #[test]
+    fn chained_log_and_its_links_are_all_or_nothing() {
+        let r = Recorder::new(16384);
+        let mut log = Ulog::format(&r, BASE, AREA).unwrap();
+        let opts = Enumerate {
+            exhaustive_max: 1 << 12,
+            samples: 1500,
+            seed: None,
+        };
+        // Each extension is "allocated" by a flag word stored in the link's own batch: a
+        // crash image holds the link and the flag, or neither.
+        for (k, (off, cap)) in [(4096usize, 3usize), (8192, 5)].into_iter().enumerate() {
+            r.clear_history();
+            let flag = 12288 + 8 * k as u64;
+            log.extend(
+                &r,
+                off,
+                EXT_HEADER_BYTES + cap * ENTRY_BYTES,
+                &[Entry {
+                    off: flag,
+                    value: 1,
+                }],
+            )
+            .unwrap();
+            r.check_crash_images(&opts, |img| {
+                let c = Recorder::from_image(img);
+                let (l, _) = Ulog::open(&c, BASE, AREA).map_err(|e| e.to_string())?;
+                let linked = l.extensions().len() > k;
+                if linked != (c.read_u64(flag as usize) == 1) {
+                    return Err(format!("extension {k}: linked {linked}, flag differs"));
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(log.total_capacity(), 4 + 3 + 5);
+        // Targets inside an extension (other than its link) are refused.
+        let err = log
+            .commit(
+                &r,
+                &[Entry {
+                    off: 4096 + 64,
+                    value: 1,
+                }],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("log itself"), "{err}");
+        let old: Vec<Entry> = (0..11)
+            .map(|i| Entry {
+                off: 2048 + 8 * i,
+                value: 7,
+            })
+            .collect();
+        log.commit(&r, &old).unwrap();
+        r.clear_history();
+        let new: Vec<Entry> = (0..12)
+            .map(|i| Entry {
+                off: 2048 + 8 * i,
+                value: 100 + i,
+            })
+            .collect();
+        log.commit(&r, &new).unwrap();
+        let n = r
+            .check_crash_images(&opts, |img| {
+                let c = Recorder::from_image(img);
+                Ulog::open(&c, BASE, AREA).map_err(|e| e.to_string())?;
+                let got: Vec<u64> = (0..12).map(|i| c.read_u64(2048 + 8 * i)).collect();
+                let was_old = got[..11].iter().all(|&v| v == 7) && got[11] == 0;
+                let is_new = got.iter().enumerate().all(|(i, &v)| v == 100 + i as u64);
+                if was_old || is_new {
+                    Ok(())
+                } else {
+                    Err(format!("mixed state {got:?}"))
+                }
+            })
+            .unwrap();
+        assert!(n > 100, "only {n} images");
+        // Too many for the whole chain: refused before writing.
+        let many = vec![
+            Entry {
+                off: 2048,
+                value: 1
+            };
+            13
+        ];
+        assert!(matches!(
+            log.commit(&r, &many),
+            Err(UlogError::TooManyEntries { capacity: 12, .. })
+        ));
+        // Reopen finds the same chain.
+        let (again, rec) = Ulog::open(&r, BASE, AREA).unwrap();
+        assert_eq!(rec, Recovered::Empty);
+        assert_eq!(again.extensions(), log.extensions());
+        // A corrupt extension header is an error naming the extension, not a silent discard.
+        r.write_u64(8192, 0);
+        let e = Ulog::open(&r, BASE, AREA).unwrap_err();
+        assert!(matches!(e, UlogError::BadChain { index: 1, .. }), "{e}");
     }
 }
