@@ -33,7 +33,7 @@ use crate::layout::{self, HeapHeader, RunGeom, Zone, ALLOC_HEADER_BYTES, CHUNK_F
 use crate::ulog::{Entry, Recovered, Ulog, UlogError};
 use crate::Error;
 use pool::Persister;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -62,6 +62,29 @@ impl Default for CreateOptions {
             lane_extra_bytes: 8192,
         }
     }
+}
+
+/// Type number of the heap blocks that extend a lane's redo log (reserved: `alloc`, `reserve`
+/// and `realloc` refuse it). Such blocks are live objects on media (the checker counts them, and
+/// so do [`Stats`]) but [`Heap::objects`] skips them and [`Heap::object`] and `free` refuse them.
+pub const REDO_EXT_TYPE: u64 = u64::MAX - 2;
+
+/// Most bytes one redo log extension takes (a batch needing more chains several).
+const REDO_EXT_MAX_BYTES: u64 = 4 << 20;
+
+/// Per-chunk word read without the chunk lock ([`Heap::object`]): what the chunk is as far as
+/// live objects go. Written under the chunk lock whenever the chunk's state changes.
+mod info {
+    /// Not the start of an object, nor a run.
+    pub const NONE: u64 = 0;
+    /// A run; the low 32 bits index `Heap::run_geoms`.
+    pub const RUN: u64 = 1 << 62;
+    /// The first chunk of a live span; the low 32 bits are its chunk count.
+    pub const SPAN: u64 = 2 << 62;
+    /// With `SPAN`: a redo log extension (not a user object).
+    pub const INTERNAL: u64 = 1 << 61;
+    /// The tag bits.
+    pub const TAG: u64 = 3 << 62;
 }
 
 /// Allocation classes: the block sizes (allocation header included) served from runs.
@@ -316,6 +339,10 @@ pub struct Heap<P: Persister + ?Sized> {
     hdr: HeapHeader,
     zones: Vec<Zone>,
     chunks: Vec<Mutex<ChunkState>>,
+    /// One `info` word per chunk (see the `info` module).
+    info: Vec<AtomicU64>,
+    /// Geometries of runs: the classes' (same indexes as `geoms`), then any other found at open.
+    run_geoms: Vec<RunGeom>,
     classes: AllocClasses,
     geoms: Vec<RunGeom>,
     avail: Vec<Mutex<Vec<usize>>>,
@@ -422,6 +449,8 @@ impl<P: Persister + ?Sized> Heap<P> {
         };
         let counters = Counters::default();
         let mut avail: Vec<Vec<usize>> = vec![Vec::new(); geoms.len()];
+        let mut infos: Vec<u64> = vec![info::NONE; total];
+        let mut run_geoms = geoms.clone();
         for (zi, z) in zones.iter().enumerate() {
             let mut zh = [0u8; layout::ZONE_HEADER_BYTES];
             p.read(z.off, &mut zh);
@@ -449,6 +478,9 @@ impl<P: Persister + ?Sized> Heap<P> {
                             n: size as u32,
                             used: true,
                         };
+                        let internal = p.read_u64(z.chunk_off(i) + 8) == REDO_EXT_TYPE;
+                        infos[g] =
+                            info::SPAN | size as u64 | if internal { info::INTERNAL } else { 0 };
                         for s in &mut states[g + 1..g + size] {
                             *s = ChunkState::Interior { start: g };
                         }
@@ -473,6 +505,14 @@ impl<P: Persister + ?Sized> Heap<P> {
                         }
                         let used: u32 = bits.iter().map(|w| w.count_ones()).sum();
                         let class = geoms.iter().position(|c| *c == geom);
+                        let gi = match run_geoms.iter().position(|c| *c == geom) {
+                            Some(gi) => gi,
+                            None => {
+                                run_geoms.push(geom);
+                                run_geoms.len() - 1
+                            }
+                        };
+                        infos[g] = info::RUN | gi as u64;
                         let free = geom.nblocks - used;
                         if free > 0 {
                             if let Some(c) = class {
@@ -510,6 +550,8 @@ impl<P: Persister + ?Sized> Heap<P> {
             hdr,
             zones,
             chunks: states.into_iter().map(Mutex::new).collect(),
+            info: infos.into_iter().map(AtomicU64::new).collect(),
+            run_geoms,
             classes,
             geoms,
             avail: avail.into_iter().map(Mutex::new).collect(),
@@ -672,30 +714,55 @@ impl<P: Persister + ?Sized> Heap<P> {
         }
     }
 
-    /// The live object at `off`, or [`Error::NotAllocated`].
+    /// The live object at `off`, or [`Error::NotAllocated`]. Takes no lock: the chunk's
+    /// `info` word (kept under the chunk lock by every change of chunk state) gives the run
+    /// geometry or span, then the run's bitmap word and the allocation header are read from
+    /// media; the `info` word is read again afterwards and the lookup repeated if it changed.
+    /// An object freed concurrently may be reported either way (as with any racing free).
     pub fn object(&self, off: u64) -> Result<ObjectInfo, Error> {
         let not = Error::NotAllocated { off };
         let c = self.chunk_of(off).ok_or(not)?;
-        let g = lock(&self.chunks[c]);
-        match &*g {
-            ChunkState::Run(rs) => {
-                let (idx, start) = self
-                    .block_at(c, rs, off)
-                    .filter(|&(_, s)| s + ALLOC_HEADER_BYTES == off)
+        // Bounded: a chunk changing state under every lookup is not a state worth waiting for.
+        for _ in 0..16 {
+            let w = self.info[c].load(Ordering::Acquire);
+            let got = self.object_by_info(c, w, off);
+            if self.info[c].load(Ordering::Acquire) == w {
+                return got;
+            }
+        }
+        let _g = lock(&self.chunks[c]);
+        self.object_by_info(c, self.info[c].load(Ordering::Acquire), off)
+    }
+
+    fn object_by_info(&self, c: usize, w: u64, off: u64) -> Result<ObjectInfo, Error> {
+        let not = Error::NotAllocated { off };
+        match w & info::TAG {
+            info::RUN => {
+                let g = self.run_geoms[w as u32 as usize];
+                let data = self.chunk_off(c) + g.data_off as u64;
+                let rel = off
+                    .checked_sub(data + ALLOC_HEADER_BYTES)
                     .ok_or(Error::NotAllocated { off })?;
+                let idx = rel / g.block_size;
+                if rel % g.block_size != 0 || idx >= g.nblocks as u64 {
+                    return Err(not);
+                }
+                let idx = idx as u32;
                 if self.p.read_u64(self.bitmap_word_off(c, idx)) & (1 << (idx % 64)) == 0 {
-                    return Err(Error::NotAllocated { off });
+                    return Err(not);
                 }
                 Ok(ObjectInfo {
                     off,
-                    type_num: self.p.read_u64(start as usize + 8),
-                    usable_size: rs.geom.block_size - ALLOC_HEADER_BYTES,
+                    type_num: self.p.read_u64(off as usize - 8),
+                    usable_size: g.block_size - ALLOC_HEADER_BYTES,
                 })
             }
-            ChunkState::Span { n, used: true } if off == self.chunk_off(c) + ALLOC_HEADER_BYTES => {
-                Ok(self.span_info(c, *n))
+            info::SPAN
+                if w & info::INTERNAL == 0 && off == self.chunk_off(c) + ALLOC_HEADER_BYTES =>
+            {
+                Ok(self.span_info(c, w as u32))
             }
-            _ => Err(Error::NotAllocated { off }),
+            _ => Err(not),
         }
     }
 
@@ -869,6 +936,7 @@ impl<P: Persister + ?Sized> Heap<P> {
                 }],
             )?;
             *g = ChunkState::Free;
+            self.info[c].store(info::NONE, Ordering::Release);
             self.counters.runs.fetch_sub(1, Ordering::Relaxed);
             lock(&self.spans).insert(c, 1);
         }
@@ -900,7 +968,9 @@ impl<P: Persister + ?Sized> Heap<P> {
             lock(&self.spans).insert(c, 1);
             return Err(e.into());
         }
-        *lock(&self.chunks[c]) = ChunkState::Run(Box::new(RunState {
+        let mut g = lock(&self.chunks[c]);
+        self.info[c].store(info::RUN | class as u64, Ordering::Release);
+        *g = ChunkState::Run(Box::new(RunState {
             geom,
             class: Some(class),
             bits: vec![0; geom.bitmap_words()],
@@ -1128,6 +1198,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         zero: bool,
     ) -> Result<u64, Error> {
         let h = self.heap;
+        refuse_reserved_type(type_num)?;
         // Fast path: one block of a run, and a destination (if any) that needs no lookup.
         let class = size
             .checked_add(ALLOC_HEADER_BYTES)
@@ -1193,6 +1264,54 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         type_num: u64,
         zero: bool,
     ) -> Result<Reservation, Error> {
+        refuse_reserved_type(type_num)?;
+        self.reserve_any(size, type_num, zero)
+    }
+
+    /// Add extensions to this lane's redo log until one commit holds `need` entries. Each
+    /// extension is a span of [`REDO_EXT_TYPE`], allocated in the same redo batch that links
+    /// it (see `Ulog::extend`); it stays attached to the lane for later batches.
+    fn grow_redo(&mut self, need: usize) -> Result<(), Error> {
+        let h = self.heap;
+        let cs = h.hdr.chunk_size;
+        let max_chunks = (REDO_EXT_MAX_BYTES / cs)
+            .max(1)
+            .min(h.hdr.zone_max_chunks as u64);
+        while self.arena.ulog.total_capacity() < need {
+            let missing = (need - self.arena.ulog.total_capacity()) as u64;
+            let bytes = ALLOC_HEADER_BYTES
+                + crate::ulog::EXT_HEADER_BYTES as u64
+                + missing * crate::ulog::ENTRY_BYTES as u64;
+            let n = bytes.div_ceil(cs).min(max_chunks);
+            let r = self.reserve_any(n * cs - ALLOC_HEADER_BYTES, REDO_EXT_TYPE, false)?;
+            let ResKind::Span { chunk, n } = r.kind else {
+                unreachable!("a request of whole chunks is a span")
+            };
+            let alloc = Entry {
+                off: h.chunk_hdr_off(chunk),
+                value: layout::chunk_header(layout::CHUNK_USED, n),
+            };
+            if let Err(e) =
+                self.arena
+                    .ulog
+                    .extend(&*h.p, r.off as usize, r.usable as usize, &[alloc])
+            {
+                h.release(&r);
+                return Err(e.into());
+            }
+            let mut g = lock(&h.chunks[chunk]);
+            h.info[chunk].store(info::SPAN | info::INTERNAL | n as u64, Ordering::Release);
+            *g = ChunkState::Span { n, used: true };
+            drop(g);
+            h.counters.objects.fetch_add(1, Ordering::Relaxed);
+            h.counters
+                .allocated_bytes
+                .fetch_add(r.usable, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn reserve_any(&mut self, size: u64, type_num: u64, zero: bool) -> Result<Reservation, Error> {
         let h = self.heap;
         if size == 0 {
             return Err(Error::ZeroSize);
@@ -1349,6 +1468,14 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
             h.cancel(actions);
             return Err(Error::ForeignReservation);
         }
+        // Every action is at most one redo entry: make the log hold that many (before any
+        // chunk is locked; growing allocates).
+        if actions.len() > self.arena.ulog.total_capacity() {
+            if let Err(e) = self.grow_redo(actions.len()) {
+                h.cancel(actions);
+                return Err(e);
+            }
+        }
         // Chunks to lock, ascending.
         let mut need = Vec::new();
         for a in &actions {
@@ -1368,7 +1495,8 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         need.dedup();
         let mut guards: Vec<(usize, MutexGuard<'_, ChunkState>)> =
             need.iter().map(|&c| (c, lock(&h.chunks[c]))).collect();
-        let entries = match h.build_entries(&mut guards, &actions, self.arena.ulog.capacity()) {
+        let entries = match h.build_entries(&mut guards, &actions, self.arena.ulog.total_capacity())
+        {
             Ok(e) => e,
             Err(e) => {
                 drop(guards);
@@ -1390,6 +1518,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                     match r.kind {
                         ResKind::Span { chunk, n } => {
                             **guard(&mut guards, chunk) = ChunkState::Span { n, used: true };
+                            h.info[chunk].store(info::SPAN | n as u64, Ordering::Release);
                         }
                         ResKind::Block { chunk, bit } => {
                             // The committed word is the copy plus this publish's bits.
@@ -1412,6 +1541,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                         ChunkState::Span { n, .. } => {
                             let n = *n;
                             **g = ChunkState::Free;
+                            h.info[c].store(info::NONE, Ordering::Release);
                             freed_spans.push((c, n as usize));
                             n as u64 * h.hdr.chunk_size - ALLOC_HEADER_BYTES
                         }
@@ -1463,6 +1593,15 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
     }
 }
 
+fn refuse_reserved_type(type_num: u64) -> Result<(), Error> {
+    if type_num == REDO_EXT_TYPE {
+        return Err(Error::Config(format!(
+            "type number {type_num:#x} is reserved for redo log extensions"
+        )));
+    }
+    Ok(())
+}
+
 fn guard<'a, 'g>(
     guards: &'a mut [(usize, MutexGuard<'g, ChunkState>)],
     c: usize,
@@ -1484,21 +1623,34 @@ fn first_zero(bits: &[u64], from: usize, nblocks: u32) -> Option<u32> {
     None
 }
 
-fn set_entry(entries: &mut Vec<Entry>, off: u64, value: u64) {
-    match entries.iter_mut().find(|e| e.off == off) {
-        Some(e) => e.value = value,
-        None => entries.push(Entry { off, value }),
-    }
+/// The redo entries of a publish, one per destination word (indexed: a batch can hold
+/// thousands).
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    index: HashMap<u64, usize>,
 }
 
-/// The value bitmap word `off` (word `wi` of `rs`) will have: this batch's entry for it, or
-/// the volatile copy of what media holds.
-fn current(entries: &[Entry], rs: &RunState, off: u64, wi: usize) -> u64 {
-    entries
-        .iter()
-        .find(|e| e.off == off)
-        .map(|e| e.value)
-        .unwrap_or(rs.pbits[wi])
+impl Batch {
+    fn set(&mut self, off: u64, value: u64) {
+        match self.index.get(&off) {
+            Some(&i) => self.entries[i].value = value,
+            None => {
+                self.index.insert(off, self.entries.len());
+                self.entries.push(Entry { off, value });
+            }
+        }
+    }
+
+    fn get(&self, off: u64) -> Option<u64> {
+        self.index.get(&off).map(|&i| self.entries[i].value)
+    }
+
+    /// The value bitmap word `off` (word `wi` of `rs`) will have: this batch's entry for it,
+    /// or the volatile copy of what media holds.
+    fn current(&self, rs: &RunState, off: u64, wi: usize) -> u64 {
+        self.get(off).unwrap_or(rs.pbits[wi])
+    }
 }
 
 impl<P: Persister + ?Sized> Heap<P> {
@@ -1509,10 +1661,10 @@ impl<P: Persister + ?Sized> Heap<P> {
         actions: &[Action],
         capacity: usize,
     ) -> Result<Vec<Entry>, Error> {
-        let mut entries: Vec<Entry> = Vec::new();
-        // Usable ranges allocated by this publish, and object offsets freed by it.
-        let mut fresh: Vec<(u64, u64)> = Vec::new();
-        let mut freed: Vec<u64> = Vec::new();
+        let mut entries = Batch::default();
+        // Usable ranges allocated by this publish (start -> end), and objects freed by it.
+        let mut fresh: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut freed: HashSet<u64> = HashSet::new();
         for a in actions {
             let Action::Alloc(r) = a else { continue };
             let stale = Error::StaleReservation { off: r.off };
@@ -1521,27 +1673,27 @@ impl<P: Persister + ?Sized> Heap<P> {
                     if rs.bits[bit as usize / 64] & (1 << (bit % 64)) != 0 =>
                 {
                     let w = self.bitmap_word_off(chunk, bit) as u64;
-                    let cur = current(&entries, rs, w, bit as usize / 64);
+                    let cur = entries.current(rs, w, bit as usize / 64);
                     if cur & (1 << (bit % 64)) != 0 {
                         return Err(stale);
                     }
-                    set_entry(&mut entries, w, cur | 1 << (bit % 64));
+                    entries.set(w, cur | 1 << (bit % 64));
                 }
                 (ResKind::Span { chunk, n }, ChunkState::Span { n: m, used: false }) if n == *m => {
                     let w = self.chunk_hdr_off(chunk);
-                    if entries.iter().any(|e| e.off == w) {
+                    if entries.get(w).is_some() {
                         return Err(stale);
                     }
-                    set_entry(&mut entries, w, layout::chunk_header(layout::CHUNK_USED, n));
+                    entries.set(w, layout::chunk_header(layout::CHUNK_USED, n));
                 }
                 _ => return Err(stale),
             }
-            fresh.push((r.off, r.off + r.usable));
+            fresh.insert(r.off, r.off + r.usable);
         }
         for a in actions {
             let Action::Free(off) = *a else { continue };
             let not = Error::NotAllocated { off };
-            if freed.contains(&off) || fresh.iter().any(|&(s, _)| s == off) {
+            if freed.contains(&off) || fresh.contains_key(&off) {
                 return Err(not);
             }
             let c = self.chunk_of(off).ok_or(Error::NotAllocated { off })?;
@@ -1552,25 +1704,22 @@ impl<P: Persister + ?Sized> Heap<P> {
                         .filter(|&(_, s)| s + ALLOC_HEADER_BYTES == off)
                         .ok_or(Error::NotAllocated { off })?;
                     let w = self.bitmap_word_off(c, bit) as u64;
-                    let cur = current(&entries, rs, w, bit as usize / 64);
+                    let cur = entries.current(rs, w, bit as usize / 64);
                     if cur & (1 << (bit % 64)) == 0 {
                         return Err(not);
                     }
                     let _ = start;
-                    set_entry(&mut entries, w, cur & !(1 << (bit % 64)));
+                    entries.set(w, cur & !(1 << (bit % 64)));
                 }
                 ChunkState::Span { n, used: true }
-                    if off == self.chunk_off(c) + ALLOC_HEADER_BYTES =>
+                    if off == self.chunk_off(c) + ALLOC_HEADER_BYTES
+                        && self.info[c].load(Ordering::Relaxed) & info::INTERNAL == 0 =>
                 {
-                    set_entry(
-                        &mut entries,
-                        self.chunk_hdr_off(c),
-                        layout::chunk_header(CHUNK_FREE, *n),
-                    );
+                    entries.set(self.chunk_hdr_off(c), layout::chunk_header(CHUNK_FREE, *n));
                 }
                 _ => return Err(not),
             }
-            freed.push(off);
+            freed.insert(off);
         }
         for a in actions {
             let Action::Set { off, value } = *a else {
@@ -1582,7 +1731,11 @@ impl<P: Persister + ?Sized> Heap<P> {
             }
             if !(self.is_user_slot(off) || self.in_lane_extra(off)) {
                 let within = |s: u64, e: u64| off >= s && off + 8 <= e;
-                if !fresh.iter().any(|&(s, e)| within(s, e)) {
+                let in_fresh = fresh
+                    .range(..=off)
+                    .next_back()
+                    .is_some_and(|(&s, &e)| within(s, e));
+                if !in_fresh {
                     let c = self
                         .chunk_of(off)
                         .ok_or(bad("not in a user slot, a lane's extra area, or an object"))?;
@@ -1599,15 +1752,14 @@ impl<P: Persister + ?Sized> Heap<P> {
                             Some((bit, start)) => {
                                 let w = self.bitmap_word_off(c, bit) as u64;
                                 within(start + ALLOC_HEADER_BYTES, start + rs.geom.block_size)
-                                    && current(&entries, rs, w, bit as usize / 64)
-                                        & (1 << (bit % 64))
+                                    && entries.current(rs, w, bit as usize / 64) & (1 << (bit % 64))
                                         != 0
                             }
                             None => false,
                         },
                         ChunkState::Span { n, used: true } => {
                             let s = self.chunk_off(c);
-                            let freed_now = entries.iter().any(|e| e.off == self.chunk_hdr_off(c));
+                            let freed_now = entries.get(self.chunk_hdr_off(c)).is_some();
                             !freed_now
                                 && within(
                                     s + ALLOC_HEADER_BYTES,
@@ -1621,15 +1773,15 @@ impl<P: Persister + ?Sized> Heap<P> {
                     }
                 }
             }
-            set_entry(&mut entries, off, value);
+            entries.set(off, value);
         }
-        if entries.len() > capacity {
+        if entries.entries.len() > capacity {
             return Err(Error::TooManyActions {
-                entries: entries.len(),
+                entries: entries.entries.len(),
                 capacity,
             });
         }
-        Ok(entries)
+        Ok(entries.entries)
     }
 }
 
@@ -1669,7 +1821,11 @@ impl<P: Persister + ?Sized> Iterator for Objects<'_, P> {
                         }
                     }
                 }
-                ChunkState::Span { n, used: true } => self.buf.push_back(h.span_info(c, *n)),
+                ChunkState::Span { n, used: true }
+                    if h.info[c].load(Ordering::Relaxed) & info::INTERNAL == 0 =>
+                {
+                    self.buf.push_back(h.span_info(c, *n))
+                }
                 _ => {}
             }
             if let Some(t) = self.type_num {

@@ -22,7 +22,7 @@ pub mod ulog;
 pub use check::{check, CheckReport};
 pub use heap::{
     Action, AllocClasses, CreateOptions, Heap, Lane, ObjectInfo, Objects, Options, Reservation,
-    Stats,
+    Stats, REDO_EXT_TYPE,
 };
 pub use ulog::{Entry, Recovered, Ulog, UlogError};
 
@@ -79,7 +79,8 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// The batch needs more redo entries than a lane's log holds.
+    /// The batch needs more redo entries than a lane's log holds even after growing it (an
+    /// internal invariant: publish grows the log to the batch's size first).
     #[error("publish needs {entries} redo entries, a lane holds {capacity}")]
     TooManyActions {
         /// Entries needed.

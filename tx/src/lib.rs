@@ -92,14 +92,6 @@ pub enum Error {
         /// Object offset.
         off: u64,
     },
-    /// The transaction needs more redo entries at commit than a lane's redo log holds.
-    #[error("transaction needs {needed} redo entries at commit (allocations + frees + 1), a lane holds {capacity}")]
-    TooManyActions {
-        /// Entries needed.
-        needed: usize,
-        /// Capacity.
-        capacity: usize,
-    },
     /// A nested transaction aborted; the whole transaction was rolled back.
     #[error("a nested transaction aborted, so the whole transaction was rolled back")]
     NestedAborted,

@@ -80,7 +80,6 @@ pub struct Tx<'a, P: Persister + ?Sized> {
     on_abort: Vec<Hook<'a>>,
     failed: bool,
     finished: bool,
-    redo_capacity: usize,
 }
 
 /// Where a checked write lands.
@@ -98,7 +97,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         if nested {
             return Err(Error::AlreadyInTx);
         }
-        let mut lane = pool.heap().lane();
+        let lane = pool.heap().lane();
         let mut undo = pool.undo_log(lane.index());
         if let Some(why) = undo.poisoned() {
             return Err(Error::Corrupt(format!(
@@ -106,7 +105,6 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
                 lane.index()
             )));
         }
-        let redo_capacity = lane.redo_log().capacity();
         IN_TX.with(|v| v.borrow_mut().push(me));
         // Reuse the lane's buffers (no allocation per transaction in the common case).
         let (mut saved, mut flush) = undo.take_buffers();
@@ -124,7 +122,6 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             on_abort: Vec::new(),
             failed: false,
             finished: false,
-            redo_capacity,
         })
     }
 
@@ -296,17 +293,6 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         self.write_checked(t, obj, rel, data, SnapFlags::NONE)
     }
 
-    fn count_actions(&self, extra: usize) -> Result<(), Error> {
-        let needed = self.fresh.len() + self.frees.len() + 1 + extra;
-        if needed > self.redo_capacity {
-            return Err(Error::TooManyActions {
-                needed,
-                capacity: self.redo_capacity,
-            });
-        }
-        Ok(())
-    }
-
     /// Allocate `size` bytes of type `type_num` (zeroed when `zero`); the object becomes
     /// persistent at commit and is released on abort. Returns its offset.
     pub fn alloc_raw(&mut self, size: u64, type_num: u64, zero: bool) -> Result<u64, Error> {
@@ -316,7 +302,6 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
                 "type number {type_num:#x} is reserved for undo log blocks"
             )));
         }
-        self.count_actions(1)?;
         let r = self.lane.reserve(size, type_num, false)?;
         let off = r.off();
         if zero {
@@ -345,7 +330,6 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             return Err(Error::FreedInTx { off: obj });
         }
         self.pool.heap().object(obj)?;
-        self.count_actions(1)?;
         self.frees.insert(obj);
         Ok(())
     }

@@ -93,3 +93,73 @@ fn every_crash_image_is_before_or_after_each_transaction() {
     }
     eprintln!("checked {images} crash images over {txs} transactions");
 }
+
+/// Objects of type 7 and the first 8 bytes of the root's data: what the big transactions change.
+fn big_state<P: pool::Persister + ?Sized>(pool: &PoolTyped<Root, P>) -> (Vec<u64>, [u8; 8]) {
+    let r = pool.read(&pool.root()).unwrap();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&r.data[..8]);
+    (
+        pool.heap().objects_of_type(7).map(|o| o.off).collect(),
+        head,
+    )
+}
+
+#[test]
+fn a_transaction_freeing_ten_thousand_objects_is_all_or_nothing() {
+    let rec = Arc::new(Recorder::new(2 << 20));
+    rec.set_capture(false);
+    let pool = PoolTyped::<Root, Recorder>::create_in(rec.clone(), &small(1)).unwrap();
+    // 1 KiB lane redo logs hold 60 entries; transactions of 500 allocations already need the
+    // log to grow.
+    let mut objs = Vec::new();
+    for _ in 0..20 {
+        let got: Vec<u64> = pool
+            .tx(|tx| (0..500).map(|_| tx.alloc_raw(40, 7, false)).collect())
+            .unwrap();
+        objs.extend(got);
+    }
+    assert_eq!(big_state(&pool).0.len(), 10_000);
+    let before = big_state(&pool);
+    let root = pool.root();
+    rec.clear_history();
+    rec.set_capture(true);
+    pool.tx(|tx| {
+        for &o in &objs {
+            tx.free_raw(o)?;
+        }
+        tx.update(&root, |r| r.data[..8].copy_from_slice(b"freed10k"))
+    })
+    .unwrap();
+    rec.set_capture(false);
+    let after = big_state(&pool);
+    assert_eq!(after, (Vec::new(), *b"freed10k"));
+    let opts = Enumerate {
+        exhaustive_max: 64,
+        samples: 8,
+        seed: None,
+    };
+    let n = rec
+        .check_crash_images(&opts, |img| {
+            let r = Arc::new(Recorder::from_image(img));
+            r.set_capture(false);
+            let p = PoolTyped::<Root, Recorder>::open_in(r.clone(), Default::default())
+                .map_err(|e| format!("open failed: {e}"))?;
+            let rep = palloc::check(&*r).map_err(|e| e.to_string())?;
+            if !rep.is_ok() {
+                return Err(format!("heap checker: {:?}", rep.problems));
+            }
+            let s = big_state(&p);
+            if s == before || s == after {
+                Ok(())
+            } else {
+                Err(format!(
+                    "neither before nor after: {} objects, head {:?}",
+                    s.0.len(),
+                    s.1
+                ))
+            }
+        })
+        .unwrap_or_else(|f| panic!("{f}"));
+    eprintln!("{n} crash images of a 10 000-free transaction checked");
+}
