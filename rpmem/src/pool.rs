@@ -6,6 +6,11 @@
 //! bytes of the range (appliance method). The providers we ask for order sends after writes
 //! (`FI_ORDER_SAW`, requested in `fabric::Info::get`), so the PERSIST is sent right after the
 //! write is posted (docs/PROTOCOL.md §8.2).
+//!
+//! Protocol 1.1 (capability WRITE_DATA, §8.5): where the lane's provider carries 8 bytes of
+//! remote CQ data, a persist whose range fits the 64-bit immediate is one RMA write with data
+//! (the last chunk's, describing the whole range) followed by the PERSIST_RESP wait, instead of
+//! write + PERSIST. `RPMEM_NO_WRITE_DATA=1` keeps the capability out of HELLO.
 
 use std::io;
 use std::net::IpAddr;
@@ -20,7 +25,7 @@ use rpmem_proto::{
     check_range,
     session::{accept_hello_resp, check_reply},
     Capabilities, Hello, LaneConnect, Message, PersistMethod, PoolAttr, PoolRequest, PoolResp,
-    Provider, ReadError, Status, LANE_FRAME_MAX, PROTO_MAJOR, PROTO_MINOR,
+    Provider, ReadError, Status, WriteData, LANE_FRAME_MAX, PROTO_MAJOR, PROTO_MINOR,
 };
 
 use crate::memory::PoolMemory;
@@ -35,8 +40,26 @@ const LANE_BUFF_BYTES: usize = 64;
 const RMA_CHUNK_MAX: usize = 16 << 20;
 /// Bounce buffer of `read`, per lane.
 const READ_BOUNCE_BYTES: usize = 1 << 20;
-/// What HELLO offers: every capability this version knows.
+/// What HELLO offers: every capability this version knows (minus WRITE_DATA when
+/// [`NO_WRITE_DATA_ENV`] is set, see [`capabilities_offered`]).
 const CAPABILITIES_OFFERED: Capabilities = Capabilities::KNOWN;
+/// Environment switch: `RPMEM_NO_WRITE_DATA=1` leaves WRITE_DATA out of HELLO, so every persist
+/// is RMA write + PERSIST as in protocol 1.0 (for comparison, and for providers misbehaving with
+/// remote CQ data).
+const NO_WRITE_DATA_ENV: &str = "RPMEM_NO_WRITE_DATA";
+/// `FI_ORDER_WAW` of rdma/fabric.h (`1ULL << 4`): RMA writes are transmitted in order. A
+/// multi-chunk persist uses write data only when the provider reports it (§8.5).
+const FI_ORDER_WAW: u64 = 1 << 4;
+
+/// The capabilities HELLO offers, with the environment switch applied.
+fn capabilities_offered() -> Capabilities {
+    let off = std::env::var_os(NO_WRITE_DATA_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    if off {
+        Capabilities(CAPABILITIES_OFFERED.0 & !Capabilities::WRITE_DATA.0)
+    } else {
+        CAPABILITIES_OFFERED
+    }
+}
 
 /// Flags of [`RpmemPool::persist`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -241,10 +264,11 @@ impl Control {
     }
 
     fn hello(&mut self) -> Result<(), Error> {
+        let offered = capabilities_offered();
         let reply = self.call(&Message::Hello(Hello {
             major: PROTO_MAJOR,
             minor: PROTO_MINOR,
-            capabilities: CAPABILITIES_OFFERED,
+            capabilities: offered,
         }))?;
         let Message::HelloResp(r) = reply else {
             return Err(self.unexpected("HELLO", &reply));
@@ -255,9 +279,11 @@ impl Control {
             peer_minor: r.minor,
             ours: PROTO_MAJOR,
         })?;
-        // Only what both sides offered: a bit we did not offer (or do not know) is never used,
-        // whatever rpmemd claims.
-        self.caps = r.capabilities.common(CAPABILITIES_OFFERED);
+        // Only what both sides offered and the negotiated minor defines: a bit we did not offer
+        // (or do not know) is never used, whatever rpmemd claims.
+        self.caps = Capabilities(
+            r.capabilities.common(offered).0 & Capabilities::defined_in_minor(r.minor).0,
+        );
         self.minor = r.minor;
         Ok(())
     }
@@ -282,6 +308,9 @@ struct Lane {
     broken: Option<String>,
     /// Hull of the ranges written by `flush` and not yet drained.
     flushed: Option<(u64, u64)>,
+    /// Persists that fit may be one RMA write with data (WRITE_DATA negotiated and this
+    /// endpoint carries 8 bytes of CQ data).
+    write_data: bool,
     bounce: Option<OwnedRegion>,
 }
 
@@ -302,6 +331,9 @@ pub struct RpmemPool {
     method: PersistMethod,
     provider: Provider,
     max_rma: usize,
+    /// The provider transmits RMA writes in order (`FI_ORDER_WAW`): a multi-chunk persist may
+    /// carry its write data on the last chunk (§8.5).
+    writes_ordered: bool,
     persist_deadline: Duration,
 }
 
@@ -464,10 +496,12 @@ impl RpmemPool {
                         note: lane_ip.note.clone(),
                     }
                 })?;
+            let write_data = caps.contains(Capabilities::WRITE_DATA) && ep.supports_write_data();
             lanes.push(Mutex::new(Lane {
                 ep,
                 broken: None,
                 flushed: None,
+                write_data,
                 bounce: None,
             }));
         }
@@ -488,8 +522,15 @@ impl RpmemPool {
             method: resp.persist_method,
             provider: resp.provider,
             max_rma,
+            writes_ordered: info.msg_order() & FI_ORDER_WAW != 0,
             persist_deadline: opts.persist_deadline,
         })
+    }
+
+    /// Whether persists on `lane` use RMA write with data where the range fits (protocol 1.1,
+    /// WRITE_DATA negotiated and the provider carries 8 bytes of CQ data).
+    pub fn uses_write_data(&self, lane: u32) -> bool {
+        self.lane(lane).map(|l| l.write_data).unwrap_or(false)
     }
 
     /// Number of lanes granted.
@@ -597,6 +638,72 @@ impl RpmemPool {
         Ok(())
     }
 
+    /// The write data describing this persist, when it may be sent that way (§8.5): the lane
+    /// uses write data, the range is not empty and fits the immediate, and it is one RMA chunk
+    /// or the provider orders writes. `None`: RMA write + PERSIST.
+    fn write_data_for(
+        &self,
+        l: &Lane,
+        offset: u64,
+        length: u64,
+        relaxed: bool,
+        deep: bool,
+    ) -> Option<WriteData> {
+        let one_chunk = length <= self.max_rma as u64;
+        (l.write_data
+            && length > 0
+            && WriteData::fits(offset, length)
+            && (one_chunk || self.writes_ordered))
+            .then_some(WriteData {
+                relaxed,
+                deep,
+                offset,
+                length,
+            })
+    }
+
+    /// Persist by RMA write with data (§8.5): every chunk but the last a plain unsignaled write,
+    /// the last one carrying the immediate that describes the **whole** range; then the
+    /// PERSIST_RESP. rpmemd acts on the immediate only once the last chunk has landed, and the
+    /// earlier chunks landed before it (one chunk, or in-order writes: `write_data_for`).
+    fn persist_write_data(&self, l: &mut Lane, lane: u32, wd: WriteData) -> Result<(), Error> {
+        let imm = wd
+            .encode()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let WriteData { offset, length, .. } = wd;
+        let deadline = Instant::now() + self.persist_deadline;
+        let mut done = 0u64;
+        while done < length {
+            let n = (length - done).min(self.max_rma as u64);
+            let off = offset + done;
+            let last = done + n == length;
+            let r = if last {
+                l.ep.write_with_data(
+                    &self.local_mr,
+                    off as usize,
+                    n as usize,
+                    &self.remote,
+                    off,
+                    imm,
+                    deadline,
+                )
+            } else {
+                l.ep.write(
+                    &self.local_mr,
+                    off as usize,
+                    n as usize,
+                    &self.remote,
+                    off,
+                    Signal::None,
+                    deadline,
+                )
+            };
+            r.map_err(|source| self.lane_err(lane, "RMA write with data", source))?;
+            done += n;
+        }
+        self.await_persist_resp(l, lane, offset, length, deadline)
+    }
+
     fn persist_msg(
         &self,
         l: &mut Lane,
@@ -628,6 +735,20 @@ impl RpmemPool {
             }
             return Ok(());
         }
+        let deadline = self.send_persist(l, lane, offset, length, relaxed, deep)?;
+        self.await_persist_resp(l, lane, offset, length, deadline)
+    }
+
+    /// Sends PERSIST for the range on the lane; returns the deadline of its answer.
+    fn send_persist(
+        &self,
+        l: &mut Lane,
+        lane: u32,
+        offset: u64,
+        length: u64,
+        relaxed: bool,
+        deep: bool,
+    ) -> Result<Instant, Error> {
         let frame = rpmem_proto::encode(&Message::Persist {
             lane,
             relaxed,
@@ -639,6 +760,18 @@ impl RpmemPool {
         let deadline = Instant::now() + self.persist_deadline;
         l.ep.send(&frame, deadline)
             .map_err(|source| self.lane_err(lane, "sending PERSIST", source))?;
+        Ok(deadline)
+    }
+
+    /// Waits for the PERSIST_RESP of the PERSIST sent on the lane.
+    fn await_persist_resp(
+        &self,
+        l: &mut Lane,
+        lane: u32,
+        offset: u64,
+        length: u64,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let mut buf = [0u8; LANE_BUFF_BYTES];
         let n =
             l.ep.recv_into(&mut buf, deadline)
@@ -688,16 +821,16 @@ impl RpmemPool {
         flags: PersistFlags,
     ) -> Result<(), Error> {
         self.check(offset, length)?;
+        let relaxed = flags.contains(PersistFlags::RELAXED);
         self.with_lane(lane, |l| {
+            // Appliance persists are read-after-write and never involve rpmemd.
+            if self.method == PersistMethod::General {
+                if let Some(wd) = self.write_data_for(l, offset, length, relaxed, false) {
+                    return self.persist_write_data(l, lane, wd);
+                }
+            }
             self.write_range(l, lane, offset, length)?;
-            self.persist_msg(
-                l,
-                lane,
-                offset,
-                length,
-                flags.contains(PersistFlags::RELAXED),
-                false,
-            )
+            self.persist_msg(l, lane, offset, length, relaxed, false)
         })
     }
 
@@ -712,6 +845,9 @@ impl RpmemPool {
         }
         self.check(offset, length)?;
         self.with_lane(lane, |l| {
+            if let Some(wd) = self.write_data_for(l, offset, length, false, true) {
+                return self.persist_write_data(l, lane, wd);
+            }
             self.write_range(l, lane, offset, length)?;
             self.persist_msg(l, lane, offset, length, false, true)
         })
@@ -741,6 +877,50 @@ impl RpmemPool {
             };
             self.persist_msg(l, lane, s, e - s, false, false)
         })
+    }
+
+    /// The first half of [`drain`](Self::drain): sends the PERSIST covering every range
+    /// flushed on `lane` and returns without waiting for its answer; [`PendingDrain::wait`]
+    /// waits. The lane stays locked in between, so several pools (or lanes) can have their
+    /// drains in flight at once — this is how a pool with several remote replicas drains them
+    /// in parallel. With the appliance method the whole drain happens here.
+    pub fn drain_begin(&self, lane: u32) -> Result<PendingDrain<'_>, Error> {
+        let mut l = self.lane(lane)?;
+        if let Some(why) = &l.broken {
+            return Err(Error::LaneBroken {
+                lane,
+                why: why.clone(),
+            });
+        }
+        let Some((s, e)) = l.flushed.take() else {
+            return Ok(PendingDrain {
+                pool: self,
+                lane,
+                state: None,
+            });
+        };
+        if self.method == PersistMethod::Appliance {
+            let r = self.persist_msg(&mut l, lane, s, e - s, false, false);
+            if let Err(err) = &r {
+                mark_broken(&mut l, err);
+            }
+            return r.map(|()| PendingDrain {
+                pool: self,
+                lane,
+                state: None,
+            });
+        }
+        match self.send_persist(&mut l, lane, s, e - s, false, false) {
+            Ok(deadline) => Ok(PendingDrain {
+                pool: self,
+                lane,
+                state: Some((l, s, e - s, deadline)),
+            }),
+            Err(err) => {
+                mark_broken(&mut l, &err);
+                Err(err)
+            }
+        }
     }
 
     /// Reads `out.len()` bytes at `offset` of the remote pool (RMA read; rpmemd's CPU is not
@@ -819,6 +999,51 @@ impl RpmemPool {
             });
         }
         Ok(())
+    }
+}
+
+/// A drain whose PERSIST was sent and whose answer is awaited ([`RpmemPool::drain_begin`]).
+/// Holds the lane's lock until [`wait`](Self::wait); dropped without waiting, the lane is
+/// marked broken (its answer would otherwise be taken for the next request's).
+pub struct PendingDrain<'a> {
+    pool: &'a RpmemPool,
+    lane: u32,
+    /// `None` when there is nothing to wait for.
+    state: Option<(MutexGuard<'a, Lane>, u64, u64, Instant)>,
+}
+
+impl PendingDrain<'_> {
+    /// Waits for the answer: `Ok` once every range flushed on the lane before
+    /// [`RpmemPool::drain_begin`] is durable on the target.
+    pub fn wait(mut self) -> Result<(), Error> {
+        let Some((mut l, offset, length, deadline)) = self.state.take() else {
+            return Ok(());
+        };
+        let r = self
+            .pool
+            .await_persist_resp(&mut l, self.lane, offset, length, deadline);
+        if let Err(e) = &r {
+            mark_broken(&mut l, e);
+        }
+        r
+    }
+}
+
+impl Drop for PendingDrain<'_> {
+    fn drop(&mut self) {
+        if let Some((mut l, ..)) = self.state.take() {
+            l.broken = Some("a drain was started and never waited for".into());
+        }
+    }
+}
+
+/// As `with_lane`: a transport failure makes the lane unusable for good.
+fn mark_broken(l: &mut Lane, e: &Error) {
+    if matches!(
+        e,
+        Error::Lane { .. } | Error::LaneTimeout { .. } | Error::Protocol { .. }
+    ) {
+        l.broken = Some(e.to_string());
     }
 }
 

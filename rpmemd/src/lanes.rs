@@ -1,6 +1,7 @@
 //! The data plane of one session: the libfabric listener, the registration of the served pool,
 //! the admission of exactly `nlanes` lane endpoints that present the session secret, and one
-//! thread per lane answering PERSIST with PERSIST_RESP.
+//! thread per lane answering PERSIST — or, with WRITE_DATA negotiated (protocol 1.1, §8.5), the
+//! remote CQ data of an RMA write describing a persist — with PERSIST_RESP.
 //!
 //! Invariants: the listener is bound to one address (never the wildcard), it is closed once every
 //! lane is connected, a connection request is accepted only with valid lane-connect data (right
@@ -10,7 +11,11 @@
 //! A lane frame that does not decode, or a receive truncated because the frame was longer than
 //! a PERSIST (docs/PROTOCOL.md §8.1), means the peer is broken or hostile: the lane answers
 //! PERSIST_RESP `Malformed` (best effort), closes, and raises the session's [`Fault`], which
-//! ends the whole session (ERROR `Malformed` on the control channel, pool closed, exit 1).
+//! ends the whole session (ERROR `Malformed` on the control channel, pool closed, exit 1). So
+//! does write data on a session that did not negotiate WRITE_DATA (or on an endpoint whose
+//! provider carries less than 8 bytes of CQ data): the peer sent what the session does not
+//! define. Write data that decodes (every `u64` does) but names a range outside the pool, or
+//! DEEP without DEEP_PERSIST, is refused in step like the same PERSIST.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use fabric::Incoming;
 use fabric::{Access, Domain, Endpoint, EndpointConfig, Fabric, Hints, Info, MemoryRegion};
 use rpmem_proto::{
-    session::check_persist, Capabilities, LaneConnect, Message, Provider, Secret, Status,
-    LANE_CONNECT_LEN,
+    session::{check_persist, check_write_data},
+    Capabilities, LaneConnect, Message, Provider, Secret, Status, WriteData, LANE_CONNECT_LEN,
 };
 
 use crate::log::{debug, info, warning};
@@ -278,9 +284,18 @@ fn serve_lane(
 ) {
     let mut buf = [0u8; LANE_MSG_BYTES];
     let pool_size = served.size();
+    // Write data is defined only when negotiated, and readable only when this endpoint's
+    // provider carries all 64 bits of it (§8.5).
+    let write_data_ok = caps.contains(Capabilities::WRITE_DATA) && ep.supports_write_data();
+    // Ends the session for a malformed lane input (§8.1): best-effort Malformed answer, fault.
+    let malformed = |ep: &mut Endpoint, why: String| {
+        warning!("{why}; ending the session");
+        let _ = reply(ep, lane, Status::Malformed);
+        fault.raise(why);
+    };
     while !stop.load(Ordering::SeqCst) {
-        let n = match ep.recv_into(&mut buf, Instant::now() + LANE_POLL) {
-            Ok(n) => n,
+        let incoming = match ep.recv_any_into(&mut buf, Instant::now() + LANE_POLL) {
+            Ok(i) => i,
             Err(fabric::Error::Timeout { .. }) => continue,
             Err(fabric::Error::Disconnected { .. }) => {
                 info!("lane {lane}: the initiator disconnected");
@@ -291,9 +306,7 @@ fn serve_lane(
                     "lane {lane}: malformed frame: longer than the {LANE_MSG_BYTES}-byte receive \
                      buffer (truncated)"
                 );
-                warning!("{why}; ending the session");
-                let _ = reply(&mut ep, lane, Status::Malformed);
-                fault.raise(why);
+                malformed(&mut ep, why);
                 return;
             }
             Err(e) => {
@@ -301,44 +314,73 @@ fn serve_lane(
                 return;
             }
         };
-        let msg = match rpmem_proto::decode(&buf[..n]) {
-            Ok(m) => m,
-            Err(e) => {
-                let why = format!("lane {lane}: malformed frame: {e}");
-                warning!("{why}; ending the session");
-                let _ = reply(&mut ep, lane, Status::Malformed);
-                fault.raise(why);
+        let status = match incoming {
+            Incoming::WriteData(d) if !write_data_ok => {
+                let why = format!(
+                    "lane {lane}: malformed input: RMA write with data {d:#018x}, but WRITE_DATA \
+                     is not in use on this session (negotiated: {}, provider carries 8 bytes of \
+                     CQ data: {})",
+                    caps.contains(Capabilities::WRITE_DATA),
+                    ep.supports_write_data()
+                );
+                malformed(&mut ep, why);
                 return;
             }
-        };
-        let status = match check_persist(&msg, lane, pool_size, caps) {
-            Err(e) => {
-                warning!("lane {lane}: PERSIST refused: {e}");
-                e.status()
-            }
-            Ok(()) => {
-                let Message::Persist {
-                    offset,
-                    length,
-                    deep,
-                    ..
-                } = msg
-                else {
-                    // check_persist accepts only PERSIST.
-                    continue;
-                };
-                match served.persist(offset, length, deep) {
-                    Ok(()) => Status::Ok,
-                    Err(e) => {
-                        crate::log::err!("lane {lane}: persist {offset}+{length} failed: {e}");
-                        Status::Io
-                    }
+            Incoming::WriteData(d) => persist_write_data(lane, WriteData::decode(d), served, caps),
+            Incoming::Message(n) => match rpmem_proto::decode(&buf[..n]) {
+                Ok(msg) => persist_message(lane, &msg, served, pool_size, caps),
+                Err(e) => {
+                    malformed(&mut ep, format!("lane {lane}: malformed frame: {e}"));
+                    return;
                 }
-            }
+            },
         };
         if let Err(e) = reply(&mut ep, lane, status) {
             warning!("lane {lane}: cannot answer, closing the lane: {e}");
             return;
+        }
+    }
+}
+
+/// Answers a decoded lane frame: a PERSIST inside the pool is made durable.
+fn persist_message(
+    lane: u32,
+    msg: &Message,
+    served: &Served,
+    pool_size: u64,
+    caps: Capabilities,
+) -> Status {
+    if let Err(e) = check_persist(msg, lane, pool_size, caps) {
+        warning!("lane {lane}: PERSIST refused: {e}");
+        return e.status();
+    }
+    match *msg {
+        Message::Persist {
+            offset,
+            length,
+            deep,
+            ..
+        } => make_durable(lane, served, offset, length, deep),
+        // check_persist accepts only PERSIST.
+        _ => Status::Internal,
+    }
+}
+
+/// Answers write data (§8.5): checked exactly as the same PERSIST, then made durable.
+fn persist_write_data(lane: u32, wd: WriteData, served: &Served, caps: Capabilities) -> Status {
+    if let Err(e) = check_write_data(&wd, served.size(), caps) {
+        warning!("lane {lane}: persist by write data refused: {e}");
+        return e.status();
+    }
+    make_durable(lane, served, wd.offset, wd.length, wd.deep)
+}
+
+fn make_durable(lane: u32, served: &Served, offset: u64, length: u64, deep: bool) -> Status {
+    match served.persist(offset, length, deep) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            crate::log::err!("lane {lane}: persist {offset}+{length} failed: {e}");
+            Status::Io
         }
     }
 }

@@ -30,9 +30,13 @@ pub const LANES_GRANTED_MAX: u32 = 128;
 /// How long the control loop waits for input before looking at the lanes' [`Fault`].
 const FAULT_POLL: Duration = Duration::from_millis(50);
 
-/// What this rpmemd offers in HELLO_RESP.
+/// What this rpmemd offers in HELLO_RESP. WRITE_DATA: the lanes handle persists described by
+/// remote CQ data (`lanes.rs`, docs/PROTOCOL.md §8.5).
 pub const OUR_CAPABILITIES: Capabilities = Capabilities(
-    Capabilities::DEEP_PERSIST.0 | Capabilities::APPLIANCE.0 | Capabilities::SOCKETS.0,
+    Capabilities::DEEP_PERSIST.0
+        | Capabilities::APPLIANCE.0
+        | Capabilities::SOCKETS.0
+        | Capabilities::WRITE_DATA.0,
 );
 
 pub struct Settings {
