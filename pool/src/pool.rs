@@ -563,22 +563,33 @@ pub struct Pool {
 }
 
 fn lock(file: &File, path: &Path) -> Result<(), Error> {
-    // SAFETY: flock on a valid descriptor owned by `file`.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
+    // A lock held by this very process can linger for a moment after the pool was dropped: a
+    // child being spawned (fork, then exec) shares the open file description, and so the
+    // `flock`, until its exec closes the descriptor. So a busy lock is retried for a short,
+    // bounded time before it is reported as held by another process.
+    const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    loop {
+        // SAFETY: flock on a valid descriptor owned by `file`.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
         let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                op: "flock",
+                source: e,
+            });
+        }
+        if started.elapsed() >= BUSY_RETRY {
             return Err(Error::Locked {
                 path: path.to_path_buf(),
             });
         }
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            op: "flock",
-            source: e,
-        });
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Ok(())
 }
 
 /// Allocate every block of a new part (as PMDK's `util_file_create`), so that a full file
