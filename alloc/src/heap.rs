@@ -999,13 +999,17 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// thread, whose fence would not order this thread's flushes). A header that already holds
     /// the right bytes is durable (only this step and redo commits write headers, both
     /// persisting), so a reused block of the same type costs no store, flush or fence.
+    ///
+    /// With `fence == false` the bytes are flushed but not fenced: the caller owes a fence on
+    /// this thread before the block is published. Returns whether anything was flushed.
     fn prepare_block(
         &self,
         start: u64,
         usable: u64,
         type_num: u64,
         zero: bool,
-    ) -> Result<(), Error> {
+        fence: bool,
+    ) -> Result<bool, Error> {
         let start = start as usize;
         let want = layout::alloc_header(usable + ALLOC_HEADER_BYTES, type_num);
         let mut have = [0u8; ALLOC_HEADER_BYTES as usize];
@@ -1021,9 +1025,12 @@ impl<P: Persister + ?Sized> Heap<P> {
             dirty = Some((start, (ALLOC_HEADER_BYTES + usable) as usize));
         }
         if let Some((off, len)) = dirty {
-            self.p.persist(off, len)?;
+            self.p.flush(off, len)?;
+            if fence {
+                self.p.drain()?;
+            }
         }
-        Ok(())
+        Ok(dirty.is_some())
     }
 
     /// Set (`alloc`) or clear block `bit`'s bit in run `c`'s persistent bitmap, computing the
@@ -1190,6 +1197,34 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         self.reserve_inner(size, type_num, zero)
     }
 
+    /// As [`reserve`](Self::reserve), but the allocation header (and, with `zero`, the zeroed
+    /// bytes) are only *flushed*, not fenced. Returns the reservation and whether a fence is
+    /// owed: when `true`, the caller must fence ([`Persister::drain`]) **on this thread**
+    /// before publishing the reservation — a redo log makes only its own entries
+    /// all-or-nothing, so the bytes a publish makes reachable must already be durable. Lets a
+    /// transaction pay one fence for all its allocations and written bytes at commit instead
+    /// of one per allocation. A reused block whose header already holds the right bytes owes
+    /// nothing (`false`, when `zero` is off).
+    pub fn reserve_unfenced(
+        &mut self,
+        size: u64,
+        type_num: u64,
+        zero: bool,
+    ) -> Result<(Reservation, bool), Error> {
+        refuse_reserved_type(type_num)?;
+        let r = self.reserve_unprepared(size, type_num)?;
+        match self
+            .heap
+            .prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero, false)
+        {
+            Ok(owed) => Ok((r, owed)),
+            Err(e) => {
+                self.heap.release(&r);
+                Err(e)
+            }
+        }
+    }
+
     fn alloc(
         &mut self,
         size: u64,
@@ -1243,7 +1278,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         let start = h.chunk_off(c) + rs.geom.data_off as u64 + bit as u64 * rs.geom.block_size;
         let usable = rs.geom.block_size - ALLOC_HEADER_BYTES;
         let off = start + ALLOC_HEADER_BYTES;
-        if let Err(e) = h.prepare_block(start, usable, type_num, zero) {
+        if let Err(e) = h.prepare_block(start, usable, type_num, zero, true) {
             h.unset_block(c, rs, bit);
             return Err(e);
         }
@@ -1313,6 +1348,18 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
 
     fn reserve_any(&mut self, size: u64, type_num: u64, zero: bool) -> Result<Reservation, Error> {
         let h = self.heap;
+        let r = self.reserve_unprepared(size, type_num)?;
+        if let Err(e) = h.prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero, true)
+        {
+            h.release(&r);
+            return Err(e);
+        }
+        Ok(r)
+    }
+
+    /// Reserve a block or span (volatile state only; its header not yet written).
+    fn reserve_unprepared(&mut self, size: u64, type_num: u64) -> Result<Reservation, Error> {
+        let h = self.heap;
         if size == 0 {
             return Err(Error::ZeroSize);
         }
@@ -1369,10 +1416,6 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                 }
             }
         };
-        if let Err(e) = h.prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero) {
-            h.release(&r);
-            return Err(e);
-        }
         Ok(r)
     }
 

@@ -404,3 +404,40 @@ fn one_block_alloc_and_free_cost_one_fence_each() {
     assert_eq!(objects(&h2), want);
     assert_eq!(h2.persister().read_u64(slot as usize), b);
 }
+
+#[test]
+fn reserve_unfenced_flushes_without_a_fence() {
+    use pool::crash::Recorder;
+    let r = Arc::new(Recorder::new(1 << 20));
+    r.set_capture(false);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let a = h.alloc(64, 1, None).unwrap();
+    h.free(a, None).unwrap();
+    let mut lane = h.lane();
+    let f0 = r.fences();
+    // Same type, no zeroing: the header already holds the right bytes, nothing is owed.
+    let (res, owed) = lane.reserve_unfenced(64, 1, false).unwrap();
+    assert_eq!((res.off(), owed, r.fences()), (a, false, f0));
+    lane.publish(vec![Action::Alloc(res)]).unwrap();
+    assert_eq!(r.fences(), f0 + 1);
+    h.free(a, None).unwrap();
+    // Another type and zeroing: flushed, not fenced; owed until the caller fences.
+    r.write(a as usize, &[0xEE; 64]);
+    let f0 = r.fences();
+    let (res, owed) = lane.reserve_unfenced(64, 2, true).unwrap();
+    assert_eq!((res.off(), owed, r.fences()), (a, true, f0));
+    let mut buf = [1u8; 64];
+    r.read(a as usize, &mut buf);
+    assert_eq!(buf, [0u8; 64]);
+    // After the caller's fence the header and the zeroes are durable.
+    r.drain().unwrap();
+    let d = Recorder::from_image(&r.durable_image());
+    d.read(a as usize, &mut buf);
+    assert_eq!((buf, d.read_u64(a as usize - 8)), ([0u8; 64], 2));
+    lane.publish(vec![Action::Alloc(res)]).unwrap();
+    assert!(lane
+        .reserve_unfenced(64, palloc::REDO_EXT_TYPE, false)
+        .is_err());
+    drop(lane);
+    assert_eq!(h.object(a).unwrap().type_num, 2);
+}

@@ -80,6 +80,9 @@ pub struct Tx<'a, P: Persister + ?Sized> {
     on_abort: Vec<Hook<'a>>,
     failed: bool,
     finished: bool,
+    /// An allocation's header or zeroed bytes were flushed without a fence
+    /// (`Lane::reserve_unfenced`): commit fences before publishing.
+    fence_owed: bool,
 }
 
 /// Where a checked write lands.
@@ -122,6 +125,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             on_abort: Vec::new(),
             failed: false,
             finished: false,
+            fence_owed: false,
         })
     }
 
@@ -302,17 +306,11 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
                 "type number {type_num:#x} is reserved for undo log blocks"
             )));
         }
-        let r = self.lane.reserve(size, type_num, false)?;
+        // Header (and zeroes) flushed now, fenced by commit step 1 together with everything
+        // else the transaction wrote, before the publish makes the object reachable.
+        let (r, owed) = self.lane.reserve_unfenced(size, type_num, zero)?;
+        self.fence_owed |= owed;
         let off = r.off();
-        if zero {
-            // Zeroed in place; flushed with the rest of the transaction at commit, before the
-            // publish makes the object reachable.
-            self.pool
-                .heap()
-                .persister()
-                .fill(off as usize, 0, r.usable_size() as usize);
-            self.flush.push((off, off + r.usable_size()));
-        }
         self.fresh.insert(off, r);
         Ok(off)
     }
@@ -356,8 +354,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             for &(s, e) in merged {
                 p.flush(s as usize, (e - s) as usize)?;
             }
-            if !merged.is_empty() {
-                // Step 1: every new byte durable while the undo log still covers the old ones.
+            if !merged.is_empty() || self.fence_owed {
+                // Step 1: every new byte (and every new allocation header) durable while the
+                // undo log still covers the old ones, before the publish.
                 p.drain()?;
             }
             Ok(())
