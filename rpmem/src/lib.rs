@@ -2,6 +2,9 @@
 //!
 //! - [`RpmemPool`]: create/open a pool replica on a target, persist (RMA write + PERSIST on a
 //!   lane), deep persist, flush + drain, read back, set attributes, close, and [`remove`].
+//! - [`replica`]: a remote replica of a `pool` (its `Replica` trait over an `RpmemPool` that
+//!   RMA-writes straight from the primary's mapping) and the connector for
+//!   `pool::OpenOptions::remote`.
 //! - [`Options`]: transport, provider, persist method, deadlines (with `from_env` for PMDK-style
 //!   variables); [`PoolMemory`]: the local memory that is replicated.
 //! - The control channel: target syntax ([`target`]), the basics of the user's SSH
@@ -16,6 +19,7 @@ mod error;
 mod memory;
 mod options;
 mod pool;
+pub mod replica;
 pub mod ssh_config;
 pub mod target;
 pub mod transport;
@@ -23,7 +27,7 @@ pub mod transport;
 pub use error::Error;
 pub use memory::PoolMemory;
 pub use options::Options;
-pub use pool::{remove, PersistFlags, RemoveFlags, RpmemPool};
+pub use pool::{remove, PendingDrain, PersistFlags, RemoveFlags, RpmemPool};
 pub use rpmem_proto::{PersistMethod, PoolAttr, Provider};
 pub use target::{Target, TargetError};
 pub use transport::{ControlChannel, RpmemdExit, SshOptions, Transport, TransportError};
