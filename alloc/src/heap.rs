@@ -28,6 +28,16 @@
 //! different lanes) and the chunk's own mutex; there is no heap-wide lock. The free-span index
 //! and the per-class lists of runs with free blocks are shared and locked only on slow paths.
 //! Lock order: arena → chunk (ascending index when several) → class list → free spans.
+//! [`Heap::object`] (the pointer check on every typed access in `tx`) takes no lock at all: a
+//! per-chunk atomic `info` word, stored under the chunk lock whenever the chunk becomes or
+//! stops being a run or a live span, gives the geometry; the bitmap word and allocation header
+//! are then read from media and the `info` word re-checked.
+//!
+//! # Growing redo logs
+//! A publish with more entries than a lane's log area holds first grows the lane's log with
+//! extensions (spans of [`REDO_EXT_TYPE`], allocated and linked in one redo batch; see
+//! [`crate::ulog`]), then commits as usual; batch building is indexed (hash maps), so a
+//! publish of 10 000 actions costs linear time.
 
 use crate::layout::{self, HeapHeader, RunGeom, Zone, ALLOC_HEADER_BYTES, CHUNK_FREE, CHUNK_RUN};
 use crate::ulog::{Entry, Recovered, Ulog, UlogError};
