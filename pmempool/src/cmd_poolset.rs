@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 ///   $ pmempool poolset --json pool.set
 ///
 /// Exit status: 0 valid, 1 invalid or unreadable (message on stderr as
-/// FILE:LINE:COL: error: MESSAGE), 2 bad command line.
+/// FILE:LINE:COL: error: MESSAGE), 64 bad command line.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {

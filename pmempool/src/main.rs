@@ -1,18 +1,40 @@
 //! pmempool: the operator's command-line tool.
 //!
-//! One subcommand per job, each in its own module (`poolset` today; `create`, `info`, `check`, ...
-//! join as the layers below them land). Subcommands print results on stdout and diagnostics on
-//! stderr in the `FILE:LINE:COL: error: MESSAGE` form, and return the process exit code.
+//! One subcommand per job, each in its own module (`cmd_*`): `poolset` (lint), `create`,
+//! `info`, `check`, `dump`, `rm`. Shared pieces: [`target`] (FILE|POOLSET, shared locks),
+//! [`image`] (a read-only view of a replica's data with an in-memory overlay, so the layers'
+//! real recovery can run without writing), [`inspect`] (what `info` shows and `check` judges),
+//! [`util`] (sizes, progress bar, exit codes).
+//!
+//! Architecture invariant: `info`, `dump` and `check` without `--repair` never open a part file
+//! for writing; repairs happen only through the layers' own open paths (`pool::Pool::open`,
+//! `tx::ObjPool::open_in`), never by pmempool writing pool bytes itself.
+//!
+//! Results go to stdout, diagnostics to stderr as `pmempool CMD: error: MESSAGE`. Exit codes are
+//! per command (see each `--help`); a bad command line is 64 for every command.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_check;
+mod cmd_create;
+mod cmd_dump;
+mod cmd_info;
 mod cmd_poolset;
+mod cmd_rm;
+mod image;
+mod inspect;
+mod target;
+mod util;
 
-/// Operator's tool for pools and poolsets.
+/// Operator's tool for pools and poolsets: create, inspect, check and repair, dump, remove.
+///
+/// FILE|POOLSET: a file starting with "PMEMPOOLSET" is a poolset (poolset(5)); anything else is
+/// a single pool file. Every command has --help with examples and its exit codes; a bad command
+/// line exits with 64. Docs: docs/pmempool/ (one page per command).
 #[derive(Parser, Debug)]
-#[command(name = "pmempool", version, about, long_about = None)]
+#[command(name = "pmempool", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,12 +42,39 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create an object pool (file or poolset).
+    Create(cmd_create::Args),
+    /// Show everything on media about a pool (read-only).
+    Info(cmd_info::Args),
+    /// Check consistency; --repair repairs what is safe.
+    Check(cmd_check::Args),
+    /// Print raw bytes of the user area or of one object.
+    Dump(cmd_dump::Args),
+    /// Remove a pool's parts (local and remote) and its poolset.
+    Rm(cmd_rm::Args),
+    /// Check a poolset file and print its structure.
     Poolset(cmd_poolset::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(util::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match cli.command {
-        Command::Poolset(args) => cmd_poolset::run(&args),
+        Command::Create(a) => util::report("create", cmd_create::run(&a)),
+        Command::Info(a) => util::report("info", cmd_info::run(&a)),
+        Command::Check(a) => util::report("check", cmd_check::run(&a)),
+        Command::Dump(a) => util::report("dump", cmd_dump::run(&a)),
+        Command::Rm(a) => util::report("rm", cmd_rm::run(&a)),
+        Command::Poolset(a) => cmd_poolset::run(&a),
     }
 }

@@ -170,5 +170,5 @@ fn help_explains_with_an_example() {
     let out = pmempool(&["--help"]);
     assert!(text(&out.stdout).contains("poolset"));
     let out = pmempool(&["poolset"]);
-    assert_eq!(out.status.code(), Some(2), "missing FILE is a usage error");
+    assert_eq!(out.status.code(), Some(64), "missing FILE is a usage error");
 }
