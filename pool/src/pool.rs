@@ -1877,6 +1877,16 @@ impl Pool {
     }
 }
 
+/// Cache line size of the flush instructions (and of the crash model).
+const CACHE_LINE: usize = 64;
+
+/// `[off, off+len)` widened to whole cache lines, clipped to a region of `size` bytes.
+fn cache_line_span(off: usize, len: usize, size: usize) -> (usize, usize) {
+    let start = off & !(CACHE_LINE - 1);
+    let end = (off + len).next_multiple_of(CACHE_LINE).min(size);
+    (start, end - start)
+}
+
 impl Persister for Pool {
     fn len(&self) -> usize {
         self.len
@@ -1900,9 +1910,13 @@ impl Persister for Pool {
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
         crate::region::check_bounds(off, len, self.len);
         self.primary.data.flush(off, len)?;
-        if self.others.is_empty() {
+        if self.others.is_empty() || len == 0 {
             return Ok(());
         }
+        // A flush makes whole cache lines durable on the primary (x86 writes lines back, and the
+        // crash model says so), so callers may store two words of a line and flush only one:
+        // the replicas must get the same whole lines.
+        let (off, len) = cache_line_span(off, len, self.len);
         // Fan out. Replicas that read the primary (remote ones) first: their RMA writes are
         // posted without waiting, so the network works while the local copies below run.
         for o in &self.others {
@@ -1922,7 +1936,15 @@ impl Persister for Pool {
         // The others get a copy of the flushed range from the primary (flushed there, drained
         // by `drain`).
         const CHUNK: usize = 64 << 10;
-        let mut buf = vec![0u8; len.min(CHUNK)];
+        // Small flushes (the common case) copy through the stack, not a fresh allocation.
+        let mut stack = [0u8; 4096];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len.min(CHUNK), 0);
+            &mut heap
+        };
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK);

@@ -815,3 +815,33 @@ fn broken_links_and_foreign_replicas_are_named() {
     );
     assert!(e.to_string().contains(&r2.display().to_string()), "{e}");
 }
+
+/// A flush covers whole cache lines on the primary, so a word stored next to the flushed one in
+/// the same line is durable there too; replicas must receive the same whole lines (palloc's redo
+/// log flushes one word per line).
+#[test]
+fn replicas_receive_whole_flushed_cache_lines() {
+    let (_d, set, _a, r) = replicated_pool();
+    let ps = poolset::parse_file(&set, poolset::Mode::Initiator)
+        .unwrap()
+        .set;
+    let opts = OpenOptions {
+        skip_data_verify: true,
+        ..OpenOptions::default()
+    };
+    {
+        let p = Pool::open(&ps, None, opts).unwrap();
+        p.write_u64(128, 0x1111);
+        p.write_u64(128 + 56, 0x2222); // same 64-byte line, last word
+        p.write_u64(4096 - 8, 0x3333); // last word before a page boundary
+        p.persist(128, 8).unwrap();
+        p.persist(4096 - 8, 8).unwrap();
+    }
+    let p = Pool::open(&ps, None, opts).unwrap();
+    assert!(p.verify_replicas().unwrap().is_empty());
+    drop(p);
+    let mut word = [0u8; 8];
+    let f = std::fs::File::open(&r).unwrap();
+    f.read_exact_at(&mut word, 4096 + 128 + 56).unwrap();
+    assert_eq!(u64::from_le_bytes(word), 0x2222);
+}
