@@ -415,18 +415,14 @@ fn a_pool_with_a_local_replica_replicates_transactions() {
             tx.update(&root, |r| r.big = [1; 512])?;
             Err(Error::Config("abort".into()))
         });
+        // Every byte a transaction made durable on the primary reached the replica (a flush
+        // covers whole cache lines, and so does the fan-out).
         let diffs = pool.persister().verify_replicas().unwrap();
-        if !diffs.is_empty() {
-            // Known cross-crate issue (reported to the lead): `Pool::flush` fans out exactly
-            // `[off, off+len)` although a flush covers whole cache lines, and palloc's redo
-            // log flushes one word per cache line, so a second word of the same line never
-            // reaches the replica. Not fixable inside tx; strict with TX_STRICT_REPLICA=1.
-            let msg = format!("replica differs: {diffs:?} (root {:#x})", root.off());
-            if std::env::var("TX_STRICT_REPLICA").as_deref() == Ok("1") {
-                panic!("{msg}");
-            }
-            eprintln!("KNOWN ISSUE, NOT CHECKED: {msg}");
-        }
+        assert!(
+            diffs.is_empty(),
+            "replica differs: {diffs:?} (root {:#x})",
+            root.off()
+        );
     }
     let pool: PoolTyped<Root> = PoolTyped::open_poolset(&set).unwrap();
     assert_eq!(pool.read(&pool.root()).unwrap().count, 20);
