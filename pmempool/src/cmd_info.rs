@@ -572,6 +572,7 @@ fn to_json(r: &Report) -> Value {
             "types": after.map(|a| a.types.iter().map(|(t, c)| json!({
                 "type_num": t, "objects": c.objects, "bytes": c.bytes,
             })).collect::<Vec<_>>()),
+            "recovery_stores": after.map(|a| a.stores),
             "lanes": h.lanes.iter().filter(|l| l.redo != "empty" || l.undo_active).map(|l| json!({
                 "lane": l.lane,
                 "redo": l.redo,

@@ -42,17 +42,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create an object pool (file or poolset).
     Create(cmd_create::Args),
-    /// Show everything on media about a pool (read-only).
     Info(cmd_info::Args),
-    /// Check consistency; --repair repairs what is safe.
     Check(cmd_check::Args),
-    /// Print raw bytes of the user area or of one object.
     Dump(cmd_dump::Args),
-    /// Remove a pool's parts (local and remote) and its poolset.
     Rm(cmd_rm::Args),
-    /// Check a poolset file and print its structure.
     Poolset(cmd_poolset::Args),
 }
 
