@@ -146,7 +146,6 @@ fn run() -> Result<()> {
     );
     println!();
     let lat64 = &lat[0];
-    let best_bw = bw1.max(bw4);
     println!("Targets:");
     println!(
         "- 64 B persist median ≤ 1.7 × raw spinning round trip: {:.2} × — {}",
@@ -154,10 +153,10 @@ fn run() -> Result<()> {
         met(lat64.1 .0 / lat64.2 .0 <= 1.7)
     );
     println!(
-        "- 1 MiB persists ≥ 80 % of raw single-stream TCP: 1 lane {:.0} %, 4 lanes {:.0} % — {}",
+        "- 1 MiB persists on 1 lane ≥ 80 % of raw single-stream TCP: {:.0} % — {} (4 lanes: {:.0} %)",
         100.0 * bw1 / raw_stream,
-        100.0 * bw4 / raw_stream,
-        met(best_bw >= 0.8 * raw_stream)
+        met(bw1 >= 0.8 * raw_stream),
+        100.0 * bw4 / raw_stream
     );
     println!(
         "- create+close ≤ 30 ms local: {:.1} ms — {}",
