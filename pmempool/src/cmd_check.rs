@@ -36,11 +36,14 @@ pub const EXIT_ERROR: u8 = 3;
 /// is written (recovery is simulated in memory).
 ///
 /// Repairs (--repair): a stale or corrupt header slot is rewritten from the good slot; replica
-/// data that differs from the primary is copied from the primary; pending redo logs are
+/// data that differs from the primary is copied from the primary; a replica (not the primary)
+/// with missing or damaged parts, or marked stale, is rebuilt from the primary (as pmempool sync
+/// does); pending redo logs are
 /// replayed (or discarded when incomplete) and transactions in flight rolled back — exactly
-/// what opening the pool does. Not repairable (reported with what to do): both header slots of
-/// a part unusable, missing or mis-sized parts, header fields or UUID links that disagree,
-/// damaged heap metadata, dangling pointers.
+/// what opening the pool does. Not repairable (reported with what to do): in the primary, both
+/// header slots of a part unusable, missing or mis-sized parts, header fields or UUID links that
+/// disagree; damaged heap metadata; dangling pointers. Whatever is reported repaired is checked
+/// again afterwards: the exit status is the verdict of that second check.
 ///
 /// Remote replicas are listed but not checked (rpmem has no replica connector yet).
 ///
@@ -89,6 +92,7 @@ fn print_findings(r: &Report) {
         match &f.fix {
             Fix::PoolOpen => println!("  {} [repairable: pool open]", f.what),
             Fix::Recovery => println!("  {} [repairable: recovery]", f.what),
+            Fix::Resync => println!("  {} [repairable: resync from the primary]", f.what),
             Fix::Cannot(todo) => println!("  {} [NOT repairable: {todo}]", f.what),
         }
     }
@@ -210,7 +214,7 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
         backup(&r, b, a.progress)?;
         println!("backup written to {}", b.display());
     }
-    repair(&r, a.verbose)?;
+    repair(&r, a.verbose, a.progress)?;
     let after = gather(&a.file, true, a.progress).map_err(|f| err(f.message))?;
     if after.findings.is_empty() {
         println!("{name}: repaired, now consistent");
@@ -226,7 +230,20 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
 }
 
 /// The layers' own opens, which repair on the way.
-fn repair(r: &Report, verbose: bool) -> Result<(), Failure> {
+fn repair(r: &Report, verbose: bool, progress: bool) -> Result<(), Failure> {
+    if r.findings.iter().any(|f| f.fix == Fix::Resync) {
+        let rep = crate::cmd_sync::resync(&r.target.set, pool::ResyncMode::Compare, progress)
+            .map_err(|e| err(format!("resynchronising replicas failed: {e}")))?;
+        for line in &rep.repaired {
+            println!("repaired: {line}");
+        }
+        for x in &rep.replicas {
+            println!(
+                "repaired: replica {} ({}) rebuilt from the primary, {} bytes copied (was: {})",
+                x.replica, x.description, x.copied_bytes, x.was
+            );
+        }
+    }
     let p = pool::Pool::open(&r.target.set, None, pool::OpenOptions::default())
         .map_err(|e| err(format!("opening the pool to repair it failed: {e}")))?;
     for line in p.repaired() {

@@ -164,20 +164,6 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
     let h = *obj.heap().header();
     let id = obj.id();
     drop(obj);
-    if set.replicas.len() > 1 {
-        // Work-around for a known pool issue (reported by tx, see tx/tests/api.rs): a flush fans
-        // out exactly the flushed bytes, not whole cache lines, so a word the heap stored in
-        // an already-flushed line can miss the replicas. Reopening makes pool copy every
-        // differing range from the primary (its open-time verification), so a new pool set
-        // starts with identical replicas. Remove once pool fans out whole lines.
-        let p = pool::Pool::open(&set, Some(&a.layout), pool::OpenOptions::default())
-            .map_err(|e| undo_parts(format!("{}: reopening to verify replicas: {e}", a.file.display())))?;
-        if a.verbose {
-            for line in p.repaired() {
-                eprintln!("replicas synchronised after create: {line}");
-            }
-        }
-    }
     for f in &parts {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode))
             .map_err(|e| undo_parts(format!("{}: chmod {mode:o}: {e}", f.display())))?;

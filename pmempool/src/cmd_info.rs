@@ -94,6 +94,17 @@ pub fn header_fields(h: &PartHeader) -> Vec<(&'static str, Value, String)> {
         ("part_count", n(h.part_count.get().into())),
         ("replica_index", n(h.replica_index.get().into())),
         ("replica_count", n(h.replica_count.get().into())),
+        (
+            "stale_replicas",
+            (
+                json!(h.stale_replicas()),
+                if h.stale_replicas().is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{:?} (these replicas missed updates)", h.stale_replicas())
+                },
+            ),
+        ),
         ("checksum", x(h.checksum.get().into())),
     ];
     f.drain(..).map(|(k, (j, t))| (k, j, t)).collect()
@@ -119,6 +130,10 @@ fn slot_states(p: &PartSurvey) -> Vec<(usize, String)> {
     }
 }
 
+/// A replica's data compared with the primary's: the differing (offset, len) ranges, or why it
+/// was not compared.
+pub type DataDiff = Result<Vec<(u64, u64)>, String>;
+
 /// Everything `info` shows and `check` judges.
 pub struct Report {
     /// What was inspected.
@@ -130,7 +145,7 @@ pub struct Report {
     /// Why the heap was not read.
     pub heap_note: Option<String>,
     /// Per compared replica (index): the ranges where its data differs from the primary's.
-    pub diffs: Vec<(usize, Result<Vec<(u64, u64)>, String>)>,
+    pub diffs: Vec<(usize, DataDiff)>,
     /// Everything found wrong, with how it is repaired.
     pub findings: Vec<Finding>,
 }
@@ -239,6 +254,15 @@ fn health(r: &Report, index: usize, parts: &[PartSurvey]) -> String {
         })
         .sum();
     let mut v = Vec::new();
+    let marked = r
+        .survey
+        .primary_parts()
+        .first()
+        .and_then(|p| p.hdr())
+        .is_some_and(|h| h.stale_replicas().contains(&index));
+    if marked {
+        v.push("STALE (marked in the primary's header; run pmempool sync)".to_string());
+    }
     if bad_parts > 0 {
         v.push(format!("{bad_parts} unusable part(s)"));
     }

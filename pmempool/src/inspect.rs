@@ -179,6 +179,9 @@ pub enum Fix {
     /// Opening the object pool (`tx::ObjPool::open_in`) repairs it: redo logs replayed or
     /// discarded, transactions in flight rolled back.
     Recovery,
+    /// Rebuilding the replica from the primary (`pool::resync`, as `pmempool sync` does): the
+    /// replica (not the primary) has missing or damaged parts, or is marked stale.
+    Resync,
     /// Not repairable by pmempool; the text says what to do.
     Cannot(String),
 }
@@ -248,6 +251,7 @@ pub fn header_findings(set: &PoolSet, s: &Survey) -> Vec<Finding> {
             continue;
         };
         let r = *r;
+        let first_finding = out.len();
         for p in parts {
             let name = p.path.display();
             match &p.size_file {
@@ -394,6 +398,7 @@ pub fn header_findings(set: &PoolSet, s: &Survey) -> Vec<Finding> {
                 "give the replica more or larger parts",
             ));
         }
+        resync_if_replica(&mut out[first_finding..], r);
     }
     // The replica ring, between local replicas whose part 0 decoded.
     for rep in &s.replicas {
@@ -407,6 +412,7 @@ pub fn header_findings(set: &PoolSet, s: &Survey) -> Vec<Finding> {
         let Some(h) = p.hdr().filter(|_| p.part == 0) else {
             continue;
         };
+        let first_finding = out.len();
         let (next, prev) = ((r + 1) % nrep, (r + nrep - 1) % nrep);
         for (f, at, got) in [
             ("next_repl_uuid", next, h.next_repl_uuid),
@@ -426,8 +432,36 @@ pub fn header_findings(set: &PoolSet, s: &Survey) -> Vec<Finding> {
                 }
             }
         }
+        resync_if_replica(&mut out[first_finding..], *r);
+    }
+    // Replicas the primary's header marks stale (they missed updates while the pool ran
+    // degraded): pool refuses to open until they are resynchronised.
+    if let Some(ReplicaSurvey::Local { parts, .. }) = s.replicas.first() {
+        if let Some(h) = parts.first().and_then(|p| p.hdr()) {
+            for r in h.stale_replicas() {
+                out.push(Finding {
+                    what: format!(
+                        "replica {r}: marked stale in the primary's header (it missed updates)"
+                    ),
+                    fix: Fix::Resync,
+                    area: Area::Data,
+                });
+            }
+        }
     }
     out
+}
+
+/// Problems of a replica other than the primary are repaired by rebuilding it from the primary.
+fn resync_if_replica(found: &mut [Finding], replica: usize) {
+    if replica == 0 {
+        return;
+    }
+    for f in found {
+        if matches!(f.fix, Fix::Cannot(_)) {
+            f.fix = Fix::Resync;
+        }
+    }
 }
 
 /// Build the read-only image of a local replica's data (None when a part is missing or has

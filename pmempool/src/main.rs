@@ -1,7 +1,7 @@
 //! pmempool: the operator's command-line tool.
 //!
 //! One subcommand per job, each in its own module (`cmd_*`): `poolset` (lint), `create`,
-//! `info`, `check`, `dump`, `rm`. Shared pieces: [`target`] (FILE|POOLSET, shared locks),
+//! `info`, `check`, `dump`, `rm`, `sync`. Shared pieces: [`target`] (FILE|POOLSET, shared locks),
 //! [`image`] (a read-only view of a replica's data with an in-memory overlay, so the layers'
 //! real recovery can run without writing), [`inspect`] (what `info` shows and `check` judges),
 //! [`util`] (sizes, progress bar, exit codes).
@@ -23,12 +23,14 @@ mod cmd_dump;
 mod cmd_info;
 mod cmd_poolset;
 mod cmd_rm;
+mod cmd_sync;
 mod image;
 mod inspect;
 mod target;
 mod util;
 
-/// Operator's tool for pools and poolsets: create, inspect, check and repair, dump, remove.
+/// Operator's tool for pools and poolsets: create, inspect, check and repair, dump, remove,
+/// resynchronise replicas.
 ///
 /// FILE|POOLSET: a file starting with "PMEMPOOLSET" is a poolset (poolset(5)); anything else is
 /// a single pool file. Every command has --help with examples and its exit codes; a bad command
@@ -47,6 +49,7 @@ enum Command {
     Check(cmd_check::Args),
     Dump(cmd_dump::Args),
     Rm(cmd_rm::Args),
+    Sync(cmd_sync::Args),
     Poolset(cmd_poolset::Args),
 }
 
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Check(a) => util::report("check", cmd_check::run(&a)),
         Command::Dump(a) => util::report("dump", cmd_dump::run(&a)),
         Command::Rm(a) => util::report("rm", cmd_rm::run(&a)),
+        Command::Sync(a) => util::report("sync", cmd_sync::run(&a)),
         Command::Poolset(a) => cmd_poolset::run(&a),
     }
 }

@@ -55,14 +55,22 @@ fn detect(target: &Path, files: &[&Path], want: &str, fixable: bool) -> String {
     let out = run_expect(&["check", s(target)], 2);
     let t = text(&out.stdout);
     assert!(t.contains(want), "check output lacks {want:?}:\n{t}");
-    assert_eq!(snapshot(files), before, "check without --repair changed bytes");
+    assert_eq!(
+        snapshot(files),
+        before,
+        "check without --repair changed bytes"
+    );
     let dry = run_expect(
         &["check", "--repair", "--dry-run", s(target)],
         if fixable { 1 } else { 2 },
     );
     assert_eq!(snapshot(files), before, "--dry-run changed bytes");
     if fixable {
-        assert!(text(&dry.stdout).contains("would be repaired"), "{}", text(&dry.stdout));
+        assert!(
+            text(&dry.stdout).contains("would be repaired"),
+            "{}",
+            text(&dry.stdout)
+        );
     }
     t
 }
@@ -85,13 +93,25 @@ fn stale_header_slot_is_rewritten_and_backup_kept() {
     let out = run_expect(&["check", "--repair", "--yes", "--backup", s(&b), s(&f)], 1);
     let t = text(&out.stdout);
     assert!(t.contains("repaired, now consistent"), "{t}");
-    assert_eq!(std::fs::read(&b).unwrap(), before, "backup is the pool before repair");
-    assert_eq!(read_at(&f, 0, 2048), read_at(&f, 2048, 2048), "slot 0 rewritten from slot 1");
+    assert_eq!(
+        std::fs::read(&b).unwrap(),
+        before,
+        "backup is the pool before repair"
+    );
+    assert_eq!(
+        read_at(&f, 0, 2048),
+        read_at(&f, 2048, 2048),
+        "slot 0 rewritten from slot 1"
+    );
     run_expect(&["check", s(&f)], 0);
     // An existing backup file is never overwritten.
     flip(&f, 300);
     let out = run_expect(&["check", "--repair", "--yes", "--backup", s(&b), s(&f)], 3);
-    assert!(text(&out.stderr).contains("must not exist"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("must not exist"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -105,7 +125,11 @@ fn both_header_slots_broken_is_not_repairable() {
     assert!(t.contains("NOT repairable"), "{t}");
     let before = std::fs::read(&f).unwrap();
     let out = run_expect(&["check", "--repair", "--yes", s(&f)], 2);
-    assert!(text(&out.stdout).contains("nothing repaired"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("nothing repaired"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(std::fs::read(&f).unwrap(), before);
 }
 
@@ -129,7 +153,12 @@ fn replica_data_difference_is_copied_from_the_primary() {
     write_at(&p("b0"), HDR + (1 << 20) + 123, b"garbage!");
     let files = [p("a0"), p("a1"), p("b0")];
     let refs: Vec<&Path> = files.iter().map(|x| x.as_path()).collect();
-    detect(&set, &refs, "replica 1: data differs from the primary", true);
+    detect(
+        &set,
+        &refs,
+        "replica 1: data differs from the primary",
+        true,
+    );
     let out = run_expect(&["check", "--repair", "--yes", s(&set)], 1);
     assert!(
         text(&out.stdout).contains("copied") || text(&out.stdout).contains("repaired"),
@@ -170,7 +199,10 @@ fn part_of_another_pool_is_named_and_not_repairable() {
         &format!("{}: header poolset_uuid", p("a1").display()),
         false,
     );
-    assert!(t.contains("next_part_uuid"), "the link from a0 is reported too:\n{t}");
+    assert!(
+        t.contains("next_part_uuid"),
+        "the link from a0 is reported too:\n{t}"
+    );
     run_expect(&["check", "--repair", "--yes", s(&set_a)], 2);
 }
 
@@ -249,8 +281,8 @@ fn crash_images_of_a_transaction_are_all_repairable() {
     let rec = Arc::new(Recorder::from_image(user));
     rec.set_capture(false);
     {
-        let p = PoolTyped::<Root, Recorder>::open_in(rec.clone(), palloc::Options::default())
-            .unwrap();
+        let p =
+            PoolTyped::<Root, Recorder>::open_in(rec.clone(), palloc::Options::default()).unwrap();
         let root = p.root();
         rec.clear_history();
         rec.set_capture(true);
@@ -288,7 +320,11 @@ fn crash_images_of_a_transaction_are_all_repairable() {
                 saw_redo |= t.contains("redo log committed");
                 saw_undo |= t.contains("in flight");
                 run_expect(&["check", "--repair", "--dry-run", s(&f)], 1);
-                assert_eq!(std::fs::read(&f).unwrap(), bytes, "image {i}: dry run wrote");
+                assert_eq!(
+                    std::fs::read(&f).unwrap(),
+                    bytes,
+                    "image {i}: dry run wrote"
+                );
                 run_expect(&["check", "--repair", "--yes", s(&f)], 1);
                 run_expect(&["check", s(&f)], 0);
             }

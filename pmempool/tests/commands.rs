@@ -32,7 +32,10 @@ fn every_command_has_help_with_examples() {
         let out = run_expect(&[cmd, "--help"], 0);
         let t = text(&out.stdout);
         assert!(t.contains("Example"), "{cmd} --help has no examples:\n{t}");
-        assert!(t.contains("Exit status"), "{cmd} --help has no exit codes:\n{t}");
+        assert!(
+            t.contains("Exit status"),
+            "{cmd} --help has no exit codes:\n{t}"
+        );
     }
 }
 
@@ -58,7 +61,9 @@ fn create_file_opens_with_tx_and_info_shows_it() {
         let p = PoolTyped::<Root>::open(&f).expect("tx opens a pool pmempool created");
         let root = p.root();
         p.tx(|t| {
-            let n = t.alloc_value(Node { value: *b"hello, pmempool!" })?;
+            let n = t.alloc_value(Node {
+                value: *b"hello, pmempool!",
+            })?;
             t.update(&root, |r| {
                 r.node = n;
                 r.count = 1;
@@ -100,14 +105,26 @@ fn create_refuses_what_it_cannot_do() {
     let d = shm_dir();
     let f = d.path().join("a.pool");
     let out = run_expect(&["create", s(&f)], 1);
-    assert!(text(&out.stderr).contains("--size is needed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--size is needed"),
+        "{}",
+        text(&out.stderr)
+    );
     run_expect(&["create", "--size", "8M", s(&f)], 0);
     let before = std::fs::read(&f).unwrap();
     let out = run_expect(&["create", "--size", "8M", s(&f)], 1);
-    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(std::fs::read(&f).unwrap(), before, "nothing overwritten");
     let out = run_expect(&["create", "--size", "12Q", s(&d.path().join("b"))], 1);
-    assert!(text(&out.stderr).contains("unknown unit"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown unit"),
+        "{}",
+        text(&out.stderr)
+    );
     // Remote replicas: refused before any part is created.
     let part = d.path().join("r.part0");
     let set = write_set(
@@ -120,10 +137,17 @@ fn create_refuses_what_it_cannot_do() {
     );
     let out = run_expect(&["create", s(&set)], 1);
     let e = text(&out.stderr);
-    assert!(e.contains("replica 1 is remote") && e.contains("not supported yet"), "{e}");
+    assert!(
+        e.contains("replica 1 is remote") && e.contains("not supported yet"),
+        "{e}"
+    );
     assert!(!part.exists());
     // --size with a poolset is a mistake, said so.
-    let set2 = write_set(d.path(), "l.set", &[format!("16M {}", d.path().join("l0").display())]);
+    let set2 = write_set(
+        d.path(),
+        "l.set",
+        &[format!("16M {}", d.path().join("l0").display())],
+    );
     let out = run_expect(&["create", "--size", "8M", s(&set2)], 1);
     assert!(text(&out.stderr).contains("--size is for a single pool file"));
 }
@@ -177,7 +201,11 @@ fn info_and_rm_refuse_a_pool_in_use() {
     run_expect(&["create", "--size", "8M", s(&f)], 0);
     let held = pool::Pool::open_file(&f, None).unwrap();
     let out = run_expect(&["info", s(&f)], 1);
-    assert!(text(&out.stderr).contains("in use"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in use"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run_expect(&["check", s(&f)], 3);
     assert!(text(&out.stderr).contains("in use"));
     let out = run_expect(&["rm", s(&f)], 1);
@@ -197,7 +225,9 @@ fn dump_user_area_ranges_and_objects() {
         let p = PoolTyped::<Root>::open(&f).unwrap();
         let root = p.root();
         p.tx(|t| {
-            let n = t.alloc_value(Node { value: *b"0123456789abcdef" })?;
+            let n = t.alloc_value(Node {
+                value: *b"0123456789abcdef",
+            })?;
             t.update(&root, |r| r.node = n)?;
             Ok::<_, tx::Error>(n.off())
         })
@@ -214,7 +244,13 @@ fn dump_user_area_ranges_and_objects() {
     let out = run_expect(&["dump", "--binary", "--range", "0-8", s(&f)], 0);
     assert_eq!(out.stdout, b"RSPMHEAP");
     let out = run_expect(
-        &["dump", "--binary", "--object", &format!("{node_off:#x}"), s(&f)],
+        &[
+            "dump",
+            "--binary",
+            "--object",
+            &format!("{node_off:#x}"),
+            s(&f),
+        ],
         0,
     );
     assert_eq!(&out.stdout[..16], b"0123456789abcdef");
@@ -224,7 +260,11 @@ fn dump_user_area_ranges_and_objects() {
     let out = run_expect(&["dump", "--range", "0-9M", s(&f)], 1);
     assert!(text(&out.stderr).contains("past the pool"));
     let out = run_expect(&["dump", "--object", "0x10", s(&f)], 1);
-    assert!(text(&out.stderr).contains("not a live object"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a live object"),
+        "{}",
+        text(&out.stderr)
+    );
     // Long runs of equal lines collapse to '*'.
     let out = run_expect(&["dump", "--range", "4K-8K", s(&f)], 0);
     assert!(text(&out.stdout).lines().count() < 64);
