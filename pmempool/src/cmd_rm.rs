@@ -13,7 +13,10 @@ use crate::util::Failure;
 /// Local parts are unlinked; a remote replica is removed by the rpmemd on its node (REMOVE
 /// over rpmem's control channel: RPMEM_TRANSPORT, RPMEM_CMD, RPMEM_SSH... as rpmem reads them).
 /// A pool that another process has open (its part files are locked) is refused unless --force.
-/// With neither --local nor --remote, both kinds are removed.
+/// With neither --local nor --remote, both kinds are removed, and then the poolset file too
+/// (unless --only-pools); with only one of them the poolset file is kept, since it still
+/// describes the replicas left. A remote replica's own poolset file on its node is removed with
+/// it unless --only-pools.
 ///
 /// Examples:
 ///
