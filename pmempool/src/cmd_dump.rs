@@ -38,6 +38,9 @@ pub struct Args {
     /// Write raw bytes to stdout instead of text.
     #[arg(long, short = 'b')]
     pub binary: bool,
+    /// Say on stderr what is dumped (pool size, range, object type).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// Draw the progress bar even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
@@ -106,6 +109,12 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
             .object(off)
             .map_err(|e| fail(format!("--object {o}: {e}")))?;
         drop(heap);
+        if a.verbose {
+            eprintln!(
+                "object at {:#x}: type {:#018x}, {} usable bytes",
+                info.off, info.type_num, info.usable_size
+            );
+        }
         let img = Arc::try_unwrap(img).map_err(|_| fail("internal: image still shared".into()))?;
         return dump(&img, info.off, info.off + info.usable_size, a);
     } else if let Some(r) = &a.range {
@@ -123,6 +132,13 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
 }
 
 fn dump(img: &crate::image::Image, start: u64, end: u64, a: &Args) -> Result<u8, Failure> {
+    if a.verbose {
+        eprintln!(
+            "pool size {} bytes; dumping pool offsets {start:#x}..{end:#x} ({} bytes)",
+            img.len(),
+            end - start
+        );
+    }
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let mut bar = Progress::new("dump", end - start, true, a.progress);

@@ -209,7 +209,7 @@ pub fn gather(path: &std::path::Path, compare: bool, progress: bool) -> Result<R
     }
     let (heap, heap_note) = match primary {
         Ok(img) => {
-            let h = heap_survey(img);
+            let h = heap_survey(img, progress);
             findings.extend(heap_findings(&h));
             (Some(h), None)
         }

@@ -597,7 +597,7 @@ fn scan_lanes(img: &Image, h: &HeapHeader) -> Vec<LaneSurvey> {
 }
 
 /// Inspect the heap in `img` (the primary's data, truncated to the pool size).
-pub fn heap_survey(img: Image) -> HeapSurvey {
+pub fn heap_survey(img: Image, progress: bool) -> HeapSurvey {
     let pool_size = img.len() as u64;
     let img = Arc::new(img);
     let mut raw = [0u8; HEAP_HEADER_BYTES];
@@ -620,7 +620,7 @@ pub fn heap_survey(img: Image) -> HeapSurvey {
         Err(_) => Vec::new(),
     };
     let after = if header.is_ok() {
-        after_open(&img)
+        after_open(&img, progress)
     } else {
         Err("no heap".into())
     };
@@ -634,7 +634,7 @@ pub fn heap_survey(img: Image) -> HeapSurvey {
     }
 }
 
-fn after_open(img: &Arc<Image>) -> Result<AfterOpen, String> {
+fn after_open(img: &Arc<Image>, progress: bool) -> Result<AfterOpen, String> {
     let slot = |i: usize| palloc::layout::USER_SLOTS_OFF + 8 * i;
     let magic_on_disk = img.read_u64(slot(tx::obj::SLOT_MAGIC));
     let opts = palloc::Options::default();
@@ -674,7 +674,10 @@ fn after_open(img: &Arc<Image>) -> Result<AfterOpen, String> {
     let mut types: BTreeMap<u64, TypeCount> = BTreeMap::new();
     let mut bad_pointers = Vec::new();
     let mut buf = Vec::new();
-    for o in heap.objects() {
+    // Reading every object (for the pointer scan) is the long part on a big pool.
+    let mut bar = Progress::new("objects", heap.stats().objects, false, progress);
+    for (seen, o) in heap.objects().enumerate() {
+        bar.set(seen as u64);
         let t = types.entry(o.type_num).or_default();
         t.objects += 1;
         t.bytes += o.usable_size;
@@ -700,6 +703,7 @@ fn after_open(img: &Arc<Image>) -> Result<AfterOpen, String> {
             }
         }
     }
+    bar.finish();
     let root_problem = obj.as_ref().and_then(|m| {
         (m.root_off != 0)
             .then(|| heap.object(m.root_off).err())

@@ -28,7 +28,7 @@ ptype!(Node, "pmempool-test::Node");
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for cmd in ["create", "info", "check", "dump", "rm", "poolset"] {
+    for cmd in ["create", "info", "check", "dump", "rm", "sync", "poolset"] {
         let out = run_expect(&[cmd, "--help"], 0);
         let t = text(&out.stdout);
         assert!(t.contains("Example"), "{cmd} --help has no examples:\n{t}");
@@ -268,4 +268,22 @@ fn dump_user_area_ranges_and_objects() {
     // Long runs of equal lines collapse to '*'.
     let out = run_expect(&["dump", "--range", "4K-8K", s(&f)], 0);
     assert!(text(&out.stdout).lines().count() < 64);
+}
+
+/// docs/pmempool/CMD.md documents every option `--help` lists (a new option without its doc
+/// fails here).
+#[test]
+fn doc_pages_cover_every_option() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pmempool");
+    for cmd in ["create", "info", "check", "dump", "rm", "sync", "poolset"] {
+        let page = std::fs::read_to_string(docs.join(format!("{cmd}.md")))
+            .unwrap_or_else(|e| panic!("docs/pmempool/{cmd}.md: {e}"));
+        let help = text(&run_expect(&[cmd, "--help"], 0).stdout);
+        for word in help.split_whitespace() {
+            let opt = word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            if opt.starts_with("--") && opt.len() > 2 && opt != "--help" {
+                assert!(page.contains(opt), "docs/pmempool/{cmd}.md lacks {opt}");
+            }
+        }
+    }
 }
