@@ -140,7 +140,13 @@ pub fn survey(set: &PoolSet) -> Survey {
                         let mut buf = vec![0u8; header::HEADER_REGION_BYTES];
                         match File::open(&p.path).and_then(|f| f.read_exact_at(&mut buf, 0)) {
                             Ok(()) => hdr = Some(header::decode_region(&buf)),
-                            Err(e) => read_error = Some(format!("cannot read the header: {e}")),
+                            Err(e) => {
+                                read_error = Some(format!(
+                                    "cannot read the {}-byte header region (file has {} bytes; is it a pool?): {e}",
+                                    header::HEADER_REGION_BYTES,
+                                    size_file.as_ref().copied().unwrap_or(0)
+                                ))
+                            }
                         }
                     }
                     parts.push(PartSurvey {
@@ -223,8 +229,8 @@ fn heap_cannot(what: String, todo: &str) -> Finding {
     }
 }
 
-const RESTORE: &str = "restore the part from a backup, or, for a replica other than the primary, \
-                       recreate it from the primary (pmempool sync, when available)";
+const RESTORE: &str = "restore the part from a backup (a replica other than the primary is \
+                       rebuilt from the primary by check --repair or pmempool sync)";
 
 /// The header checks of docs/FORMAT.md over every local part, all problems collected.
 pub fn header_findings(set: &PoolSet, s: &Survey) -> Vec<Finding> {
@@ -467,7 +473,10 @@ fn resync_if_replica(found: &mut [Finding], replica: usize) {
 /// Build the read-only image of a local replica's data (None when a part is missing or has
 /// the wrong size: that is reported by [`header_findings`]).
 pub fn replica_image(set: &PoolSet, parts: &[PartSurvey]) -> Option<Result<Image, String>> {
-    if parts.iter().any(|p| !p.size_ok()) {
+    let too_small = |p: &PartSurvey| {
+        has_header(set, p.part) && p.size_poolset < header::HEADER_REGION_BYTES as u64
+    };
+    if parts.iter().any(|p| !p.size_ok() || too_small(p)) {
         return None;
     }
     let datas: Vec<PartData<'_>> = parts

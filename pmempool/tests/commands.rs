@@ -287,3 +287,37 @@ fn doc_pages_cover_every_option() {
         }
     }
 }
+
+/// Files that are not pools (empty, shorter than a header, random bytes) give verdicts and
+/// errors, never a panic.
+#[test]
+fn non_pools_are_reported_not_crashed_on() {
+    let d = shm_dir();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("empty", Vec::new()),
+        ("tiny", vec![7u8; 1000]),
+        // Deterministic "random" bytes (xorshift), 8 MiB.
+        ("noise", {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            (0..(8 << 20) / 8)
+                .flat_map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()
+                })
+                .collect()
+        }),
+    ];
+    for (name, bytes) in cases {
+        let f = d.path().join(name);
+        std::fs::write(&f, &bytes).unwrap();
+        let info = run_expect(&["info", s(&f)], 0);
+        assert!(!text(&info.stdout).is_empty());
+        let chk = run_expect(&["check", s(&f)], 2);
+        assert!(text(&chk.stdout).contains(name), "{}", text(&chk.stdout));
+        run_expect(&["check", "--repair", "--yes", s(&f)], 2);
+        run_expect(&["dump", s(&f)], 1);
+        assert_eq!(std::fs::read(&f).unwrap(), bytes, "{name} unchanged");
+    }
+}
