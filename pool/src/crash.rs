@@ -21,6 +21,16 @@
 //! Crash images only grow between fences, so the images captured just before each fence plus the
 //! images at the end ([`Recorder::crash_point_now`]) cover a crash at any instant.
 //!
+//! # Cost
+//! A crash point does not copy the durable image. The recorder keeps one *base* image (the
+//! durable image when the first point after [`Recorder::clear_history`] was captured) and a
+//! *journal* of the words each fence made durable; a point is the journal length at its fence
+//! plus its uncertain words. Images are built only when asked for:
+//! [`Recorder::check_crash_images`] walks the points in order over one running image, applying
+//! the journal between points and each image's choices in place (and undoing them after the
+//! check), so checking an image costs its uncertain words, not the region's size. Capturing a
+//! point costs its uncertain words; a long recording costs 16 bytes per word made durable.
+//!
 //! # Enumeration
 //! [`CrashPoint::images`] yields every combination when there are at most
 //! [`Enumerate::exhaustive_max`] of them; otherwise the "nothing survived" and "everything
@@ -30,7 +40,7 @@
 use crate::persist::{PersistError, CACHE_LINE};
 use crate::region::{check_bounds, Persister};
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One logged operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,12 +74,26 @@ struct Pending {
     flushed: Option<usize>,
 }
 
+/// A captured crash point before the journal is shared: where it sits in the journal and its
+/// uncertain words.
+#[derive(Clone, Debug)]
+struct PointRec {
+    fence: usize,
+    upto: usize,
+    choices: Vec<(usize, Vec<u64>)>,
+}
+
 struct State {
     live: Vec<u8>,
     durable: Vec<u8>,
+    /// The durable image when the first point since the last `clear_history` was captured;
+    /// `None` while there are no points (then nothing is journaled).
+    base: Option<Arc<Vec<u8>>>,
+    /// (word index, value) made durable by each fence since `base`, in fence order.
+    journal: Vec<(usize, u64)>,
     pending: BTreeMap<usize, Pending>,
     log: Vec<Event>,
-    points: Vec<CrashPoint>,
+    points: Vec<PointRec>,
     fences: usize,
     capture: bool,
 }
@@ -86,6 +110,10 @@ fn word(img: &[u8], w: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+fn set_word(img: &mut [u8], w: usize, v: u64) {
+    img[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+}
+
 impl Recorder {
     /// A zero-filled region of `len` bytes, already durable.
     pub fn new(len: usize) -> Recorder {
@@ -96,13 +124,16 @@ impl Recorder {
     pub fn from_image(image: &[u8]) -> Recorder {
         // Internally padded to whole cache lines so that words and lines are always complete.
         let padded = image.len().div_ceil(CACHE_LINE) * CACHE_LINE;
-        let mut live = image.to_vec();
+        let mut live = Vec::with_capacity(padded);
+        live.extend_from_slice(image);
         live.resize(padded, 0);
         Recorder {
             len: image.len(),
             st: Mutex::new(State {
                 durable: live.clone(),
                 live,
+                base: None,
+                journal: Vec::new(),
                 pending: BTreeMap::new(),
                 log: Vec::new(),
                 points: Vec::new(),
@@ -127,6 +158,8 @@ impl Recorder {
         let mut st = self.lock();
         st.points.clear();
         st.log.clear();
+        st.base = None;
+        st.journal.clear();
     }
 
     /// What loads see now.
@@ -149,50 +182,133 @@ impl Recorder {
         self.lock().fences
     }
 
+    /// Number of crash points captured since the last [`clear_history`](Self::clear_history).
+    pub fn crash_point_count(&self) -> usize {
+        self.lock().points.len()
+    }
+
     /// The crash points captured just before each fence (while capture was on).
     pub fn crash_points(&self) -> Vec<CrashPoint> {
-        self.lock().points.clone()
+        let st = self.lock();
+        let Some(base) = st.base.clone() else {
+            return Vec::new();
+        };
+        let journal: Arc<[(usize, u64)]> = st.journal.as_slice().into();
+        st.points
+            .iter()
+            .map(|p| CrashPoint::from_rec(p.clone(), self.len, base.clone(), journal.clone()))
+            .collect()
     }
 
     /// The crash point for a crash right now.
     pub fn crash_point_now(&self) -> CrashPoint {
         let st = self.lock();
-        snapshot(&st, self.len)
+        let rec = PointRec {
+            fence: st.fences,
+            upto: 0,
+            choices: uncertain(&st),
+        };
+        CrashPoint::from_rec(rec, self.len, Arc::new(st.durable.clone()), Arc::from([]))
     }
 
     /// Run `check` on every crash image of every captured crash point and of "now".
     /// Returns the number of images checked, or the first failure with where it happened.
+    ///
+    /// The images are built one at a time in a single buffer (see "Cost" in the module
+    /// documentation); `check` must not keep the slice.
     pub fn check_crash_images(
         &self,
         opts: &Enumerate,
         mut check: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<usize, CrashFailure> {
-        let mut points = self.crash_points();
-        points.push(self.crash_point_now());
+        // Take what is needed under the lock, then check without it (the checker may use
+        // other recorders, or even this one).
+        let (mut img, journal, mut recs) = {
+            let st = self.lock();
+            let now = PointRec {
+                fence: st.fences,
+                upto: st.journal.len(),
+                choices: uncertain(&st),
+            };
+            let img = match &st.base {
+                Some(b) => b.to_vec(),
+                None => st.durable.clone(),
+            };
+            let journal = if st.base.is_some() {
+                st.journal.clone()
+            } else {
+                Vec::new()
+            };
+            let mut recs = if st.base.is_some() {
+                st.points.clone()
+            } else {
+                Vec::new()
+            };
+            recs.push(if st.base.is_some() {
+                now
+            } else {
+                PointRec { upto: 0, ..now }
+            });
+            (img, journal, recs)
+        };
         // Resolve the seed once so that a failure names the seed that produced it.
+        let seed = opts.resolve_seed();
         let opts = &Enumerate {
-            seed: Some(opts.resolve_seed()),
+            seed: Some(seed),
             ..opts.clone()
         };
+        if recs
+            .iter()
+            .any(|r| choice_count(&r.choices) > opts.exhaustive_max)
+        {
+            eprintln!(
+                "crash images: sampling {} images of points with many uncertain words, seed {seed} \
+                 (replay with POOL_CRASH_SEED={seed})",
+                opts.samples
+            );
+        }
+        let mut applied = 0;
         let mut n = 0;
-        for p in &points {
-            for (k, img) in p.images(opts).enumerate() {
+        for rec in &mut recs {
+            for &(w, v) in &journal[applied..rec.upto] {
+                set_word(&mut img, w, v);
+            }
+            applied = rec.upto;
+            let exhaustive = choice_count(&rec.choices) <= opts.exhaustive_max;
+            // The durable value of every uncertain word, to undo the choices after each image.
+            let durable: Vec<u64> = rec.choices.iter().map(|(w, _)| word(&img, *w)).collect();
+            let mut picks = Picks::new(&rec.choices, exhaustive, opts.samples, seed);
+            let mut k = 0;
+            while let Some(pick) = picks.next_pick() {
+                for (c, (w, alts)) in pick.iter().zip(&rec.choices) {
+                    if *c > 0 {
+                        set_word(&mut img, *w, alts[c - 1]);
+                    }
+                }
                 n += 1;
-                if let Err(message) = check(&img) {
+                let res = check(&img[..self.len]);
+                for (c, ((w, _), d)) in pick.iter().zip(rec.choices.iter().zip(&durable)) {
+                    if *c > 0 {
+                        set_word(&mut img, *w, *d);
+                    }
+                }
+                if let Err(message) = res {
                     return Err(CrashFailure {
-                        fence: p.fence,
+                        fence: rec.fence,
                         image_index: k,
-                        seed: p.last_seed(opts),
+                        seed: (!exhaustive).then_some(seed),
                         message,
                     });
                 }
+                k += 1;
             }
         }
         Ok(n)
     }
 }
 
-fn snapshot(st: &State, len: usize) -> CrashPoint {
+/// The uncertain words now: (word, values other than the durable one it may hold).
+fn uncertain(st: &State) -> Vec<(usize, Vec<u64>)> {
     let mut choices = Vec::new();
     for (&w, p) in &st.pending {
         let base = word(&st.durable, w);
@@ -206,12 +322,13 @@ fn snapshot(st: &State, len: usize) -> CrashPoint {
             choices.push((w, alts));
         }
     }
-    CrashPoint {
-        fence: st.fences,
-        len,
-        durable: st.durable.clone(),
-        choices,
-    }
+    choices
+}
+
+fn choice_count(choices: &[(usize, Vec<u64>)]) -> u64 {
+    choices.iter().fold(1u64, |acc, (_, alts)| {
+        acc.saturating_mul(alts.len() as u64 + 1)
+    })
 }
 
 impl Persister for Recorder {
@@ -235,6 +352,7 @@ impl Persister for Recorder {
             off,
             len: data.len(),
         });
+        let st = &mut *st;
         for w in off / 8..=(off + data.len() - 1) / 8 {
             let v = word(&st.live, w);
             let p = st.pending.entry(w).or_insert(Pending {
@@ -264,19 +382,32 @@ impl Persister for Recorder {
 
     fn drain(&self) -> Result<(), PersistError> {
         let mut st = self.lock();
+        let st = &mut *st;
         if st.capture {
-            let point = snapshot(&st, self.len);
-            st.points.push(point);
+            if st.base.is_none() {
+                // The first point since the history was cleared: the journal starts here.
+                st.base = Some(Arc::new(st.durable.clone()));
+                st.journal.clear();
+            }
+            let rec = PointRec {
+                fence: st.fences,
+                upto: st.journal.len(),
+                choices: uncertain(st),
+            };
+            st.points.push(rec);
         }
         let index = st.fences;
         st.log.push(Event::Fence { index });
         st.fences += 1;
-        let st = &mut *st;
+        let journaling = st.base.is_some();
         let mut done = Vec::new();
         for (&w, p) in st.pending.iter_mut() {
             if let Some(i) = p.flushed.take() {
                 let v = p.history[i];
-                st.durable[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+                if journaling && word(&st.durable, w) != v {
+                    st.journal.push((w, v));
+                }
+                set_word(&mut st.durable, w, v);
                 p.history.drain(..=i);
                 if p.history.is_empty() {
                     done.push(w);
@@ -350,17 +481,34 @@ pub struct CrashPoint {
     /// Number of fences before this moment.
     pub fence: usize,
     len: usize,
-    durable: Vec<u8>,
+    /// The recorder's base image; the durable image is `base` with `journal[..upto]` applied.
+    base: Arc<Vec<u8>>,
+    journal: Arc<[(usize, u64)]>,
+    upto: usize,
     /// (word index, values other than the durable one it may hold).
     choices: Vec<(usize, Vec<u64>)>,
 }
 
 impl CrashPoint {
+    fn from_rec(
+        rec: PointRec,
+        len: usize,
+        base: Arc<Vec<u8>>,
+        journal: Arc<[(usize, u64)]>,
+    ) -> CrashPoint {
+        CrashPoint {
+            fence: rec.fence,
+            len,
+            base,
+            journal,
+            upto: rec.upto,
+            choices: rec.choices,
+        }
+    }
+
     /// Number of distinct images (saturating).
     pub fn image_count(&self) -> u64 {
-        self.choices.iter().fold(1u64, |acc, (_, alts)| {
-            acc.saturating_mul(alts.len() as u64 + 1)
-        })
+        choice_count(&self.choices)
     }
 
     /// Number of words whose crash value is uncertain.
@@ -368,13 +516,20 @@ impl CrashPoint {
         self.choices.len()
     }
 
-    /// The image if nothing uncertain survived.
-    pub fn durable_image(&self) -> Vec<u8> {
-        self.durable[..self.len].to_vec()
+    /// The durable image, padded to whole lines (built on demand).
+    fn durable_padded(&self) -> Vec<u8> {
+        let mut img = self.base.to_vec();
+        for &(w, v) in &self.journal[..self.upto] {
+            set_word(&mut img, w, v);
+        }
+        img
     }
 
-    fn last_seed(&self, opts: &Enumerate) -> Option<u64> {
-        (self.image_count() > opts.exhaustive_max).then(|| opts.resolve_seed())
+    /// The image if nothing uncertain survived.
+    pub fn durable_image(&self) -> Vec<u8> {
+        let mut img = self.durable_padded();
+        img.truncate(self.len);
+        img
     }
 
     /// The images, as described in the module documentation.
@@ -392,39 +547,89 @@ impl CrashPoint {
         }
         Images {
             point: self,
+            durable: None,
+            picks: Picks::new(&self.choices, exhaustive, opts.samples, seed),
+        }
+    }
+}
+
+/// Which value each uncertain word takes, image after image: index 0 is the durable value,
+/// `c > 0` is `alts[c - 1]`.
+struct Picks {
+    radix: Vec<usize>,
+    counter: Vec<usize>,
+    exhaustive: bool,
+    started: bool,
+    done: bool,
+    remaining: usize,
+    emitted: usize,
+    rng: u64,
+}
+
+impl Picks {
+    fn new(choices: &[(usize, Vec<u64>)], exhaustive: bool, samples: usize, seed: u64) -> Picks {
+        Picks {
+            radix: choices.iter().map(|(_, a)| a.len()).collect(),
+            counter: vec![0; choices.len()],
             exhaustive,
-            counter: vec![0; self.choices.len()],
             started: false,
             done: false,
-            remaining: opts.samples + 2,
+            remaining: samples + 2,
             emitted: 0,
             rng: seed,
         }
     }
 
-    fn build(&self, pick: impl Fn(usize, &[u64]) -> usize) -> Vec<u8> {
-        let mut img = self.durable.clone();
-        for (k, (w, alts)) in self.choices.iter().enumerate() {
-            let c = pick(k, alts);
-            if c > 0 {
-                img[w * 8..w * 8 + 8].copy_from_slice(&alts[c - 1].to_le_bytes());
+    fn next_pick(&mut self) -> Option<&[usize]> {
+        if self.done {
+            return None;
+        }
+        if self.exhaustive {
+            if self.started {
+                // Mixed-radix increment; each digit ranges over 0..=alts.len().
+                let mut k = 0;
+                loop {
+                    if k == self.counter.len() {
+                        self.done = true;
+                        return None;
+                    }
+                    self.counter[k] += 1;
+                    if self.counter[k] <= self.radix[k] {
+                        break;
+                    }
+                    self.counter[k] = 0;
+                    k += 1;
+                }
+            }
+            self.started = true;
+            return Some(&self.counter);
+        }
+        if self.remaining == 0 {
+            self.done = true;
+            return None;
+        }
+        self.remaining -= 1;
+        let n = self.emitted;
+        self.emitted += 1;
+        match n {
+            0 => self.counter.fill(0),
+            1 => self.counter.copy_from_slice(&self.radix),
+            _ => {
+                for (c, r) in self.counter.iter_mut().zip(&self.radix) {
+                    *c = (splitmix(&mut self.rng) % (*r as u64 + 1)) as usize;
+                }
             }
         }
-        img.truncate(self.len);
-        img
+        Some(&self.counter)
     }
 }
 
 /// Iterator over crash images (see [`CrashPoint::images`]).
 pub struct Images<'a> {
     point: &'a CrashPoint,
-    exhaustive: bool,
-    counter: Vec<usize>,
-    started: bool,
-    done: bool,
-    remaining: usize,
-    emitted: usize,
-    rng: u64,
+    /// The point's durable image, built at the first image.
+    durable: Option<Vec<u8>>,
+    picks: Picks,
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -439,50 +644,18 @@ impl Iterator for Images<'_> {
     type Item = Vec<u8>;
 
     fn next(&mut self) -> Option<Vec<u8>> {
-        if self.done {
-            return None;
-        }
-        if self.exhaustive {
-            if self.started {
-                // Mixed-radix increment; each digit ranges over 0..=alts.len().
-                let mut k = 0;
-                loop {
-                    if k == self.counter.len() {
-                        self.done = true;
-                        return None;
-                    }
-                    self.counter[k] += 1;
-                    if self.counter[k] <= self.point.choices[k].1.len() {
-                        break;
-                    }
-                    self.counter[k] = 0;
-                    k += 1;
-                }
+        let pick = self.picks.next_pick()?;
+        let point = self.point;
+        let durable = self.durable.get_or_insert_with(|| point.durable_padded());
+        // Padded to whole lines, so that every uncertain word is inside; truncated after.
+        let mut img = durable.clone();
+        for (c, (w, alts)) in pick.iter().zip(&point.choices) {
+            if *c > 0 {
+                set_word(&mut img, *w, alts[c - 1]);
             }
-            self.started = true;
-            let c = &self.counter;
-            return Some(self.point.build(|k, _| c[k]));
         }
-        if self.remaining == 0 {
-            self.done = true;
-            return None;
-        }
-        self.remaining -= 1;
-        let n = self.emitted;
-        self.emitted += 1;
-        Some(match n {
-            0 => self.point.build(|_, _| 0),
-            1 => self.point.build(|_, alts| alts.len()),
-            _ => {
-                let picks: Vec<usize> = self
-                    .point
-                    .choices
-                    .iter()
-                    .map(|(_, alts)| (splitmix(&mut self.rng) % (alts.len() as u64 + 1)) as usize)
-                    .collect();
-                self.point.build(|k, _| picks[k])
-            }
-        })
+        img.truncate(point.len);
+        Some(img)
     }
 }
 
@@ -590,6 +763,61 @@ mod tests {
             .check_crash_images(&Enumerate::default(), |_| Ok(()))
             .unwrap();
         assert_eq!(n, 2 + 2); // before fence 0: {0,1}; now: {w1=0, w1=2}
+    }
+
+    /// The in-place walk of `check_crash_images` sees exactly the images `crash_points` +
+    /// `images` build, point by point, across history clears and capture pauses.
+    #[test]
+    fn in_place_check_matches_built_images() {
+        let r = Recorder::new(300); // not a multiple of the line size
+        r.set_capture(false);
+        r.write_u64(0, 9);
+        r.persist(0, 8).unwrap();
+        r.clear_history();
+        r.set_capture(true);
+        let mut x = 1u64;
+        for i in 0..40usize {
+            x = splitmix(&mut x.clone());
+            let off = (x as usize % 36) * 8;
+            r.write_u64(off, x);
+            if i % 3 == 0 {
+                r.flush(off, 8).unwrap();
+            }
+            if i % 4 == 0 {
+                r.drain().unwrap();
+            }
+            if i == 20 {
+                r.set_capture(false);
+            }
+            if i == 30 {
+                r.set_capture(true);
+            }
+        }
+        let opts = Enumerate {
+            exhaustive_max: 64,
+            samples: 5,
+            seed: Some(7),
+        };
+        let mut built: Vec<Vec<u8>> = Vec::new();
+        for p in r.crash_points().iter().chain([&r.crash_point_now()]) {
+            built.extend(p.images(&opts));
+        }
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        let n = r
+            .check_crash_images(&opts, |img| {
+                seen.push(img.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, built.len());
+        assert_eq!(seen, built);
+        assert!(r.crash_point_count() > 3);
+        // The durable image of the last point equals the recorder's.
+        assert_eq!(r.crash_point_now().durable_image(), r.durable_image());
+        // Every point starts from the cleared-history durable state (word 0 = 9) or later.
+        for p in r.crash_points() {
+            assert_eq!(p.durable_image().len(), 300);
+        }
     }
 
     #[test]
