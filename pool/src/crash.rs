@@ -221,6 +221,18 @@ impl Recorder {
         opts: &Enumerate,
         mut check: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<usize, CrashFailure> {
+        self.check_crash_images_at(opts, |_, img| check(img))
+    }
+
+    /// [`check_crash_images`](Self::check_crash_images), telling the checker where each image
+    /// comes from: [`CrashMoment::BeforeFence`] for the captured points, [`CrashMoment::Now`]
+    /// for a crash after the last operation returned (where everything acknowledged must be
+    /// there).
+    pub fn check_crash_images_at(
+        &self,
+        opts: &Enumerate,
+        mut check: impl FnMut(CrashMoment, &[u8]) -> Result<(), String>,
+    ) -> Result<usize, CrashFailure> {
         // Take what is needed under the lock, then check without it (the checker may use
         // other recorders, or even this one).
         let (mut img, journal, mut recs) = {
@@ -269,7 +281,13 @@ impl Recorder {
         }
         let mut applied = 0;
         let mut n = 0;
-        for rec in &mut recs {
+        let last = recs.len() - 1;
+        for (i, rec) in recs.iter().enumerate() {
+            let moment = if i == last {
+                CrashMoment::Now
+            } else {
+                CrashMoment::BeforeFence(rec.fence)
+            };
             for &(w, v) in &journal[applied..rec.upto] {
                 set_word(&mut img, w, v);
             }
@@ -286,7 +304,7 @@ impl Recorder {
                     }
                 }
                 n += 1;
-                let res = check(&img[..self.len]);
+                let res = check(moment, &img[..self.len]);
                 for (c, ((w, _), d)) in pick.iter().zip(rec.choices.iter().zip(&durable)) {
                     if *c > 0 {
                         set_word(&mut img, *w, *d);
@@ -458,6 +476,15 @@ impl Enumerate {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x5eed)
     }
+}
+
+/// When the crash of a crash image happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMoment {
+    /// Just before fence number `.0` (counted from 0 since the recorder was made).
+    BeforeFence(usize),
+    /// Now: after everything recorded so far.
+    Now,
 }
 
 /// A failed crash-image check.
@@ -818,6 +845,29 @@ mod tests {
         for p in r.crash_points() {
             assert_eq!(p.durable_image().len(), 300);
         }
+    }
+
+    #[test]
+    fn moments_name_the_fence_and_now() {
+        let r = Recorder::new(64);
+        r.write_u64(0, 1);
+        r.persist(0, 8).unwrap();
+        r.write_u64(8, 2);
+        let mut seen = Vec::new();
+        r.check_crash_images_at(&Enumerate::default(), |m, img| {
+            seen.push((m, word(img, 0), word(img, 1)));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (CrashMoment::BeforeFence(0), 0, 0),
+                (CrashMoment::BeforeFence(0), 1, 0),
+                (CrashMoment::Now, 1, 0),
+                (CrashMoment::Now, 1, 2),
+            ]
+        );
     }
 
     #[test]
