@@ -235,7 +235,7 @@ impl Recorder {
     ) -> Result<usize, CrashFailure> {
         // Take what is needed under the lock, then check without it (the checker may use
         // other recorders, or even this one).
-        let (mut img, journal, mut recs) = {
+        let (mut img, journal, recs) = {
             let st = self.lock();
             let now = PointRec {
                 fence: st.fences,
