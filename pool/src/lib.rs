@@ -10,6 +10,9 @@
 //! - [`pool`]: create/open with every check, file locks, replicas and fan-out, failure
 //!   policies (fail-stop, degraded with durable stale marks).
 //! - [`resync`]: bring stale or missing replicas back from the primary.
+//! - [`verify`]: read-only check of every part and replica (headers, links, sizes, stale marks,
+//!   replica data), all problems collected.
+//! - [`transform`]: add or remove replicas of an existing pool, crash-safely.
 //!
 //! Architecture invariant: `pool` never touches the network; remote replicas plug in through a
 //! trait implemented elsewhere.
@@ -21,6 +24,8 @@ pub mod persist;
 pub mod pool;
 pub mod region;
 pub mod resync;
+pub mod transform;
+pub mod verify;
 
 pub use pool::{
     Drained, Error, FailurePolicy, OpenOptions, PendingDrain, Pool, PrimaryMemory, RemoteSpec,
@@ -28,3 +33,7 @@ pub use pool::{
 };
 pub use region::Persister;
 pub use resync::{resync, ResyncMode, ResyncProgress, ResyncReport, ResyncedReplica};
+pub use transform::{transform, Plan, TransformOptions, TransformReport, TransformStep};
+pub use verify::{
+    verify, verify_with, DataCheck, Problem, ProblemKind, Repair, Verification, VerifyOptions,
+};

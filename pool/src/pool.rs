@@ -300,8 +300,8 @@ impl PendingDrain for Drained {
 /// to them); use raw copies only, never Rust references.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrimaryMemory {
-    ptr: *mut u8,
-    len: usize,
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
 }
 
 // SAFETY: a plain address range; the guarantee above is what makes using it sound, and it does

@@ -145,7 +145,7 @@ pub fn resync(
 }
 
 /// Copy the pool's data from the primary to `rep` (durable on return).
-fn copy_data(
+pub(crate) fn copy_data(
     pool: &Pool,
     r: usize,
     rep: &dyn Replica,
