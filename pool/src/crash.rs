@@ -265,13 +265,11 @@ impl Recorder {
         };
         // Resolve the seed once so that a failure names the seed that produced it.
         let seed = opts.resolve_seed();
-        let opts = &Enumerate {
-            seed: Some(seed),
-            ..opts.clone()
-        };
-        if recs
-            .iter()
-            .any(|r| choice_count(&r.choices) > opts.exhaustive_max)
+        // A caller that chose the seed replays with it; otherwise say which one was used.
+        if opts.seed.is_none()
+            && recs
+                .iter()
+                .any(|r| choice_count(&r.choices) > opts.exhaustive_max)
         {
             eprintln!(
                 "crash images: sampling {} images of points with many uncertain words, seed {seed} \

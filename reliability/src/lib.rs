@@ -1,1 +1,20 @@
-//! reliability: the cross-stack reliability harness (issue 9). Its tests live in `tests/`.
+//! reliability: the cross-stack reliability harness (issue 9). Its tests live in `tests/`
+//! (docs/TESTING.md says what each one proves and how to replay or soak it); this library holds
+//! what they share:
+//!
+//! - [`mem`]: a plain in-memory [`pool::Persister`] to recover crash images on (cheaper than a
+//!   `Recorder`: one copy, no bookkeeping).
+//! - [`workload`]: the application the harness runs — a root object with slots and data, random
+//!   steps (transactions with nested parts and aborts, atomic publishes, reserve + cancel), the
+//!   model they must agree with, proptest strategies for them, and the recovery check.
+//! - [`remote`]: a remote replica for `pool`'s fan-out that records, in a
+//!   [`pool::crash::Recorder`], exactly what a remote target would have persisted.
+//! - [`seed`]: seeds and budgets from the environment, printed so a run can be replayed.
+//!
+//! Invariant: nothing here weakens what it tests — helpers only observe through public APIs, and
+//! the model is independent of the code under test.
+
+pub mod mem;
+pub mod remote;
+pub mod seed;
+pub mod workload;
