@@ -15,7 +15,8 @@ use std::sync::Arc;
 use poolset::Replica;
 
 use crate::cmd_info::{gather, Report};
-use crate::inspect::{Area, Fix, ReplicaSurvey, REMOTE_NOTE};
+use crate::inspect::{Area, Fix, ReplicaSurvey};
+use crate::remote::RemoteStatus;
 use crate::util::{stdin_is_tty, Failure, Progress};
 
 /// Exit: consistent.
@@ -45,7 +46,10 @@ pub const EXIT_ERROR: u8 = 3;
 /// disagree; damaged heap metadata; dangling pointers. Whatever is reported repaired is checked
 /// again afterwards: the exit status is the verdict of that second check.
 ///
-/// Remote replicas are listed but not checked (rpmem has no replica connector yet).
+/// Remote replicas are opened over rpmem (RPMEM_TRANSPORT, RPMEMD_PATH, RPMEM_CMD, RPMEM_SSH
+/// as rpmem reads them): their attributes are checked against the local headers and their data
+/// is read whole and compared with the primary's. One that cannot be opened, disagrees or
+/// differs is rebuilt by --repair through resync.
 ///
 /// Examples:
 ///
@@ -132,11 +136,17 @@ fn print_summary(r: &Report) {
 
 /// Run `pmempool check`.
 pub fn run(a: &Args) -> Result<u8, Failure> {
-    let r = gather(&a.file, true, a.progress).map_err(|f| err(f.message))?;
+    let r = gather(&a.file, true, true, a.progress).map_err(|f| err(f.message))?;
     let name = a.file.display();
-    for rep in &r.survey.replicas {
-        if let ReplicaSurvey::Remote { index, node, .. } = rep {
-            println!("replica {index} (remote {node}): {REMOTE_NOTE}");
+    for rc in &r.remotes {
+        if a.verbose || !matches!(rc.status, RemoteStatus::Reachable { .. }) {
+            println!(
+                "replica {} (remote {}:{}): {}",
+                rc.index,
+                rc.node,
+                rc.descriptor,
+                rc.health()
+            );
         }
     }
     if a.verbose {
@@ -215,7 +225,7 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
         println!("backup written to {}", b.display());
     }
     repair(&r, a.verbose, a.progress)?;
-    let after = gather(&a.file, true, a.progress).map_err(|f| err(f.message))?;
+    let after = gather(&a.file, true, true, a.progress).map_err(|f| err(f.message))?;
     if after.findings.is_empty() {
         println!("{name}: repaired, now consistent");
         Ok(EXIT_REPAIRED)
@@ -244,7 +254,12 @@ fn repair(r: &Report, verbose: bool, progress: bool) -> Result<(), Failure> {
             );
         }
     }
-    let p = pool::Pool::open(&r.target.set, None, pool::OpenOptions::default())
+    let connect = crate::remote::connector();
+    let opts = pool::OpenOptions {
+        remote: Some(&connect),
+        ..pool::OpenOptions::default()
+    };
+    let p = pool::Pool::open(&r.target.set, None, opts)
         .map_err(|e| err(format!("opening the pool to repair it failed: {e}")))?;
     for line in p.repaired() {
         println!("repaired: {line}");

@@ -19,8 +19,9 @@ use crate::util::{parse_size, Failure, Progress};
 /// Creates every part file (none may exist: pmempool never overwrites), allocates its blocks
 /// (a full file system fails here, not later), writes the part headers, then the heap and the
 /// object-pool metadata, so `tx::PoolTyped::open` (file) or `open_poolset` opens it. Local
-/// replicas of a poolset are created too. Remote replicas are refused: rpmem has no replica
-/// connector for pool yet (pmempool says so instead of creating half a pool set).
+/// replicas of a poolset are created too, and remote ones through rpmemd on their node (rpmem's
+/// environment: RPMEM_TRANSPORT, RPMEMD_PATH, RPMEM_CMD, RPMEM_SSH); the remote pool set must
+/// exist there and is given the pool's attributes.
 ///
 /// Examples:
 ///
@@ -105,21 +106,6 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
         let size = parse_size(size).map_err(|e| Failure::new(1, format!("--size: {e}")))?;
         single_file_set(&a.file, size)
     };
-    for (r, rep) in set.replicas.iter().enumerate() {
-        if let Replica::Remote(rr) = rep {
-            return Err(Failure::new(
-                1,
-                format!(
-                    "{}: replica {r} is remote ({}:{}): creating remote replicas is not \
-                     supported yet (rpmem has no replica connector for pool); remove the \
-                     REPLICA line or create the pool without it",
-                    a.file.display(),
-                    node_name(rr),
-                    rr.descriptor.display()
-                ),
-            ));
-        }
-    }
     let total: u64 = set
         .replicas
         .iter()
@@ -140,12 +126,27 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
     // out the heap; the bar shows which one runs.
     let mut bar = Progress::new("create", 2, false, a.progress);
     bar.set(0);
-    let p = pool::Pool::create(&set, &a.layout, pool::OpenOptions::default())
-        .map_err(|e| Failure::new(1, e.to_string()))?;
+    let connect = crate::remote::connector();
+    let opts = pool::OpenOptions {
+        remote: Some(&connect),
+        ..pool::OpenOptions::default()
+    };
+    let p =
+        pool::Pool::create(&set, &a.layout, opts).map_err(|e| Failure::new(1, e.to_string()))?;
     bar.set(1);
     let undo_parts = |msg: String| {
         for f in &parts {
             let _ = std::fs::remove_file(f);
+        }
+        for rep in &set.replicas {
+            if let Replica::Remote(rr) = rep {
+                let flags = rpmem::RemoveFlags {
+                    force: true,
+                    pool_set: false,
+                };
+                let desc = rr.descriptor.to_string_lossy();
+                let _ = rpmem::remove(&node_name(rr), &desc, flags, &rpmem::Options::from_env());
+            }
         }
         Failure::new(1, msg)
     };

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use pool::header::{PartHeader, StaleSlot, Uuid};
 use serde_json::{json, Value};
 
-use crate::image::Image;
 use crate::inspect::{
-    diff_data, header_findings, heap_findings, heap_survey, replica_image, survey, Area, Finding,
-    Fix, HeapSurvey, PartSurvey, ReplicaSurvey, Survey, REMOTE_NOTE,
+    heap_findings, heap_survey, pool_findings, replica_image, survey, Area, Finding, Fix,
+    HeapSurvey, PartSurvey, ReplicaSurvey, Survey,
 };
+use crate::remote::{check_remotes, RemoteCheck, RemoteStatus};
 use crate::target::{lock_shared, resolve, Target};
 use crate::util::{Failure, Progress};
 
@@ -41,9 +41,13 @@ pub struct Args {
     /// More detail: every lane, and the state of both header slots of every part.
     #[arg(long, short = 'v')]
     pub verbose: bool,
-    /// Skip the comparison of replica data with the primary (it reads the whole pool).
+    /// Skip the comparison of local replicas' data with the primary (it reads the whole pool).
     #[arg(long)]
     pub no_data_compare: bool,
+    /// Also read remote replicas whole over rpmem and compare them with the primary (their
+    /// attributes are always checked).
+    #[arg(long)]
+    pub compare: bool,
     /// Draw progress bars even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
@@ -144,18 +148,60 @@ pub struct Report {
     pub heap: Option<HeapSurvey>,
     /// Why the heap was not read.
     pub heap_note: Option<String>,
-    /// Per compared replica (index): the ranges where its data differs from the primary's.
+    /// Per compared local replica (index): the ranges where its data differs from the primary's.
     pub diffs: Vec<(usize, DataDiff)>,
+    /// Remote replicas, as found over rpmem.
+    pub remotes: Vec<RemoteCheck>,
     /// Everything found wrong, with how it is repaired.
     pub findings: Vec<Finding>,
 }
 
-/// Gather the report (read-only).
-pub fn gather(path: &std::path::Path, compare: bool, progress: bool) -> Result<Report, Failure> {
+/// Gather the report (read-only). `compare`: compare local replicas' data with the primary's;
+/// `compare_remote`: read remote replicas whole over rpmem and compare them too (their
+/// attributes are always checked).
+pub fn gather(
+    path: &std::path::Path,
+    compare: bool,
+    compare_remote: bool,
+    progress: bool,
+) -> Result<Report, Failure> {
     let target = resolve(path).map_err(|e| Failure::new(1, e))?;
     let _locks = lock_shared(&target.set).map_err(|e| Failure::new(1, e))?;
     let s = survey(&target.set);
-    let mut findings = header_findings(&target.set, &s);
+    // The pool crate's own read-only check: headers, links, sizes, stale marks, replica data.
+    let mut bar: Option<(usize, Progress)> = None;
+    let mut on_progress = |r: usize, done: u64, total: u64| {
+        if !matches!(&bar, Some((i, _)) if *i == r) {
+            if let Some((_, b)) = bar.take() {
+                b.finish();
+            }
+            bar = Some((
+                r,
+                Progress::new(&format!("compare replica {r}"), total, true, progress),
+            ));
+        }
+        if let Some((_, b)) = bar.as_mut() {
+            b.set(done);
+        }
+    };
+    let v = pool::verify_with(
+        &target.set,
+        None,
+        pool::VerifyOptions {
+            compare_data: compare,
+            progress: Some(&mut on_progress),
+        },
+    )
+    .map_err(|e| Failure::new(1, e.to_string()))?;
+    if let Some((_, b)) = bar.take() {
+        b.finish();
+    }
+    let mut findings = pool_findings(&v.problems);
+    let diffs: Vec<(usize, DataDiff)> = v
+        .data
+        .iter()
+        .map(|d| (d.replica, d.result.clone()))
+        .collect();
     let pool_size = s.pool_size();
     let primary = match (replica_image(&target.set, s.primary_parts()), pool_size) {
         (Some(Ok(mut img)), Some(ps)) => {
@@ -168,45 +214,20 @@ pub fn gather(path: &std::path::Path, compare: bool, progress: bool) -> Result<R
             Err("the primary's part-0 header is unusable, so the pool size is unknown".to_string())
         }
     };
-    let mut diffs = Vec::new();
-    if let (Ok(prim), Some(ps), true) = (&primary, pool_size, compare) {
-        for rep in s.replicas.iter().skip(1) {
-            let ReplicaSurvey::Local { index, parts, .. } = rep else {
-                continue;
-            };
-            let res = match replica_image(&target.set, parts) {
-                None => Err("missing or mis-sized parts".to_string()),
-                Some(Err(e)) => Err(e),
-                Some(Ok(other)) if (other_len(&other) as u64) < ps => {
-                    Err("smaller than the pool".to_string())
-                }
-                Some(Ok(other)) => {
-                    let mut bar =
-                        Progress::new(&format!("compare replica {index}"), ps, true, progress);
-                    let d = diff_data(prim, &other, ps, &mut bar);
-                    bar.finish();
-                    Ok(d)
-                }
-            };
-            diffs.push((*index, res));
-        }
-    }
-    for (i, d) in &diffs {
-        if let Ok(d) = d {
-            if !d.is_empty() {
-                let bytes: u64 = d.iter().map(|x| x.1).sum();
-                findings.push(Finding {
-                    what: format!(
-                        "replica {i}: data differs from the primary in {} range(s) ({bytes} bytes, first at offset {:#x})",
-                        d.len(),
-                        d[0].0
-                    ),
-                    fix: Fix::PoolOpen,
-                    area: Area::Data,
-                });
-            }
-        }
-    }
+    let marked: Vec<usize> = v
+        .problems
+        .iter()
+        .filter(|p| p.kind == pool::ProblemKind::MarkedStale)
+        .map(|p| p.replica)
+        .collect();
+    let remotes = check_remotes(
+        &target.set,
+        primary.as_ref().ok(),
+        compare_remote,
+        &marked,
+        progress,
+    );
+    findings.extend(remote_findings(&remotes));
     let (heap, heap_note) = match primary {
         Ok(img) => {
             let h = heap_survey(img, progress);
@@ -221,18 +242,46 @@ pub fn gather(path: &std::path::Path, compare: bool, progress: bool) -> Result<R
         heap,
         heap_note,
         diffs,
+        remotes,
         findings,
     })
 }
 
-fn other_len(i: &Image) -> usize {
-    use pool::Persister;
-    i.len()
+/// Remote replicas that failed or differ are rebuilt by resync (pmempool sync, check --repair).
+fn remote_findings(remotes: &[RemoteCheck]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for rc in remotes {
+        let name = format!(
+            "replica {} (remote {}:{})",
+            rc.index, rc.node, rc.descriptor
+        );
+        match &rc.status {
+            RemoteStatus::Failed(e) => out.push(Finding {
+                what: format!("{name}: {e}"),
+                fix: Fix::Resync,
+                area: Area::Data,
+            }),
+            RemoteStatus::Reachable {
+                diff: Some(Ok(d)), ..
+            } if !d.is_empty() => out.push(Finding {
+                what: format!(
+                    "{name}: data differs from the primary in {} range(s) ({} bytes, first at offset {:#x})",
+                    d.len(),
+                    d.iter().map(|x| x.1).sum::<u64>(),
+                    d[0].0
+                ),
+                fix: Fix::Resync,
+                area: Area::Data,
+            }),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Run `pmempool info`.
 pub fn run(a: &Args) -> Result<u8, Failure> {
-    let r = gather(&a.file, !a.no_data_compare, a.progress)?;
+    let r = gather(&a.file, !a.no_data_compare, a.compare, a.progress)?;
     if a.json {
         println!("{:#}", to_json(&r));
     } else {
@@ -292,6 +341,25 @@ fn health(r: &Report, index: usize, parts: &[PartSurvey]) -> String {
     } else {
         v.join("; ")
     }
+}
+
+fn remote_health(r: &Report, index: usize) -> String {
+    let marked = r
+        .survey
+        .primary_parts()
+        .first()
+        .and_then(|p| p.hdr())
+        .is_some_and(|h| h.stale_replicas().contains(&index));
+    let mut s = r
+        .remotes
+        .iter()
+        .find(|x| x.index == index)
+        .map(|x| x.health())
+        .unwrap_or_else(|| "not checked".into());
+    if marked {
+        s = format!("STALE (marked in the primary's header; run pmempool sync); {s}");
+    }
+    s
 }
 
 fn to_text(r: &Report, verbose: bool) -> String {
@@ -372,8 +440,17 @@ fn to_text(r: &Report, verbose: bool) -> String {
             } => {
                 let _ = writeln!(
                     o,
-                    "\nreplica {index} (remote): node {node}, descriptor {descriptor} — {REMOTE_NOTE}"
+                    "\nreplica {index} (remote): node {node}, descriptor {descriptor} — {}",
+                    remote_health(r, *index)
                 );
+                if let Some(RemoteStatus::Reachable { size, .. }) = r
+                    .remotes
+                    .iter()
+                    .find(|x| x.index == *index)
+                    .map(|x| &x.status)
+                {
+                    let _ = writeln!(o, "  remote pool: {}", poolset::human_size(*size));
+                }
             }
         }
     }
@@ -562,7 +639,13 @@ fn to_json(r: &Report) -> Value {
                 "kind": "remote",
                 "node": node,
                 "descriptor": descriptor,
-                "health": REMOTE_NOTE,
+                "health": remote_health(r, *index),
+                "data_diff": r.remotes.iter().find(|x| x.index == *index).and_then(|x| match &x.status {
+                    RemoteStatus::Reachable { diff: Some(Ok(v)), .. } =>
+                        Some(json!(v.iter().map(|(o, l)| json!({"offset": o, "len": l})).collect::<Vec<_>>())),
+                    RemoteStatus::Reachable { diff: Some(Err(e)), .. } => Some(json!({"error": e})),
+                    _ => None,
+                }),
             }),
         })
         .collect();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::cmd_info::gather;
-use crate::inspect::{Fix, ReplicaSurvey, REMOTE_NOTE};
+use crate::inspect::Fix;
 use crate::util::{Failure, Progress};
 
 /// Resynchronise stale or missing replicas of POOLSET from its primary.
@@ -16,7 +16,10 @@ use crate::util::{Failure, Progress};
 /// from the primary, headers rewritten, mark cleared last. Healthy replicas are only compared
 /// as every open does (differing ranges are copied from the primary). The primary itself is
 /// never rebuilt: if it is damaged, sync fails and says so (see pmempool check).
-/// Remote replicas are not supported yet (rpmem has no replica connector).
+/// Remote replicas are reached through rpmem (RPMEM_TRANSPORT, RPMEMD_PATH, RPMEM_CMD,
+/// RPMEM_SSH as rpmem reads them): one that cannot be opened or whose attributes disagree is
+/// recreated or has its attributes rewritten (never one of another pool set), then its data is
+/// copied from the primary.
 ///
 /// Examples:
 ///
@@ -73,10 +76,14 @@ pub fn resync(
             b.set(p.done_bytes);
         }
     };
+    let connect = crate::remote::connector();
     let r = pool::resync(
         set,
         None,
-        pool::OpenOptions::default(),
+        pool::OpenOptions {
+            remote: Some(&connect),
+            ..pool::OpenOptions::default()
+        },
         mode,
         &mut on_progress,
     );
@@ -88,7 +95,7 @@ pub fn resync(
 
 /// Run `pmempool sync`.
 pub fn run(a: &Args) -> Result<u8, Failure> {
-    let r = gather(&a.file, true, a.progress)?;
+    let r = gather(&a.file, true, false, a.progress)?;
     if !r.target.is_poolset {
         return Err(Failure::new(
             1,
@@ -97,18 +104,6 @@ pub fn run(a: &Args) -> Result<u8, Failure> {
                 a.file.display()
             ),
         ));
-    }
-    for rep in &r.survey.replicas {
-        if let ReplicaSurvey::Remote { index, node, .. } = rep {
-            return Err(Failure::new(
-                1,
-                format!(
-                    "{}: replica {index} is remote ({node}): {REMOTE_NOTE}; sync of remote \
-                     replicas is not supported yet",
-                    a.file.display()
-                ),
-            ));
-        }
     }
     let todo: Vec<&str> = r
         .findings

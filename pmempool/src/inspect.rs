@@ -1,8 +1,8 @@
-//! Read-only inspection shared by `info` and `check`: every part's header region, the header
-//! cross-checks of docs/FORMAT.md ("Checks at open"), the heap (`palloc::check` before
+//! Read-only inspection shared by `info` and `check`: every part's header region (for display;
+//! the cross-checks of docs/FORMAT.md "Checks at open" and the replica data comparison are
+//! `pool::verify`'s, turned into findings by [`pool_findings`]), the heap (`palloc::check` before
 //! recovery, then the real open of `tx`/`palloc` run on an [`Image`] overlay to see what
-//! recovery would do and what the pool holds after it), and replica data compared with the
-//! primary's.
+//! recovery would do and what the pool holds after it).
 //!
 //! Nothing here writes a file: parts are read with `pread` (headers) or through [`Image`].
 //! Findings carry whether `check --repair` can fix them and how.
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use palloc::layout::{HeapHeader, HEAP_HEADER_BYTES};
 use palloc::ulog::{self, LogState};
 use palloc::{CheckReport, Recovered};
-use pool::header::{self, HeaderRead, PartHeader, RegionError, StaleSlot, Uuid};
+use pool::header::{self, HeaderRead, PartHeader, RegionError};
 use pool::Persister;
 use poolset::{PoolSet, Replica};
 use tx::UndoRecovered;
@@ -83,10 +83,6 @@ pub enum ReplicaSurvey {
         descriptor: String,
     },
 }
-
-/// Why remote replicas are listed but not read.
-pub const REMOTE_NOTE: &str =
-    "not inspected: rpmem has no replica connector yet, so pmempool cannot read remote replicas";
 
 /// Every replica and part of a pool set.
 pub struct Survey {
@@ -214,264 +210,45 @@ pub struct Finding {
     pub area: Area,
 }
 
-fn cannot(what: String, todo: &str) -> Finding {
+fn heap_cannot(what: String, todo: &str) -> Finding {
     Finding {
         what,
         fix: Fix::Cannot(todo.to_string()),
-        area: Area::Parts,
-    }
-}
-
-fn heap_cannot(what: String, todo: &str) -> Finding {
-    Finding {
         area: Area::Heap,
-        ..cannot(what, todo)
     }
 }
 
 const RESTORE: &str = "restore the part from a backup (a replica other than the primary is \
                        rebuilt from the primary by check --repair or pmempool sync)";
 
-/// The header checks of docs/FORMAT.md over every local part, all problems collected.
-pub fn header_findings(set: &PoolSet, s: &Survey) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let nrep = set.replicas.len();
-    // Reference header: the first one that decodes (normally the primary's part 0).
-    let reference = s
-        .replicas
+/// The findings of `pool::verify` (headers, links, sizes, stale marks, replica data: the
+/// pool crate's own read-only check, the same rules its open applies) in pmempool's terms.
+pub fn pool_findings(problems: &[pool::Problem]) -> Vec<Finding> {
+    problems
         .iter()
-        .filter_map(|r| match r {
-            ReplicaSurvey::Local { parts, .. } => Some(parts),
-            _ => None,
-        })
-        .flatten()
-        .find_map(|p| p.hdr().cloned());
-    let mut part0: Vec<Option<[u8; 16]>> = vec![None; nrep];
-    for rep in &s.replicas {
-        let ReplicaSurvey::Local {
-            index: r,
-            parts,
-            data_bytes,
-        } = rep
-        else {
-            continue;
-        };
-        let r = *r;
-        let first_finding = out.len();
-        for p in parts {
-            let name = p.path.display();
-            match &p.size_file {
-                Err(e) => {
-                    out.push(cannot(format!("{name}: {e}"), RESTORE));
-                    continue;
+        .map(|p| {
+            let area = match p.kind {
+                pool::ProblemKind::MarkedStale | pool::ProblemKind::DataDiffers { .. } => {
+                    Area::Data
                 }
-                Ok(sz) if *sz != p.size_poolset => out.push(cannot(
-                    format!(
-                        "{name}: file has {sz} bytes, the poolset says {}",
-                        p.size_poolset
-                    ),
-                    "fix the size in the poolset file or restore the part",
-                )),
-                Ok(_) => {}
-            }
-            if let Some(e) = &p.read_error {
-                out.push(cannot(format!("{name}: {e}"), RESTORE));
-            }
-            match &p.header {
-                Some(Err(e)) => out.push(cannot(
-                    format!("{name}: header: both slots unusable: {e}"),
-                    RESTORE,
-                )),
-                Some(Ok(read)) => {
-                    for (slot, why) in &read.stale {
-                        let why = match why {
-                            StaleSlot::Corrupt(e) => format!("corrupt ({e})"),
-                            StaleSlot::Older { seq } => format!(
-                                "older (seq {seq}, the slot in force has {}; an update was interrupted)",
-                                read.header.seq.get()
-                            ),
-                            StaleSlot::Differs => "differs from the other slot with the same seq".into(),
-                        };
-                        out.push(Finding {
-                            what: format!("{name}: header slot {slot} is {why}"),
-                            fix: Fix::PoolOpen,
-                            area: Area::Parts,
-                        });
-                    }
-                }
-                None => {}
-            }
-        }
-        let with_hdr: Vec<(&PartSurvey, &PartHeader)> = parts
-            .iter()
-            .filter_map(|p| p.hdr().map(|h| (p, h)))
-            .collect();
-        if let Some((p, h)) = with_hdr.first() {
-            if p.part == 0 {
-                part0[r] = Some(h.uuid);
-            }
-        }
-        let Some(reference) = &reference else {
-            continue;
-        };
-        let np = with_hdr.len();
-        let all_hdrs = parts.iter().filter(|p| p.has_header).count();
-        for (k, (p, h)) in with_hdr.iter().enumerate() {
-            let name = p.path.display();
-            let unknown_ro = h.ro_compat.get() & !header::RO_COMPAT_KNOWN;
-            if unknown_ro != 0 {
-                out.push(cannot(
-                    format!(
-                        "{name}: header ro_compat: unknown read-only feature flags {unknown_ro:#x}"
-                    ),
-                    "use a newer pmempool/pool build",
-                ));
-            }
-            let mut field = |f: &str, exp: String, got: String| {
-                if exp != got {
-                    out.push(cannot(
-                        format!("{name}: header {f}: expected {exp}, found {got}"),
-                        "the part belongs to another pool or its header was damaged with a \
-                         valid checksum; restore the part or fix the poolset file",
-                    ));
-                }
+                _ => Area::Parts,
             };
-            let u = |x: [u8; 16]| Uuid(x).to_string();
-            field("poolset_uuid", u(reference.poolset_uuid), u(h.poolset_uuid));
-            field(
-                "replica_index",
-                r.to_string(),
-                h.replica_index.get().to_string(),
-            );
-            field(
-                "replica_count",
-                nrep.to_string(),
-                h.replica_count.get().to_string(),
-            );
-            field(
-                "part_index",
-                p.part.to_string(),
-                h.part_index.get().to_string(),
-            );
-            field(
-                "part_count",
-                parts.len().to_string(),
-                h.part_count.get().to_string(),
-            );
-            field(
-                "pool_size",
-                reference.pool_size.get().to_string(),
-                h.pool_size.get().to_string(),
-            );
-            field(
-                "layout",
-                format!("{:?}", reference.layout_name()),
-                format!("{:?}", h.layout_name()),
-            );
-            field(
-                "incompat SINGLEHDR",
-                u32::from(set.options.single_hdr).to_string(),
-                u32::from(h.incompat.get() & header::INCOMPAT_SINGLEHDR != 0).to_string(),
-            );
-            if p.size_ok() {
-                field(
-                    "part_size",
-                    p.size_poolset.to_string(),
-                    h.part_size.get().to_string(),
-                );
+            let fix = match &p.repair {
+                pool::Repair::PoolOpen => Fix::PoolOpen,
+                pool::Repair::Resync => Fix::Resync,
+                pool::Repair::Manual(todo) => Fix::Cannot(todo.clone()),
+            };
+            Finding {
+                what: p.message.clone(),
+                fix,
+                area,
             }
-            // Part links, only when every header of the replica decoded (otherwise the damaged
-            // part is already reported and its neighbours' links cannot be judged).
-            if np == all_hdrs && np > 0 {
-                field(
-                    "next_part_uuid",
-                    u(with_hdr[(k + 1) % np].1.uuid),
-                    u(h.next_part_uuid),
-                );
-                field(
-                    "prev_part_uuid",
-                    u(with_hdr[(k + np - 1) % np].1.uuid),
-                    u(h.prev_part_uuid),
-                );
-            }
-        }
-        if reference.pool_size.get() > *data_bytes {
-            out.push(cannot(
-                format!(
-                    "replica {r}: {data_bytes} bytes of data, smaller than the pool's {}",
-                    reference.pool_size.get()
-                ),
-                "give the replica more or larger parts",
-            ));
-        }
-        resync_if_replica(&mut out[first_finding..], r);
-    }
-    // The replica ring, between local replicas whose part 0 decoded.
-    for rep in &s.replicas {
-        let ReplicaSurvey::Local {
-            index: r, parts, ..
-        } = rep
-        else {
-            continue;
-        };
-        let Some(p) = parts.first() else { continue };
-        let Some(h) = p.hdr().filter(|_| p.part == 0) else {
-            continue;
-        };
-        let first_finding = out.len();
-        let (next, prev) = ((r + 1) % nrep, (r + nrep - 1) % nrep);
-        for (f, at, got) in [
-            ("next_repl_uuid", next, h.next_repl_uuid),
-            ("prev_repl_uuid", prev, h.prev_repl_uuid),
-        ] {
-            if let Some(exp) = part0[at] {
-                if exp != got {
-                    out.push(cannot(
-                        format!(
-                            "{}: header {f}: expected {} (part 0 of replica {at}), found {}",
-                            p.path.display(),
-                            Uuid(exp),
-                            Uuid(got)
-                        ),
-                        "the replicas belong to different pools; fix the poolset file",
-                    ));
-                }
-            }
-        }
-        resync_if_replica(&mut out[first_finding..], *r);
-    }
-    // Replicas the primary's header marks stale (they missed updates while the pool ran
-    // degraded): pool refuses to open until they are resynchronised.
-    if let Some(ReplicaSurvey::Local { parts, .. }) = s.replicas.first() {
-        if let Some(h) = parts.first().and_then(|p| p.hdr()) {
-            for r in h.stale_replicas() {
-                out.push(Finding {
-                    what: format!(
-                        "replica {r}: marked stale in the primary's header (it missed updates)"
-                    ),
-                    fix: Fix::Resync,
-                    area: Area::Data,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Problems of a replica other than the primary are repaired by rebuilding it from the primary.
-fn resync_if_replica(found: &mut [Finding], replica: usize) {
-    if replica == 0 {
-        return;
-    }
-    for f in found {
-        if matches!(f.fix, Fix::Cannot(_)) {
-            f.fix = Fix::Resync;
-        }
-    }
+        })
+        .collect()
 }
 
 /// Build the read-only image of a local replica's data (None when a part is missing or has
-/// the wrong size: that is reported by [`header_findings`]).
+/// the wrong size: that is reported by `pool::verify`).
 pub fn replica_image(set: &PoolSet, parts: &[PartSurvey]) -> Option<Result<Image, String>> {
     let too_small = |p: &PartSurvey| {
         has_header(set, p.part) && p.size_poolset < header::HEADER_REGION_BYTES as u64
@@ -826,47 +603,6 @@ pub fn heap_findings(h: &HeapSurvey) -> Vec<Finding> {
                 out.push(heap_cannot(format!("heap: {p}"), "restore from a backup"));
             }
         }
-    }
-    out
-}
-
-/// Ranges where `other` differs from `primary` in `0..len` (1 MiB comparison chunks; each range
-/// covers the first to the last differing byte of a chunk, adjacent ones merged).
-pub fn diff_data(
-    primary: &Image,
-    other: &Image,
-    len: u64,
-    progress: &mut Progress,
-) -> Vec<(u64, u64)> {
-    const CHUNK: usize = 1 << 20;
-    let len = len as usize;
-    let mut a = vec![0u8; CHUNK.min(len)];
-    let mut b = vec![0u8; CHUNK.min(len)];
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut off = 0;
-    while off < len {
-        let n = (len - off).min(CHUNK);
-        primary.read(off, &mut a[..n]);
-        other.read(off, &mut b[..n]);
-        if a[..n] != b[..n] {
-            let first = a[..n]
-                .iter()
-                .zip(&b[..n])
-                .position(|(x, y)| x != y)
-                .unwrap_or(0);
-            let last = a[..n]
-                .iter()
-                .zip(&b[..n])
-                .rposition(|(x, y)| x != y)
-                .unwrap_or(n - 1);
-            let (s, e) = ((off + first) as u64, (off + last + 1) as u64);
-            match out.last_mut() {
-                Some(d) if d.0 + d.1 == s => d.1 = e - d.0,
-                _ => out.push((s, e - s)),
-            }
-        }
-        off += n;
-        progress.set(off as u64);
     }
     out
 }

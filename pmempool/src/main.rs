@@ -1,10 +1,11 @@
 //! pmempool: the operator's command-line tool.
 //!
 //! One subcommand per job, each in its own module (`cmd_*`): `poolset` (lint), `create`,
-//! `info`, `check`, `dump`, `rm`, `sync`. Shared pieces: [`target`] (FILE|POOLSET, shared locks),
+//! `info`, `check`, `dump`, `rm`, `sync`, `transform`. Shared pieces: [`target`] (FILE|POOLSET, shared locks),
 //! [`image`] (a read-only view of a replica's data with an in-memory overlay, so the layers'
 //! real recovery can run without writing), [`inspect`] (what `info` shows and `check` judges),
-//! [`util`] (sizes, progress bar, exit codes).
+//! [`remote`] (the rpmem connector, remote replica health), [`util`] (sizes, progress bar, exit
+//! codes). Header, link, size and replica-data checks are `pool::verify`'s, not pmempool's.
 //!
 //! Architecture invariant: `info`, `dump` and `check` without `--repair` never open a part file
 //! for writing; repairs happen only through the layers' own open paths (`pool::Pool::open`,
@@ -24,13 +25,15 @@ mod cmd_info;
 mod cmd_poolset;
 mod cmd_rm;
 mod cmd_sync;
+mod cmd_transform;
 mod image;
 mod inspect;
+mod remote;
 mod target;
 mod util;
 
 /// Operator's tool for pools and poolsets: create, inspect, check and repair, dump, remove,
-/// resynchronise replicas.
+/// resynchronise replicas, add or remove replicas (transform).
 ///
 /// FILE|POOLSET: a file starting with "PMEMPOOLSET" is a poolset (poolset(5)); anything else is
 /// a single pool file. Every command has --help with examples and its exit codes; a bad command
@@ -50,6 +53,7 @@ enum Command {
     Dump(cmd_dump::Args),
     Rm(cmd_rm::Args),
     Sync(cmd_sync::Args),
+    Transform(cmd_transform::Args),
     Poolset(cmd_poolset::Args),
 }
 
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Dump(a) => util::report("dump", cmd_dump::run(&a)),
         Command::Rm(a) => util::report("rm", cmd_rm::run(&a)),
         Command::Sync(a) => util::report("sync", cmd_sync::run(&a)),
+        Command::Transform(a) => util::report("transform", cmd_transform::run(&a)),
         Command::Poolset(a) => cmd_poolset::run(&a),
     }
 }

@@ -28,7 +28,16 @@ ptype!(Node, "pmempool-test::Node");
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for cmd in ["create", "info", "check", "dump", "rm", "sync", "poolset"] {
+    for cmd in [
+        "create",
+        "info",
+        "check",
+        "dump",
+        "rm",
+        "sync",
+        "transform",
+        "poolset",
+    ] {
         let out = run_expect(&[cmd, "--help"], 0);
         let t = text(&out.stdout);
         assert!(t.contains("Example"), "{cmd} --help has no examples:\n{t}");
@@ -125,22 +134,26 @@ fn create_refuses_what_it_cannot_do() {
         "{}",
         text(&out.stderr)
     );
-    // Remote replicas: refused before any part is created.
+    // A remote replica whose rpmemd cannot be started: the error names the replica, and the
+    // local part created before it is removed again.
     let part = d.path().join("r.part0");
     let set = write_set(
         d.path(),
         "remote.set",
         &[
             format!("16M {}", part.display()),
-            "REPLICA alice@node2 target.set".into(),
+            "REPLICA localhost target.set".into(),
         ],
     );
-    let out = run_expect(&["create", s(&set)], 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pmempool"))
+        .args(["create", s(&set)])
+        .env("RPMEM_TRANSPORT", "local")
+        .env("RPMEMD_PATH", d.path().join("no-such-rpmemd"))
+        .output()
+        .unwrap();
     let e = text(&out.stderr);
-    assert!(
-        e.contains("replica 1 is remote") && e.contains("not supported yet"),
-        "{e}"
-    );
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("replica 1"), "{e}");
     assert!(!part.exists());
     // --size with a poolset is a mistake, said so.
     let set2 = write_set(
@@ -275,7 +288,16 @@ fn dump_user_area_ranges_and_objects() {
 #[test]
 fn doc_pages_cover_every_option() {
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pmempool");
-    for cmd in ["create", "info", "check", "dump", "rm", "sync", "poolset"] {
+    for cmd in [
+        "create",
+        "info",
+        "check",
+        "dump",
+        "rm",
+        "sync",
+        "transform",
+        "poolset",
+    ] {
         let page = std::fs::read_to_string(docs.join(format!("{cmd}.md")))
             .unwrap_or_else(|e| panic!("docs/pmempool/{cmd}.md: {e}"));
         let help = text(&run_expect(&[cmd, "--help"], 0).stdout);

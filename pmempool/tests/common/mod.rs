@@ -105,3 +105,118 @@ pub fn heap_header(pool: &Path) -> palloc::layout::HeapHeader {
             .unwrap();
     palloc::layout::HeapHeader::decode(&raw, len).expect("heap header decodes")
 }
+
+/// The rpmemd binary: `RPMEMD_BIN` if set; otherwise built once with `cargo build -p rpmemd`
+/// into `<target-dir>/e2e-rpmemd` (a separate target directory: the outer `cargo test` holds the
+/// lock of its own), as rpmem's end-to-end tests do.
+pub fn rpmemd_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("RPMEMD_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("test executable lives in <target>/<profile>/deps");
+    let dir = target.join("e2e-rpmemd");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let out = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "rpmemd", "--bin", "rpmemd"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&dir)
+        .output()
+        .expect("running cargo build -p rpmemd");
+    assert!(
+        out.status.success(),
+        "cargo build -p rpmemd failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("debug").join("rpmemd")
+}
+
+/// A target "node" on this host: rpmemd's poolset directory, its parts directory, and a wrapper
+/// script that runs rpmemd with its configuration (for `RPMEMD_PATH`, local transport).
+pub struct RemoteSite {
+    pub sets: PathBuf,
+    pub parts: PathBuf,
+    pub wrapper: PathBuf,
+}
+
+/// Offset of remote pool offset 0 in a remote part file: the part header region (4096) plus
+/// rpmemd's attribute area (4096); see docs/PROTOCOL.md "Target side".
+pub const REMOTE_DATA_OFFSET: u64 = 8192;
+
+impl RemoteSite {
+    pub fn new(base: &Path) -> RemoteSite {
+        use std::os::unix::fs::PermissionsExt;
+        let site = base.join("site");
+        let sets = site.join("sets");
+        let parts = site.join("parts");
+        std::fs::create_dir_all(&sets).unwrap();
+        std::fs::create_dir_all(&parts).unwrap();
+        let conf = site.join("rpmemd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "poolset-dir = {}\nuse-syslog = no\nlog-file = -\nlog-level = info\n",
+                sets.display()
+            ),
+        )
+        .unwrap();
+        let wrapper = site.join("rpmemd.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {} -c {} \"$@\"\n",
+                rpmemd_path().display(),
+                conf.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        RemoteSite {
+            sets,
+            parts,
+            wrapper,
+        }
+    }
+
+    /// A remote pool set `name` of one part of `mib` MiB; returns the part's path.
+    pub fn poolset(&self, name: &str, mib: u64) -> PathBuf {
+        let part = self.parts.join(format!("{name}.part0"));
+        std::fs::write(
+            self.sets.join(name),
+            format!("PMEMPOOLSET\n{mib}M {}\n", part.display()),
+        )
+        .unwrap();
+        part
+    }
+
+    /// Run pmempool with the local transport pointed at this site's rpmemd.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pmempool"))
+            .args(args)
+            .env("RPMEM_TRANSPORT", "local")
+            .env("RPMEMD_PATH", &self.wrapper)
+            .output()
+            .expect("run pmempool")
+    }
+
+    /// As [`run`](Self::run), printing everything when the exit code is not `code`.
+    #[track_caller]
+    pub fn expect(&self, args: &[&str], code: i32) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pmempool {args:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+}
