@@ -1071,11 +1071,9 @@ impl<P: Persister + ?Sized> Heap<P> {
             rs.pbits[wi],
             "volatile copy of the bitmap word at {w:#x} differs from media"
         );
-        match set {
-            None => {
-                self.p.write_u64(w, value);
-                self.p.persist(w, 8)?;
-            }
+        let r = match set {
+            // On a failure the old word is stored back (see `ulog::store_word`).
+            None => crate::ulog::store_word(&*self.p, w, value),
             Some((e, ulog)) => ulog.commit(
                 &*self.p,
                 &[
@@ -1085,10 +1083,13 @@ impl<P: Persister + ?Sized> Heap<P> {
                     },
                     e,
                 ],
-            )?,
+            ),
+        };
+        // A batch committed despite its error changed the word too.
+        if r.as_ref().map_or_else(UlogError::is_committed, |_| true) {
+            rs.pbits[wi] = value;
         }
-        rs.pbits[wi] = value;
-        Ok(())
+        Ok(r?)
     }
 
     /// The fast path of freeing `off` when it is in a run, with `set` (a plain destination's
@@ -1111,13 +1112,17 @@ impl<P: Persister + ?Sized> Heap<P> {
             }
             _ => return Err(Error::NotAllocated { off }),
         };
-        self.commit_bit(c, rs, bit, false, set)?;
+        let r = self.commit_bit(c, rs, bit, false, set);
+        if r.as_ref().is_err_and(|e| !e.is_committed()) {
+            return r.map(|_| false);
+        }
+        // Freed (also when a committed batch reports a later replica failure).
         self.unset_block(c, rs, bit);
         self.counters.objects.fetch_sub(1, Ordering::Relaxed);
         self.counters
             .allocated_bytes
             .fetch_sub(rs.geom.block_size - ALLOC_HEADER_BYTES, Ordering::Relaxed);
-        Ok(true)
+        r.map(|_| true)
     }
 
     /// Undo a reservation's volatile effect.
@@ -1294,13 +1299,16 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         }
         let set = dest.map(|d| (Entry { off: d, value: off }, &mut self.arena.ulog));
         // On a persistence failure the bit stays reserved until the next open (a leak at
-        // worst), as in `publish`.
-        h.commit_bit(c, rs, bit, true, set)?;
+        // worst), as in `publish`; a committed batch's error leaves it allocated.
+        let r = h.commit_bit(c, rs, bit, true, set);
+        if r.as_ref().is_err_and(|e| !e.is_committed()) {
+            return r.map(|_| off);
+        }
         h.counters.objects.fetch_add(1, Ordering::Relaxed);
         h.counters
             .allocated_bytes
             .fetch_add(usable, Ordering::Relaxed);
-        Ok(off)
+        r.map(|_| off)
     }
 
     fn reserve_inner(
@@ -1336,13 +1344,18 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                 off: h.chunk_hdr_off(chunk),
                 value: layout::chunk_header(layout::CHUNK_USED, n),
             };
-            if let Err(e) =
+            let mut extended =
                 self.arena
                     .ulog
-                    .extend(&*h.p, r.off as usize, r.usable as usize, &[alloc])
-            {
-                h.release(&r);
-                return Err(e.into());
+                    .extend(&*h.p, r.off as usize, r.usable as usize, &[alloc]);
+            if let Err(e) = extended {
+                if !e.is_committed() {
+                    h.release(&r);
+                    return Err(e.into());
+                }
+                // Linked and allocated although a replica failed after the commit point: the
+                // volatile state follows, then the error is returned.
+                extended = Err(e);
             }
             let mut g = lock(&h.chunks[chunk]);
             h.info[chunk].store(info::SPAN | info::INTERNAL | n as u64, Ordering::Release);
@@ -1352,6 +1365,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
             h.counters
                 .allocated_bytes
                 .fetch_add(r.usable, Ordering::Relaxed);
+            extended?;
         }
         Ok(())
     }
@@ -1557,9 +1571,14 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                 return Err(e);
             }
         };
-        // On a persistence failure the volatile state is left as it was: reservations stay
-        // reserved and frees stay allocated until the next open, which can only leak.
-        self.arena.ulog.commit(&*h.p, &entries)?;
+        // On a persistence failure before the commit point the volatile state is left as it
+        // was: reservations stay reserved and frees stay allocated until the next open, which
+        // can only leak. After it (`UlogError::Committed`) the batch is applied: the volatile
+        // state follows it below and the error is returned at the end.
+        let committed = self.arena.ulog.commit(&*h.p, &entries);
+        if committed.as_ref().is_err_and(|e| !e.is_committed()) {
+            return Err(committed.unwrap_err().into());
+        }
         let mut freed_spans = Vec::new();
         for a in &actions {
             match a {
@@ -1612,7 +1631,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         for (c, n) in freed_spans {
             h.free_span_volatile(c, n);
         }
-        Ok(())
+        Ok(committed?)
     }
 }
 
@@ -1636,13 +1655,17 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
         if rs.bits[wi] & m == 0 || rs.pbits[wi] & m != 0 {
             return Ok(false);
         }
-        // On a persistence failure the reservation stays reserved (as in the general path).
-        h.commit_bit(c, rs, bit, true, set.map(|e| (e, &mut self.arena.ulog)))?;
+        // On a persistence failure the reservation stays reserved (as in the general path); a
+        // committed batch's error leaves it published.
+        let res = h.commit_bit(c, rs, bit, true, set.map(|e| (e, &mut self.arena.ulog)));
+        if res.as_ref().is_err_and(|e| !e.is_committed()) {
+            return res.map(|_| false);
+        }
         h.counters.objects.fetch_add(1, Ordering::Relaxed);
         h.counters
             .allocated_bytes
             .fetch_add(r.usable, Ordering::Relaxed);
-        Ok(true)
+        res.map(|_| true)
     }
 }
 

@@ -106,6 +106,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the operation took effect despite the error: its commit point passed (the
+    /// redo log was durable on the primary and every replica), and a persist after it failed
+    /// ([`UlogError::Committed`]). Any other error from a publish, alloc or free means the
+    /// operation did not take effect (except [`is_unknown`](Self::is_unknown)).
+    pub fn is_committed(&self) -> bool {
+        matches!(self, Error::Ulog(e) if e.is_committed())
+    }
+
+    /// True when whether the operation took effect is left to the next open, as after a
+    /// crash: the primary's own persistence failed while undoing it ([`UlogError::Unknown`]).
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Error::Ulog(e) if e.is_unknown())
+    }
+
     fn from_header(e: layout::HeaderError) -> Error {
         match e {
             layout::HeaderError::NoHeap => Error::NoHeap,

@@ -111,9 +111,99 @@ pub enum UlogError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// Flushing failed.
+    /// Flushing failed before the commit point; the batch is **not** applied: a log that
+    /// became durable on the primary was invalidated there again (see "Persistence failures"
+    /// in the module documentation), so the next open does not replay it.
     #[error("redo log persist: {0}")]
     Persist(#[from] PersistError),
+    /// The batch **is** applied (its log was durable on the primary and every replica: the
+    /// commit point passed), but a later persist (applying the entries or clearing the log)
+    /// failed. The primary holds the batch; recovery replays it if needed.
+    #[error("redo log at {base:#x}: batch committed, but a later persist failed: {source}")]
+    Committed {
+        /// Log base offset.
+        base: usize,
+        /// The first persist error after the commit point.
+        source: PersistError,
+    },
+    /// Persisting the batch failed and so did undoing it on the primary itself: whether the
+    /// batch is applied is decided by the next open (as after a crash). The log refuses
+    /// further commits.
+    #[error(
+        "persist failed ({source}) and undoing the change on the primary failed too \
+         ({undo}): the next open decides whether it is applied"
+    )]
+    Unknown {
+        /// The persist error of the commit.
+        source: PersistError,
+        /// The error of the invalidation.
+        undo: PersistError,
+    },
+    /// An earlier failure of the primary's own persistence left this log in an unknown state;
+    /// it takes no commit until the pool is reopened.
+    #[error("redo log at {base:#x} unusable until the pool is reopened: {why}")]
+    Poisoned {
+        /// Log base offset.
+        base: usize,
+        /// The earlier failure.
+        why: String,
+    },
+}
+
+impl UlogError {
+    /// True when the batch is applied despite the error ([`UlogError::Committed`]).
+    pub fn is_committed(&self) -> bool {
+        matches!(self, UlogError::Committed { .. })
+    }
+
+    /// True when the batch's outcome is left to the next open ([`UlogError::Unknown`]).
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, UlogError::Unknown { .. })
+    }
+}
+
+/// True when a failed persist is known to have completed on the primary: only a replica
+/// failed. `pool::Pool` flushes and drains the primary before fanning out, and names a
+/// replica's failure `PersistError::Replica` with an index other than 0 (the primary).
+pub fn primary_done(e: &PersistError) -> bool {
+    matches!(e, PersistError::Replica { replica, .. } if *replica != 0)
+}
+
+/// The error for a commit whose persist failed with `source` and whose undo (invalidating the
+/// log, or storing the old value back) returned `undo`.
+fn undone(source: PersistError, undo: Result<(), PersistError>) -> UlogError {
+    match undo {
+        Ok(()) => UlogError::Persist(source),
+        Err(u) if primary_done(&u) => UlogError::Persist(source),
+        Err(undo) => UlogError::Unknown { source, undo },
+    }
+}
+
+/// Store `value` at `off` (8-byte aligned) as one atomic, durable step whose persist is the
+/// commit point: when the persist fails, the old value is stored back and persisted (on the
+/// primary at least) before the error is returned, so an `Err` other than
+/// [`UlogError::Unknown`] means the word holds its old value on the primary, durably.
+pub fn store_word<P: Persister + ?Sized>(p: &P, off: usize, value: u64) -> Result<(), UlogError> {
+    let old = p.read_u64(off);
+    p.write_u64(off, value);
+    if let Err(source) = p.persist(off, 8) {
+        p.write_u64(off, old);
+        return Err(undone(source, persist_best_effort(p, off, 8)));
+    }
+    Ok(())
+}
+
+/// Flush then drain `[off, off+len)`, running the drain even when the flush failed, so that
+/// the primary's part of the persist is complete whenever only a replica failed (the drain
+/// fences the primary before it asks any replica). Returns the first error.
+pub fn persist_best_effort<P: Persister + ?Sized>(
+    p: &P,
+    off: usize,
+    len: usize,
+) -> Result<(), PersistError> {
+    let f = p.flush(off, len);
+    let d = p.drain();
+    f.and(d)
 }
 
 /// What [`Ulog::open`] found.
@@ -174,6 +264,9 @@ pub struct Ulog {
     generation: u64,
     buf: Vec<u8>,
     ext: Vec<Extension>,
+    /// Why this log takes no more commits (the primary's own persistence failed while the
+    /// log's state mattered), if it does not.
+    poisoned: Option<String>,
 }
 
 /// Number of entries a log area of `area_bytes` holds.
@@ -403,6 +496,7 @@ impl Ulog {
             generation,
             buf: Vec::with_capacity(HEADER_BYTES + 8 * ENTRY_BYTES),
             ext,
+            poisoned: None,
         }
     }
 
@@ -563,9 +657,12 @@ impl Ulog {
             off: self.tail_link() as u64,
             value: off as u64,
         });
-        self.commit(p, &batch)?;
-        self.ext.push(e);
-        Ok(())
+        // A batch committed despite its error linked the extension too.
+        let r = self.commit(p, &batch);
+        if r.as_ref().map_or_else(UlogError::is_committed, |_| true) {
+            self.ext.push(e);
+        }
+        r
     }
 
     /// Apply `entries` all-or-nothing (see the module documentation). On return they are
@@ -586,13 +683,23 @@ impl Ulog {
         for (index, e) in entries.iter().enumerate() {
             self.check_entry(p, index, e)?;
         }
+        if let Some(why) = &self.poisoned {
+            return Err(UlogError::Poisoned {
+                base: self.base,
+                why: why.clone(),
+            });
+        }
         match entries {
             [] => return Ok(()),
             [e] => {
-                // One aligned 8-byte store is atomic by itself: no log needed.
-                p.write_u64(e.off as usize, e.value);
-                p.persist(e.off as usize, 8)?;
-                return Ok(());
+                // One aligned 8-byte store is atomic by itself: no log needed. Its persist is
+                // the commit point; if it fails, the old value goes back (see "Persistence
+                // failures").
+                let r = store_word(p, e.off as usize, e.value);
+                if let Err(UlogError::Unknown { undo, .. }) = &r {
+                    self.poisoned = Some(format!("undoing a failed commit failed: {undo}"));
+                }
+                return r;
             }
             _ => {}
         }
@@ -645,35 +752,74 @@ impl Ulog {
         buf[COMMIT_WORD + 4..HEADER_BYTES].copy_from_slice(&(self.generation as u32).to_le_bytes());
         p.write(self.base, buf);
         // Step 1: the whole log (entries in the area and every extension + the checksummed
-        // commit record) durable before any destination word changes.
-        p.persist(self.base, buf.len())?;
-        self.apply(p, entries)?;
-        self.clear(p)
+        // commit record) durable before any destination word changes. Its success is the
+        // commit point; on a failure the log may be durable on the primary (a replica failed
+        // after it), so it is invalidated there before the error is returned.
+        if let Err(source) = p.persist(self.base, buf.len()) {
+            p.write_u64(self.base + COMMIT_WORD, 0);
+            let undo = persist_best_effort(p, self.base + COMMIT_WORD, 8);
+            let e = undone(source, undo);
+            if let UlogError::Unknown { undo, .. } = &e {
+                self.poisoned = Some(format!("invalidating a failed commit failed: {undo}"));
+            }
+            return Err(e);
+        }
+        // Past the commit point: a failure from here on is a replica (or the primary) not
+        // keeping up with a committed batch. The primary's part is still done in full (every
+        // destination and the clear), so that its state is the committed one.
+        let applied = self.apply(p, entries);
+        // The log must outlive destinations that are not durable on the primary.
+        let cleared = match &applied {
+            Err(e) if !primary_done(e) => Ok(()),
+            _ => self.clear(p),
+        };
+        match applied.and(cleared) {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                if !primary_done(&source) {
+                    self.poisoned = Some(format!(
+                        "committing a batch failed on the primary: {source}"
+                    ));
+                }
+                Err(UlogError::Committed {
+                    base: self.base,
+                    source,
+                })
+            }
+        }
     }
 
-    fn apply<P: Persister + ?Sized>(&self, p: &P, entries: &[Entry]) -> Result<(), UlogError> {
+    /// Store every entry and make them durable. Every flush and the drain run even after a
+    /// failure (the first error is returned), so that a replica's failure leaves the primary
+    /// with every destination durable.
+    fn apply<P: Persister + ?Sized>(&self, p: &P, entries: &[Entry]) -> Result<(), PersistError> {
         for e in entries {
             p.write_u64(e.off as usize, e.value);
         }
+        let mut first_err = None;
         let mut last_line = u64::MAX;
         for e in entries {
             let line = e.off / 64;
             if line != last_line {
-                p.flush(e.off as usize, 8)?;
+                if let Err(err) = p.flush(e.off as usize, 8) {
+                    first_err.get_or_insert(err);
+                }
                 last_line = line;
             }
         }
         // Step 2: every destination durable before the log may be cleared.
-        p.drain()?;
-        Ok(())
+        let drained = p.drain();
+        match first_err {
+            Some(e) => Err(e),
+            None => drained,
+        }
     }
 
-    fn clear<P: Persister + ?Sized>(&self, p: &P) -> Result<(), UlogError> {
+    fn clear<P: Persister + ?Sized>(&self, p: &P) -> Result<(), PersistError> {
         p.write_u64(self.base + COMMIT_WORD, 0);
         // Step 3: the clear durable before the caller goes on; a later direct store to a
         // destination must never be undone by replaying this log.
-        p.persist(self.base + COMMIT_WORD, 8)?;
-        Ok(())
+        persist_best_effort(p, self.base + COMMIT_WORD, 8)
     }
 }
 
