@@ -117,4 +117,16 @@ pub enum Error {
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The transaction **is committed** — on the primary, and every replica acknowledged its
+    /// commit record — but a persist after the commit point failed (in practice a replica
+    /// failing under the fail-stop policy while the committed redo log was applied). After a
+    /// reopen the transaction is there. Its on-commit hooks ran. Every other error of
+    /// [`ObjPool::tx`] means the transaction is absent (see "Errors" in [`crate::tx`]).
+    #[error("transaction committed, but a persist after the commit point failed: {0}")]
+    CommittedReplicationFailed(#[source] palloc::Error),
+    /// Whether the transaction is committed is decided by the next open, as after a crash:
+    /// the primary's own persistence failed while the transaction was being undone. The lane
+    /// is unusable until the pool is reopened; no hooks ran.
+    #[error("transaction outcome unknown until the pool is reopened: {0}")]
+    OutcomeUnknown(String),
 }

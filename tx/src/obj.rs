@@ -413,6 +413,14 @@ impl<P: Persister + ?Sized> ObjPool<P> {
                     hooks.into_iter().for_each(|h| h());
                     return Ok(v);
                 }
+                Err(e) if tx.is_finished() => {
+                    // Committed despite the error (CommittedReplicationFailed: its on-commit
+                    // hooks run), or left to the next open (no hooks): nothing to roll back.
+                    let hooks = tx.hooks_after_commit_error();
+                    drop(tx);
+                    hooks.into_iter().for_each(|h| h());
+                    return Err(E::from(e));
+                }
                 Err(e) => Err(E::from(e)),
             },
             Ok(_) => Err(E::from(Error::NestedAborted)),

@@ -17,6 +17,7 @@
 use crate::obj::ObjPool;
 use crate::undo::UndoLog;
 use crate::Error;
+use palloc::ulog::primary_done;
 use palloc::{Action, Lane, Reservation};
 use pool::Persister;
 use std::cell::RefCell;
@@ -369,18 +370,41 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             .collect();
         acts.extend(take(&mut self.frees).into_iter().map(Action::Free));
         if acts.is_empty() {
-            // Step 2: the idle state word; its fence is the commit point.
-            self.undo.end(p)?;
+            // Step 2: the idle state word; its persist is the commit point. On an error the
+            // active state is back (durable on the primary) and the caller aborts.
+            if let Err(e) = self.undo.commit_end(p) {
+                if matches!(e, Error::OutcomeUnknown(_)) {
+                    self.undecided(&e);
+                }
+                return Err(e);
+            }
         } else {
             if self.undo.is_active() {
                 let (off, value) = self.undo.idle_state();
                 acts.push(Action::Set { off, value });
             }
-            // Step 2: one redo batch; the fence that completes its log is the commit point.
-            // On an error palloc cancels the reservations and nothing is published; the
-            // caller aborts, which rolls the saved ranges back.
-            self.lane.publish(acts)?;
-            self.undo.reset();
+            // Step 2: one redo batch; the persist that completes its log is the commit point.
+            // On an error before it, palloc invalidates the log on the primary and nothing is
+            // published (reservations stay reserved until the next open: a volatile leak);
+            // the caller aborts, which rolls the saved ranges back.
+            match self.lane.publish(acts) {
+                Ok(()) => self.undo.reset(),
+                Err(e) if e.is_committed() => {
+                    // Committed (the batch also ended the undo log); a persist after the
+                    // commit point failed.
+                    self.undo.reset();
+                    self.saved.clear();
+                    self.finished = true;
+                    self.on_abort.clear();
+                    return Err(Error::CommittedReplicationFailed(e));
+                }
+                Err(e) if e.is_unknown() => {
+                    let e = Error::OutcomeUnknown(e.to_string());
+                    self.undecided(&e);
+                    return Err(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         self.saved.clear();
         self.finished = true;
@@ -388,7 +412,32 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         Ok(take(&mut self.on_commit))
     }
 
+    /// The commit's outcome is left to the next open: neither roll back nor run hooks, and
+    /// keep the lane out of use until then.
+    fn undecided(&mut self, e: &Error) {
+        self.undo.poison(format!("{e}"));
+        self.finished = true;
+        self.on_commit.clear();
+        self.on_abort.clear();
+    }
+
+    /// The on-commit hooks of a transaction whose commit returned
+    /// [`Error::CommittedReplicationFailed`] (empty after any other error).
+    pub(crate) fn hooks_after_commit_error(&mut self) -> Vec<Hook<'a>> {
+        take(&mut self.on_commit)
+    }
+
+    /// Whether the transaction has ended (committed, aborted, or left to the next open).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Roll back; returns the on-abort hooks to run once the lane is released.
+    ///
+    /// Persist errors of replicas do not stop the roll-back: every step is still done on the
+    /// primary (which is then rolled back and idle, as the error promises), the first error is
+    /// returned, and the lane stays usable. A failure of the primary itself poisons the lane
+    /// (recovery at the next open rolls back).
     pub(crate) fn abort(&mut self) -> Result<Vec<Hook<'a>>, Error> {
         self.finished = true;
         self.flush.clear();
@@ -400,9 +449,25 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             .collect();
         self.pool.heap().cancel(fresh);
         let p = &**self.pool.heap().persister();
-        let res = self.undo.roll_back(p).and_then(|_| self.undo.end(p));
-        if let Err(e) = &res {
-            self.undo.poison(format!("abort failed: {e}"));
+        fn primary_ok<T>(r: &Result<T, Error>) -> bool {
+            match r {
+                Ok(_) => true,
+                Err(Error::Persist(e)) => primary_done(e),
+                Err(_) => false,
+            }
+        }
+        let rolled = self.undo.roll_back(p);
+        // The idle state only once the restored bytes are durable on the primary.
+        let res = if primary_ok(&rolled) {
+            let ended = self.undo.end(p);
+            rolled.and(ended)
+        } else {
+            rolled.map(|_| ())
+        };
+        if !primary_ok(&res) {
+            if let Err(e) = &res {
+                self.undo.poison(format!("abort failed: {e}"));
+            }
         }
         self.on_commit.clear();
         res.map(|_| take(&mut self.on_abort))

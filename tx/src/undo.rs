@@ -16,7 +16,8 @@
 //! little-endian. This module does only the log's I/O; the transaction logic is in [`crate::tx`].
 
 use crate::Error;
-use palloc::{Action, Lane};
+use palloc::ulog::{persist_best_effort, store_word};
+use palloc::{Action, Lane, UlogError};
 use pool::Persister;
 
 /// Type number of overflow blocks (reserved; user types must not use it).
@@ -343,18 +344,29 @@ impl UndoLog {
             // The block's header durable before the link that makes it reachable.
             p.persist(off, SEG_HEADER_BYTES + ENTRY_HEADER_BYTES)?;
             let link = self.segs[self.cur].next_word as u64;
-            lane.publish(vec![
+            let linked = lane.publish(vec![
                 Action::Alloc(r),
                 Action::Set {
                     off: link,
                     value: off as u64,
                 },
-            ])?;
-            self.segs.push(Seg {
+            ]);
+            let seg = Seg {
                 start: off + SEG_HEADER_BYTES,
                 end: off + cap,
                 next_word: off + NEXT_WORD,
-            });
+            };
+            match linked {
+                Ok(()) => self.segs.push(seg),
+                Err(palloc::Error::Ulog(UlogError::Committed { source, .. })) => {
+                    // The block is linked (a persist after the commit point failed): keep it
+                    // in the chain, and fail the transaction (which then rolls back) with
+                    // the persist error.
+                    self.segs.push(seg);
+                    return Err(Error::Persist(source));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         self.cur += 1;
         self.pos = self.segs[self.cur].start;
@@ -363,18 +375,27 @@ impl UndoLog {
 
     /// Copy every saved range back (newest first) and make it durable; does not end the
     /// transaction (see [`end`](Self::end)).
+    ///
+    /// Every entry is written and flushed, and the drain runs, even after a persist error (the
+    /// first is returned): when only a replica failed, the primary is fully rolled back.
     pub(crate) fn roll_back<P: Persister + ?Sized>(&self, p: &P) -> Result<usize, Error> {
         if !self.active {
             return Ok(0);
         }
         let entries = read_entries(p, &self.segs, self.gen);
+        let mut first_err = None;
         for (off, data) in entries.iter().rev() {
             p.write(*off as usize, data);
-            p.flush(*off as usize, data.len())?;
+            if let Err(e) = p.flush(*off as usize, data.len()) {
+                first_err.get_or_insert(e);
+            }
         }
         // Restored bytes durable before the state word may say "idle".
-        p.drain()?;
-        Ok(entries.len())
+        let drained = p.drain();
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => drained.map(|_| entries.len()).map_err(Error::from),
+        }
     }
 
     /// Forget the transaction's entries (volatile part). The caller has made the state idle on
@@ -385,12 +406,33 @@ impl UndoLog {
         self.pos = self.segs[0].start;
     }
 
-    /// End the transaction by storing the idle state directly (one atomic word + fence).
+    /// End an aborted transaction (its ranges rolled back and durable) by storing the idle
+    /// state directly (one atomic word + fence). The drain runs even when the flush failed, so
+    /// that a replica's failure leaves the primary idle.
     pub(crate) fn end<P: Persister + ?Sized>(&mut self, p: &P) -> Result<(), Error> {
         if self.active {
             let (w, v) = self.idle_state();
             p.write_u64(w as usize, v);
-            p.persist(w as usize, 8)?;
+            persist_best_effort(p, w as usize, 8)?;
+        }
+        self.reset();
+        Ok(())
+    }
+
+    /// Commit a transaction without allocations or frees: the idle state's persist is the
+    /// commit point. When it fails (a replica failed after the primary, say) the transaction
+    /// is **not** committed: the active state is stored back and persisted (the entries are
+    /// untouched, so the log is whole again) before the error is returned, and the log stays
+    /// active for the caller's roll-back. [`Error::OutcomeUnknown`] when storing it back
+    /// failed on the primary itself.
+    pub(crate) fn commit_end<P: Persister + ?Sized>(&mut self, p: &P) -> Result<(), Error> {
+        if self.active {
+            let (w, v) = self.idle_state();
+            match store_word(p, w as usize, v) {
+                Ok(()) => {}
+                Err(UlogError::Persist(e)) => return Err(Error::Persist(e)),
+                Err(e) => return Err(Error::OutcomeUnknown(e.to_string())),
+            }
         }
         self.reset();
         Ok(())
