@@ -1,0 +1,9 @@
+//! Fuzz target `ulog_recover`: see `reliability::fuzzing::ulog_recover` for the input format and what counts as
+//! a bug (any panic, hang, or allocation sized by a hostile field).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    reliability::fuzzing::ulog_recover(data);
+});
