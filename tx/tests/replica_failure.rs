@@ -1,0 +1,308 @@
+//! A replica failing at every fence of a transaction, with crash images.
+//!
+//! [`FailAt`] wraps `pool::crash::Recorder` as `pool::Pool` behaves with one replica under the
+//! fail-stop policy: every flush and fence is done locally (the primary) first, then fence
+//! number `k` (counted from the start of the transaction) returns `PersistError::Replica` —
+//! once (a transient failure), or from then on (a replica that is gone).
+//!
+//! For every `k` up to the transaction's last fence, the outcome must be well-defined:
+//! - `Ok` (or the program's own abort) as without a failure;
+//! - `tx::Error::CommittedReplicationFailed`: the transaction is there after a reopen;
+//! - any other error: the transaction is absent after a reopen;
+//!
+//! "after a reopen" both from the live image (the process ends without a crash) and from the
+//! durable image (a power failure right after `tx` returned), heap-checked. And every crash
+//! image before each fence recovers to the state before or after the transaction (a crash is
+//! an unknown outcome, but never a mixture).
+//!
+//! Replay: the test prints `TX_REPLICA_SEED=<seed>`; the recorder prints `POOL_CRASH_SEED`
+//! when it samples images.
+
+mod common;
+use common::prog::{gen_prog, observe, run, Model, Op, Prog, Rng, Root, DATA};
+use common::small;
+use pool::crash::{Enumerate, Recorder};
+use pool::persist::PersistError;
+use pool::Persister;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tx::{Error, PoolTyped};
+
+/// The recorder as the primary, plus a replica that fails at fence `fail_at` (counted by
+/// this wrapper) and, when `sticky`, at every later one.
+struct FailAt {
+    rec: Recorder,
+    fences: AtomicU64,
+    fail_at: AtomicU64,
+    sticky: AtomicBool,
+    failed: AtomicU64,
+}
+
+impl FailAt {
+    fn new(rec: Recorder) -> FailAt {
+        FailAt {
+            rec,
+            fences: AtomicU64::new(0),
+            fail_at: AtomicU64::new(u64::MAX),
+            sticky: AtomicBool::new(false),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Fail the `k`-th fence from now (1 = the next one).
+    fn arm(&self, k: u64, sticky: bool) {
+        self.sticky.store(sticky, Ordering::SeqCst);
+        self.failed.store(0, Ordering::SeqCst);
+        self.fail_at
+            .store(self.fences.load(Ordering::SeqCst) + k, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.fail_at.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
+impl Persister for FailAt {
+    fn len(&self) -> usize {
+        self.rec.len()
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        self.rec.read(off, buf)
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        self.rec.write(off, data)
+    }
+    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        self.rec.flush(off, len)
+    }
+    fn drain(&self) -> Result<(), PersistError> {
+        // The primary's fence first, as `Pool::drain`.
+        self.rec.drain()?;
+        let n = self.fences.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = self.fail_at.load(Ordering::SeqCst);
+        if n == at || (self.sticky.load(Ordering::SeqCst) && n > at) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(PersistError::Replica {
+                replica: 1,
+                message: format!("injected failure at fence {n}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The state a pool opened on `img` holds (recovery, then heap checker, then the model).
+fn recovered_state(img: &[u8]) -> Result<Model, String> {
+    let r = Arc::new(Recorder::from_image(img));
+    r.set_capture(false);
+    let pool = PoolTyped::<Root, Recorder>::open_in(r.clone(), Default::default())
+        .map_err(|e| format!("open failed: {e}"))?;
+    let rep = palloc::check(&*r).map_err(|e| e.to_string())?;
+    if !rep.is_ok() {
+        return Err(format!("heap checker: {:?}", rep.problems));
+    }
+    observe(&pool)
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    /// Returned without an injected failure taking effect (committed or aborted by itself).
+    Clean,
+    /// An error: the transaction must be absent.
+    Absent,
+    /// `CommittedReplicationFailed`: the transaction must be there.
+    Committed,
+}
+
+/// Run `prog` on a pool opened from `base` with a replica failing at fence `k`; check every
+/// outcome as the module documentation says. Returns the outcome and whether the failure was
+/// reached at all.
+fn check_one(
+    base: &[u8],
+    prog: &Prog,
+    k: u64,
+    sticky: bool,
+    opts: &Enumerate,
+) -> Result<(Outcome, bool, usize), String> {
+    let before = recovered_state(base)?;
+    let mut after = before.clone();
+    after.apply(prog);
+    let fa = Arc::new(FailAt::new(Recorder::from_image(base)));
+    fa.rec.set_capture(false);
+    let pool = PoolTyped::<Root, FailAt>::open_in(fa.clone(), Default::default())
+        .map_err(|e| format!("open: {e}"))?;
+    fa.rec.clear_history();
+    fa.rec.set_capture(true);
+    fa.arm(k, sticky);
+    let r = run(&pool, prog);
+    fa.disarm();
+    fa.rec.set_capture(false);
+    let reached = fa.failed.load(Ordering::SeqCst) > 0;
+    let (outcome, expected) = match &r {
+        Ok(_) if !reached => (Outcome::Clean, &after),
+        // The program aborted itself and the failure hit its roll-back: `tx` returns the
+        // program's error (the abort), and the transaction is absent as it would be anyway.
+        Ok(false) => (Outcome::Absent, &before),
+        Ok(true) => return Err(format!("fence {k}: committed, injected failure swallowed")),
+        Err(Error::CommittedReplicationFailed(_)) => (Outcome::Committed, &after),
+        Err(_) => (Outcome::Absent, &before),
+    };
+    let what = format!("fence {k} (sticky {sticky}), tx returned {r:?}");
+    // The live view of the still-open pool, when the primary was not left undecided.
+    if !matches!(r, Err(Error::OutcomeUnknown(_))) {
+        let live = observe(&pool).map_err(|e| format!("{what}: live view: {e}"))?;
+        if &live != expected {
+            return Err(format!("{what}: live view {live:?}, expected {expected:?}"));
+        }
+    }
+    drop(pool);
+    // Process ends without a crash: the live image is what the next open sees.
+    let reopened = recovered_state(&fa.rec.live_image())
+        .map_err(|e| format!("{what}: reopen of the live image: {e}"))?;
+    if &reopened != expected {
+        return Err(format!(
+            "{what}: reopened (live image) {reopened:?}, expected {expected:?}"
+        ));
+    }
+    // Power failure right after `tx` returned: the durable image.
+    let durable = recovered_state(&fa.rec.crash_point_now().durable_image())
+        .map_err(|e| format!("{what}: reopen of the durable image: {e}"))?;
+    if &durable != expected {
+        return Err(format!(
+            "{what}: reopened (durable image) {durable:?}, expected {expected:?}"
+        ));
+    }
+    // Any crash on the way: before or after, never a mixture.
+    let images = fa
+        .rec
+        .check_crash_images(opts, |img| {
+            let s = recovered_state(img)?;
+            if s == before || s == after {
+                Ok(())
+            } else {
+                Err(format!("neither before nor after: {s:?}"))
+            }
+        })
+        .map_err(|f| format!("{what}: {f}"))?;
+    Ok((outcome, reached, images))
+}
+
+/// A pool with a few objects and some root data, as an image.
+fn base_image() -> Vec<u8> {
+    let rec = Arc::new(Recorder::new(384 << 10));
+    rec.set_capture(false);
+    let pool = PoolTyped::<Root, Recorder>::create_in(rec.clone(), &small(1)).unwrap();
+    let setup = Prog {
+        ops: vec![
+            Op::Alloc { slot: 0, val: 10 },
+            Op::Alloc { slot: 1, val: 11 },
+            Op::Alloc { slot: 2, val: 12 },
+            Op::WriteRoot {
+                at: 0,
+                len: DATA,
+                byte: 0x5a,
+            },
+        ],
+        abort: false,
+    };
+    assert!(run(&pool, &setup).unwrap());
+    drop(pool);
+    rec.live_image()
+}
+
+/// The programs: fixed ones for each commit path, then random ones.
+fn programs(seed: u64, random: usize) -> Vec<Prog> {
+    let mut v = vec![
+        // Undo only: the idle store is the commit point.
+        Prog {
+            ops: vec![
+                Op::WriteRoot {
+                    at: 3,
+                    len: 40,
+                    byte: 1,
+                },
+                Op::WriteObj {
+                    slot: 1,
+                    idx: 2,
+                    val: 99,
+                },
+            ],
+            abort: false,
+        },
+        // Allocation and free with snapshots: a redo batch ends the undo log.
+        Prog {
+            ops: vec![
+                Op::Alloc { slot: 0, val: 20 },
+                Op::Free { slot: 2 },
+                Op::WriteRoot {
+                    at: 100,
+                    len: 8,
+                    byte: 2,
+                },
+            ],
+            abort: false,
+        },
+        // An allocation into an empty slot only.
+        Prog {
+            ops: vec![Op::Alloc { slot: 5, val: 21 }],
+            abort: false,
+        },
+    ];
+    let mut rng = Rng(seed);
+    v.extend((0..random).map(|_| gen_prog(&mut rng, 5)));
+    v
+}
+
+fn every_fence(sticky: bool) {
+    let seed = std::env::var("TX_REPLICA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("TX_REPLICA_SEED={seed}");
+    let base = base_image();
+    let opts = Enumerate {
+        exhaustive_max: 64,
+        samples: 16,
+        seed: None,
+    };
+    let mut seen = Vec::new();
+    let mut images = 0;
+    for (i, prog) in programs(seed, 6).iter().enumerate() {
+        for k in 1.. {
+            let (o, reached, n) = check_one(&base, prog, k, sticky, &opts)
+                .unwrap_or_else(|e| panic!("TX_REPLICA_SEED={seed} program {i} {prog:?}: {e}"));
+            images += n;
+            if i < 3 {
+                seen.push(o);
+            }
+            if !reached {
+                break;
+            }
+        }
+    }
+    eprintln!("sticky {sticky}: {images} crash images checked");
+    // The fixed programs reach every kind of outcome.
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [Outcome::Clean, Outcome::Absent, Outcome::Committed],
+        "outcomes of the fixed programs"
+    );
+}
+
+#[test]
+fn replica_failing_once_at_each_fence() {
+    every_fence(false);
+}
+
+#[test]
+fn replica_gone_from_each_fence_on() {
+    every_fence(true);
+}
