@@ -29,6 +29,17 @@
 //! harmless. The commit word carries the low 32 bits of a generation that changes at every
 //! commit, so once a clear is durable no mixture of old and new words can revive an older log.
 //!
+//! # Persistence failures
+//! The commit point is the persist of the commit record (step 1, or the single store) returning
+//! `Ok`. `pool::Pool` does the primary's part of a persist first, so an error (a replica
+//! failing) may come with the log already durable on the primary. Therefore, when that persist
+//! fails, the commit word is zeroed again (a single store: the old value goes back) and
+//! persisted before [`UlogError::Persist`] is returned: the batch is not applied, not even
+//! after a reopen. A failure in steps 2-3 comes after the commit point: the primary's part of
+//! both steps is still done in full and [`UlogError::Committed`] is returned. When the
+//! primary itself fails while undoing or finishing, the outcome is left to the next open
+//! ([`UlogError::Unknown`]) and the log takes no more commits ([`UlogError::Poisoned`]).
+//!
 //! The byte map is in `docs/FORMAT.md` ("Heap and redo log"). All integers are little-endian.
 //! This module knows nothing about the heap: the transaction layer uses it for its own logs.
 
@@ -830,6 +841,137 @@ mod tests {
 
     const BASE: usize = 256;
     const AREA: usize = 64 + 4 * 16;
+
+    /// The recorder, with fence `fail_at` (1 = the next) failing after the local fence: as a
+    /// replica (`PersistError::Replica`) or, with `primary_from`, every fence from that one on
+    /// failing as the primary itself.
+    struct Failing {
+        rec: Recorder,
+        fences: std::sync::atomic::AtomicU64,
+        fail_at: u64,
+        primary_from: u64,
+    }
+    impl Failing {
+        fn fences(&self) -> u64 {
+            self.fences.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Persister for Failing {
+        fn len(&self) -> usize {
+            self.rec.len()
+        }
+        fn read(&self, off: usize, buf: &mut [u8]) {
+            self.rec.read(off, buf)
+        }
+        fn write(&self, off: usize, data: &[u8]) {
+            self.rec.write(off, data)
+        }
+        fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
+            self.rec.flush(off, len)
+        }
+        fn drain(&self) -> Result<(), PersistError> {
+            let n = self
+                .fences
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if n >= self.primary_from {
+                return Err(PersistError::Msync {
+                    addr: 0,
+                    len: 8,
+                    source: std::io::Error::other("injected primary failure"),
+                });
+            }
+            self.rec.drain()?;
+            if n == self.fail_at {
+                return Err(PersistError::Replica {
+                    replica: 1,
+                    message: "injected".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_point_is_undone_and_a_later_failure_is_committed() {
+        let two = [Entry { off: 8, value: 3 }, Entry { off: 16, value: 3 }];
+        for k in 1..=4 {
+            let f = Failing {
+                rec: Recorder::new(4096),
+                fences: Default::default(),
+                fail_at: u64::MAX,
+                primary_from: u64::MAX,
+            };
+            let mut log = Ulog::format(&f, BASE, AREA).unwrap();
+            let f = Failing {
+                fail_at: f.fences() + k,
+                ..f
+            };
+            let r = log.commit(&f, &two);
+            let (a, b) = (f.read_u64(8), f.read_u64(16));
+            match (k, &r) {
+                (1, Err(UlogError::Persist(_))) => assert_eq!((a, b), (0, 0)),
+                (2 | 3, Err(e)) if e.is_committed() => assert_eq!((a, b), (3, 3)),
+                (4, Ok(())) => assert_eq!((a, b), (3, 3)),
+                _ => panic!("fence {k}: {r:?}"),
+            }
+            // Whatever was returned, the durable image (and the live one) reopen to it.
+            for img in [f.rec.durable_image(), f.rec.live_image()] {
+                let c = Recorder::from_image(&img);
+                Ulog::open(&c, BASE, AREA).unwrap();
+                assert_eq!((c.read_u64(8), c.read_u64(16)), (a, b), "fence {k}");
+            }
+        }
+        // One entry: its persist is the commit point; a failure puts the old value back.
+        let f = Failing {
+            rec: Recorder::new(4096),
+            fences: Default::default(),
+            fail_at: u64::MAX,
+            primary_from: u64::MAX,
+        };
+        let mut log = Ulog::format(&f, BASE, AREA).unwrap();
+        f.write_u64(8, 7);
+        f.persist(8, 8).unwrap();
+        let f = Failing {
+            fail_at: f.fences() + 1,
+            ..f
+        };
+        let r = log.commit(&f, &[Entry { off: 8, value: 9 }]);
+        assert!(matches!(r, Err(UlogError::Persist(_))), "{r:?}");
+        assert_eq!(f.read_u64(8), 7);
+        assert_eq!(Recorder::from_image(&f.rec.durable_image()).read_u64(8), 7);
+    }
+
+    #[test]
+    fn a_primary_failure_while_undoing_leaves_the_outcome_to_the_next_open() {
+        let f = Failing {
+            rec: Recorder::new(4096),
+            fences: Default::default(),
+            fail_at: u64::MAX,
+            primary_from: u64::MAX,
+        };
+        let mut log = Ulog::format(&f, BASE, AREA).unwrap();
+        let n = f.fences();
+        let f = Failing {
+            fail_at: n + 1,
+            primary_from: n + 2,
+            ..f
+        };
+        let two = [Entry { off: 8, value: 3 }, Entry { off: 16, value: 3 }];
+        let r = log.commit(&f, &two);
+        assert!(matches!(r, Err(UlogError::Unknown { .. })), "{r:?}");
+        let again = log.commit(&f, &two);
+        assert!(
+            matches!(again, Err(UlogError::Poisoned { .. })),
+            "{again:?}"
+        );
+        // The log is complete on the primary (the invalidation never became durable): the
+        // next open replays it.
+        let c = Recorder::from_image(&f.rec.durable_image());
+        let (_, rec) = Ulog::open(&c, BASE, AREA).unwrap();
+        assert_eq!(rec, Recovered::Replayed { entries: 2 });
+    }
 
     #[test]
     fn commit_applies_and_clears() {

@@ -13,6 +13,21 @@
 //! A crash before the commit point leaves an active undo log (recovery restores every saved
 //! range; reservations were never persistent) or nothing at all; a crash after it leaves the
 //! transaction complete. Abort restores the saved ranges, fences, then stores the idle state.
+//!
+//! # Errors
+//! A commit point counts only when its persist returns `Ok` — on the primary *and* every
+//! replica of a `pool::Pool`. When it fails (a replica failing under the fail-stop policy: the
+//! primary's part is already done), the commit is undone on the primary before the error is
+//! returned — palloc invalidates the redo log, or the idle store puts the active `state` back
+//! — and the transaction aborts. So:
+//! - **any error from [`ObjPool::tx`] means the transaction is absent**, now and after a
+//!   reopen (a crash is an unknown outcome, as always), except:
+//! - [`Error::CommittedReplicationFailed`]: a persist *after* the commit point failed (applying
+//!   the committed redo batch); the transaction is committed and its on-commit hooks ran;
+//! - [`Error::OutcomeUnknown`]: undoing the commit failed on the primary itself; the lane is
+//!   unusable and the next open decides, as after a crash.
+//!
+//! Byte-level rules: `docs/FORMAT.md`, "Errors of a commit".
 
 use crate::obj::ObjPool;
 use crate::undo::UndoLog;
