@@ -180,7 +180,8 @@ pub enum PersistError {
         /// The OS error.
         source: io::Error,
     },
-    /// A replica could not be updated (its own error text).
+    /// A replica could not be updated (its own error text). The primary's part of the operation
+    /// is complete (see the error contract on [`crate::Persister`]).
     #[error("replica {replica}: {message}")]
     Replica {
         /// Index of the replica (0 is the primary).

@@ -29,6 +29,13 @@ use crate::persist::{Flags, Flusher, PersistError};
 /// ranges it writes, and hands them over with proper synchronization (a lock or a channel).
 /// Disjoint ranges may be used concurrently; only the caller's 64-byte-line sharing then
 /// matters for performance, not correctness.
+///
+/// # Errors (contract relied on by palloc and tx)
+/// An error of kind [`PersistError::Replica`] from `flush`, `drain` or `persist` means the
+/// primary's part of the operation is complete — the range is flushed (and, for a drain, fenced)
+/// on the primary exactly as if the call had succeeded — and only a replica failed. Any other
+/// error means the primary itself may not have the range durable. The redo and undo logs use
+/// this to decide whether a failed commit can still be undone on the primary.
 pub trait Persister: Send + Sync {
     /// Length of the region in bytes.
     fn len(&self) -> usize;
