@@ -9,10 +9,10 @@
 //! - [`map`]: contiguous multi-part mappings, `MAP_SYNC`, the is-pmem decision.
 //! - [`pool`]: create/open with every check, file locks, replicas and fan-out, failure
 //!   policies (fail-stop, degraded with durable stale marks).
-//! - [`resync`]: bring stale or missing replicas back from the primary.
-//! - [`verify`]: read-only check of every part and replica (headers, links, sizes, stale marks,
-//!   replica data), all problems collected.
-//! - [`transform`]: add or remove replicas of an existing pool, crash-safely.
+//! - [`resync`](mod@resync): bring stale or missing replicas back from the primary.
+//! - [`verify`](mod@verify): read-only check of every part and replica (headers, links, sizes,
+//!   stale marks, replica data), all problems collected.
+//! - [`transform`](mod@transform): add or remove replicas of an existing pool, crash-safely.
 //!
 //! Architecture invariant: `pool` never touches the network; remote replicas plug in through a
 //! trait implemented elsewhere.

@@ -389,7 +389,9 @@ pub struct RemoteSpec {
     /// The replica is being resynchronised ([`crate::resync::resync`]): its data will be
     /// overwritten from the primary, so the connector may create it when it is missing, and
     /// rewrite attributes that name this pool set (or none) but disagree otherwise; it must
-    /// still refuse a pool that belongs to another pool set.
+    /// still refuse a pool that belongs to another pool set. Resync also reconnects a healthy
+    /// replica this way (its data is then current and is not copied) to store ring UUIDs that
+    /// were unknown at open and have been derived (see [`crate::resync()`]).
     pub resync: bool,
 }
 
@@ -538,6 +540,31 @@ impl Ring {
             poolset_uuid: None,
             part0: vec![None; set.replicas.len()],
         }
+    }
+
+    /// Give every replica whose part-0 UUID is unknown the derived one (the derivation of
+    /// [`crate::transform()`], from the pool set UUID and the replica's place and description,
+    /// so every run computes the same ring). Returns the indices filled, in order. Without a
+    /// pool set UUID (NOHDRS) there is no ring and nothing is filled.
+    pub(crate) fn complete(&mut self, set: &PoolSet) -> Vec<usize> {
+        let Some(poolset_uuid) = self.poolset_uuid else {
+            return Vec::new();
+        };
+        assert_eq!(
+            self.part0.len(),
+            set.replicas.len(),
+            "ring of another pool set"
+        );
+        let mut filled = Vec::new();
+        for (r, u) in self.part0.iter_mut().enumerate() {
+            // A nil entry came from a nil link (only an earlier build's resync wrote them);
+            // no replica can have a nil UUID, so the place is unknown.
+            if u.is_none() || u.is_some_and(|u| u.is_nil()) {
+                *u = Some(crate::transform::derived_part0(poolset_uuid.0, set, r));
+                filled.push(r);
+            }
+        }
+        filled
     }
 }
 
@@ -1690,6 +1717,83 @@ impl Pool {
         o.stale.store(true, Ordering::Release);
         health[o.index].stale = Some(why);
         Ok(())
+    }
+
+    /// Resync, once the ring is complete and before any stale mark is cleared: rewrite the
+    /// replica links (`prev_repl_uuid`/`next_repl_uuid`) of every header of the primary and
+    /// the healthy local replicas that disagree with the ring (double-slot update, fsync unless
+    /// `MAP_SYNC`). Open checked every such link against the ring, and the ring took its
+    /// entries from them, so a link can only disagree when it is nil (a nil link is read as an
+    /// unknown place and derived, because a restored replica cannot have a nil UUID) — which
+    /// only an earlier build's resync wrote. Returns what was rewritten.
+    pub(crate) fn relink_local_headers(&mut self, set: &PoolSet) -> Result<Vec<String>, Error> {
+        let n = set.replicas.len();
+        let ring: Vec<[u8; 16]> = match self.ring.part0.iter().map(|u| u.map(|u| u.0)).collect() {
+            Some(r) => r,
+            None => return Ok(Vec::new()),
+        };
+        let mut done = Vec::new();
+        let mut targets: Vec<&LocalReplica> = vec![&self.primary];
+        for o in &self.others {
+            if let Rep::Local(l) = &o.rep {
+                if !o.is_stale() {
+                    targets.push(l);
+                }
+            }
+        }
+        let mut primary_changed = false;
+        for l in targets {
+            let r = l.index;
+            let (prev, next) = (ring[(r + n - 1) % n], ring[(r + 1) % n]);
+            for part in &l.parts {
+                let Some(region) = part.hdr.as_ref() else {
+                    continue;
+                };
+                let read = header::read_region(region, 0).map_err(|error| Error::Header {
+                    path: part.path.clone(),
+                    error,
+                })?;
+                if read.header.prev_repl_uuid == prev && read.header.next_repl_uuid == next {
+                    continue;
+                }
+                let mut h = read.header.clone();
+                h.prev_repl_uuid = prev;
+                h.next_repl_uuid = next;
+                // The slot in force has the highest valid seq, so seq+1 keeps write_region's
+                // precondition; the old slot survives a torn write.
+                header::write_region(region, 0, &h, read.header.seq.get() + 1)?;
+                if !part.hdr_sync {
+                    part.lock_file
+                        .sync_all()
+                        .map_err(io_err(&part.path, "fsync"))?;
+                }
+                primary_changed |= r == 0;
+                done.push(format!(
+                    "{}: replica links {} / {} rewritten to {} / {}",
+                    part.path.display(),
+                    Uuid(read.header.prev_repl_uuid),
+                    Uuid(read.header.next_repl_uuid),
+                    Uuid(prev),
+                    Uuid(next)
+                ));
+            }
+        }
+        if primary_changed {
+            self.header = self.primary.parts[0]
+                .hdr
+                .as_ref()
+                .and_then(|h| header::read_region(h, 0).ok())
+                .map(|r| r.header);
+        }
+        Ok(done)
+    }
+
+    /// Add healthy replica `o` to the fan-out (resync: a remote replica reconnected to rewrite
+    /// its attributes).
+    pub(crate) fn attach(&mut self, o: Other) {
+        debug_assert!(self.others.iter().all(|x| x.index != o.index));
+        self.others.push(o);
+        self.others.sort_by_key(|o| o.index);
     }
 
     /// Resync's last step for replica `o` (its data and headers are durable): clear its stale

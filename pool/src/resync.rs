@@ -8,6 +8,27 @@
 //! primary's (and the healthy local replicas') part-0 header. An interrupted resync therefore
 //! leaves the mark set, and running it again starts over: it is safe to interrupt and restart.
 //!
+//! # The replica ring
+//! Before anything is written, the ring (the part-0 UUID of every replica, which the
+//! `prev_repl_uuid`/`next_repl_uuid` links of every header and remote attribute block name) is
+//! completed. Open knows a replica's UUID from its header, or from the link of a healthy local
+//! neighbour; a replica whose own header and both neighbours' are out of reach (several
+//! adjacent stale replicas, a local replica between two remote ones) gets the derived UUID of
+//! [`crate::transform()`] (pool set UUID, replica count, index, description): deterministic, so
+//! a rerun after an interruption computes the same ring, and a replica restored in an earlier
+//! run (whose header now holds it) agrees with it. Every restored replica's links (and a
+//! restored remote replica's attributes) come from that complete ring. Healthy replicas never
+//! need a local header link changed (open checked each against the ring the links filled),
+//! except a nil link, which only an earlier build wrote: it is rewritten (double-slot) before
+//! any mark is cleared. A healthy **remote** replica next to a derived place was not checked
+//! there at open (its connector got `None`), so it is reconnected with the complete ring and
+//! its attributes rewritten (rpmemd: double-slot) — also before any mark is cleared. Until the
+//! marks are cleared the derived places stay stale, so an interruption leaves them unchecked
+//! and the next run derives them again. (One window remains, only for a pool an earlier build
+//! left with a nil link next to a remote replica: an interruption between rewriting that link
+//! and the remote's attributes makes the next degraded open mark the remote stale, and the
+//! next resync restores it.)
+//!
 //! There is no dirty map: the pool does not record which ranges a stale replica missed, so
 //! "incremental" means comparing (reading the whole replica, writing only what differs), which
 //! saves writes, not reads. The primary is the source; it is never stale (its failure fails the
@@ -95,6 +116,18 @@ pub fn resync(
         .into_iter()
         .filter_map(|h| h.stale.map(|why| (h.replica, why)))
         .collect();
+    // The ring is complete before any header or attribute is written (see the module note).
+    // With nothing stale nothing is written, so nothing is derived either.
+    let derived = if stale.is_empty() {
+        Vec::new()
+    } else {
+        pool.ring.complete(set)
+    };
+    if !derived.is_empty() {
+        let relinked = pool.relink_local_headers(set)?;
+        report.repaired.extend(relinked);
+        relink_healthy_remotes(&mut pool, set, opts, &derived, &mut report.repaired)?;
+    }
     for (r, was) in stale {
         let copied_bytes = match &set.replicas[r] {
             poolset::Replica::Local(l) => {
@@ -142,6 +175,69 @@ pub fn resync(
         });
     }
     Ok(report)
+}
+
+/// Reconnect every healthy remote replica next to (or at) a ring place whose part-0 UUID was
+/// just derived: open gave its connector `None` there, so its attributes were not checked
+/// against it and may name another UUID (the lost replica's old one, which no header read by
+/// this crate holds). The connector is given the complete ring as a resync spec, which makes
+/// it rewrite attributes that name this pool set but disagree (rpmemd keeps them in a
+/// double-slot area, so a torn update leaves the old ones). Its data is current (it was
+/// healthy throughout) and is not copied. Called before any stale mark is cleared: an
+/// interruption in between leaves the derived places stale, so the next open still gives
+/// `None` there, and the next resync derives the same UUIDs.
+fn relink_healthy_remotes(
+    pool: &mut Pool,
+    set: &PoolSet,
+    opts: OpenOptions<'_>,
+    derived: &[usize],
+    repaired: &mut Vec<String>,
+) -> Result<(), Error> {
+    let n = set.replicas.len();
+    let health = pool.replica_health();
+    for (h, rep) in set.replicas.iter().enumerate() {
+        let poolset::Replica::Remote(rr) = rep else {
+            continue;
+        };
+        let places = [(h + n - 1) % n, h, (h + 1) % n];
+        if health[h].stale.is_some() || !places.iter().any(|p| derived.contains(p)) {
+            continue;
+        }
+        let Some(connect) = opts.remote else {
+            // A healthy remote replica was connected at open, through this connector.
+            return Err(Error::RemoteReplica {
+                replica: h,
+                node: node_name(rr),
+            });
+        };
+        // The open session goes first: the target may refuse a second one to the same pool.
+        pool.others.retain(|o| o.index != h);
+        let spec = pool.remote_spec(h, n, false, true);
+        let rep = connect(rr, &spec).map_err(|message| Error::Remote {
+            replica: h,
+            message: format!(
+                "resync: reconnecting to store the completed replica ring in its attributes: \
+                 {message}"
+            ),
+        })?;
+        if (rep.len() as u64) < pool.len as u64 {
+            return Err(Error::ReplicaTooSmall {
+                replica: h,
+                size: rep.len() as u64,
+                pool_size: pool.len as u64,
+            });
+        }
+        pool.attach(Other::new(h, Rep::Remote(rep)));
+        repaired.push(format!(
+            "replica {h} ({}): ring links checked and stored for derived place(s) {:?}",
+            describe_replica(set, h),
+            places
+                .iter()
+                .filter(|p| derived.contains(p))
+                .collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
 }
 
 /// Copy the pool's data from the primary to `rep` (durable on return).
@@ -289,15 +385,23 @@ fn write_replica_headers(pool: &Pool, set: &PoolSet, l: &LocalReplica) -> Result
             .map(|u| u.0)
             .map_err(io_err(std::path::Path::new("/dev/urandom"), "getrandom"))
     };
-    let ring = &pool.ring;
-    let known = |i: usize| ring.part0[i].map(|u| u.0);
+    // The pool has headers (the primary's was read above), so `resync` completed the ring
+    // before any header was written: every replica's place is known or derived.
+    let ring: Vec<[u8; 16]> = pool
+        .ring
+        .part0
+        .iter()
+        .enumerate()
+        .map(|(i, u)| match u {
+            Some(u) if !u.is_nil() => u.0,
+            _ => panic!("resync: replica {i}'s ring UUID unknown or nil after completing the ring"),
+        })
+        .collect();
+    assert_eq!(ring.len(), nrep, "ring of another pool set");
     let hdr_parts: Vec<usize> = (0..l.parts.len()).filter(|&i| has_header(set, i)).collect();
     let mut uuids = Vec::new();
     for &i in &hdr_parts {
-        uuids.push(match (i, known(r)) {
-            (0, Some(u)) => u,
-            _ => new_uuid()?,
-        });
+        uuids.push(if i == 0 { ring[r] } else { new_uuid()? });
     }
     let np = hdr_parts.len();
     for (k, &i) in hdr_parts.iter().enumerate() {
@@ -314,8 +418,8 @@ fn write_replica_headers(pool: &Pool, set: &PoolSet, l: &LocalReplica) -> Result
         h.uuid = uuids[k];
         h.prev_part_uuid = uuids[(k + np - 1) % np];
         h.next_part_uuid = uuids[(k + 1) % np];
-        h.prev_repl_uuid = known((r + nrep - 1) % nrep).unwrap_or_default();
-        h.next_repl_uuid = known((r + 1) % nrep).unwrap_or_default();
+        h.prev_repl_uuid = ring[(r + nrep - 1) % nrep];
+        h.next_repl_uuid = ring[(r + 1) % nrep];
         h.crtime.set(if ph.crtime.get() != 0 {
             ph.crtime.get()
         } else {

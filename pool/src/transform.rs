@@ -304,7 +304,7 @@ fn fnv128(data: &[u8]) -> [u8; 16] {
 }
 
 /// The part-0 UUID of added replica `d` of a DST of `n` replicas (see the module note).
-fn derived_uuid(poolset_uuid: [u8; 16], n: usize, d: usize, desc: &str) -> Uuid {
+pub(crate) fn derived_uuid(poolset_uuid: [u8; 16], n: usize, d: usize, desc: &str) -> Uuid {
     let mut m = Vec::new();
     m.extend_from_slice(b"pool transform v1");
     m.extend_from_slice(&poolset_uuid);
@@ -315,6 +315,18 @@ fn derived_uuid(poolset_uuid: [u8; 16], n: usize, d: usize, desc: &str) -> Uuid 
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     Uuid(b)
+}
+
+/// The derived part-0 UUID of replica `d` of `set` (by its place and description): what a
+/// replica whose UUID nobody knows gets, here and in [`crate::resync()`], so that any rerun
+/// computes the same ring.
+pub(crate) fn derived_part0(poolset_uuid: [u8; 16], set: &PoolSet, d: usize) -> Uuid {
+    derived_uuid(
+        poolset_uuid,
+        set.replicas.len(),
+        d,
+        &describe_replica(set, d),
+    )
 }
 
 /// Read the header in force of a part (read-only).
@@ -531,8 +543,7 @@ fn fresh(
     let n = plan.dst_count;
     let mut ring = vec![Uuid::default(); n];
     for &(s, d) in &plan.kept {
-        ring[d] = pool.ring.part0[s]
-            .unwrap_or_else(|| derived_uuid(poolset_uuid, n, d, &describe_replica(dst, d)));
+        ring[d] = pool.ring.part0[s].unwrap_or_else(|| derived_part0(poolset_uuid, dst, d));
     }
     for (d, desc) in &plan.added {
         ring[*d] = derived_uuid(poolset_uuid, n, *d, desc);
@@ -964,9 +975,7 @@ fn resume(
     let ring: Vec<Uuid> = known
         .iter()
         .enumerate()
-        .map(|(d, u)| {
-            u.unwrap_or_else(|| derived_uuid(poolset_uuid, n, d, &describe_replica(dst, d)))
-        })
+        .map(|(d, u)| u.unwrap_or_else(|| derived_part0(poolset_uuid, dst, d)))
         .collect();
     let refs: Vec<(usize, &LocalReplica)> = kept_locals.iter().map(|(d, l)| (*d, l)).collect();
     relabel_all(

@@ -25,7 +25,7 @@ pub enum Repair {
     /// Opening the pool ([`crate::Pool::open`]) repairs it: a stale header slot is rewritten
     /// from the slot in force, replica data that differs is copied from the primary.
     PoolOpen,
-    /// Rebuilding the replica (not the primary) from the primary: [`crate::resync`].
+    /// Rebuilding the replica (not the primary) from the primary: [`crate::resync()`].
     Resync,
     /// Not repairable by the pool; the text says what to do.
     Manual(String),
