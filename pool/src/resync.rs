@@ -8,6 +8,18 @@
 //! primary's (and the healthy local replicas') part-0 header. An interrupted resync therefore
 //! leaves the mark set, and running it again starts over: it is safe to interrupt and restart.
 //!
+//! # Remote replicas: open, else rebuild
+//! A stale remote replica is first connected with a [`RemoteSpec`](crate::RemoteSpec) of
+//! `create: false, resync: true` (open; attributes of this pool set rewritten, nothing
+//! removed). Only when that fails is it connected with `create: true, resync: true`, the
+//! **rebuild** request: the connector creates the remote pool, and where a pool exists that
+//! the target cannot open (truncated part, damaged header) or that belongs to another pool
+//! set, removes it and creates it anew (rpmem's connector; a mock may do less). Resyncing a
+//! replica that is marked stale is the operator's consent to overwrite its place, since the
+//! whole pool is copied into it next; the report says so in `repaired` (why the open failed,
+//! and that the pool was created anew). Healthy remote replicas are only ever reconnected with
+//! `create: false`, so nothing of theirs is removed.
+//!
 //! # The replica ring
 //! Before anything is written, the ring (the part-0 UUID of every replica, which the
 //! `prev_repl_uuid`/`next_repl_uuid` links of every header and remote attribute block name) is
@@ -145,14 +157,23 @@ pub fn resync(
                 let rep = match connect(rr, &spec) {
                     Ok(rep) => rep,
                     Err(open_err) => {
+                        // The rebuild request (see the module note): may remove an unusable
+                        // pool, or another pool set's, at this replica's place.
                         let spec = pool.remote_spec(r, n, true, true);
-                        connect(rr, &spec).map_err(|create_err| Error::Remote {
+                        let rep = connect(rr, &spec).map_err(|create_err| Error::Remote {
                             replica: r,
                             message: format!(
                                 "resync: opening the remote pool failed ({open_err}), and so did \
                                  creating it ({create_err})"
                             ),
-                        })?
+                        })?;
+                        report.repaired.push(format!(
+                            "replica {r} ({}): the remote pool could not be opened \
+                             ({open_err}); created anew (a pool left there that could not be \
+                             used, or that belonged to another pool set, was removed first)",
+                            describe_replica(set, r)
+                        ));
+                        rep
                     }
                 };
                 if (rep.len() as u64) < pool.len as u64 {

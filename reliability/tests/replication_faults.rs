@@ -10,9 +10,9 @@
 //!   skipped loudly otherwise): creating a remote pool that does not fit fails with an error
 //!   that says so, and a session that already had its space keeps working.
 //! - A remote replica's part file truncated while the pool was closed: a fail-stop open refuses
-//!   the pool naming the replica and the size; `pool::resync` alone cannot rebuild it yet (rpmemd
-//!   refuses OPEN — too small — and CREATE — exists; pinned here, reported as a gap); after the
-//!   operator removes the remote pool, resync rebuilds it identical to the primary.
+//!   the pool naming the replica and the size; `pool::resync` alone (rpmemd refuses OPEN — too
+//!   small — and CREATE — exists, so the connector's rebuild removes the unusable remote pool and
+//!   creates it anew) restores it identical to the primary, and its report says so.
 //! - A hostile session next to a good one: rpmemd is one process per session, so a peer that
 //!   sends garbage or lies about a frame length ends only its own rpmemd (with an error on its
 //!   log), while a concurrent good session lands its data byte-exact.
@@ -225,33 +225,26 @@ fn remote_replica_truncated_while_closed_is_refused_then_resynced() {
         msg.contains("r.set") || msg.contains("replica 1") || msg.contains("localhost"),
         "the error must name the remote replica: {msg}"
     );
-    // KNOWN GAP (reported to the lead): resync cannot rebuild a truncated remote part by
-    // itself — rpmemd refuses OPEN (file too small) and CREATE (file exists). Pin that the
-    // refusal says both, then use the operator's way out: remove the remote pool, resync.
-    let c = Connector::new(r.opts.clone());
-    let f = c.as_fn();
-    let o = OpenOptions {
-        remote: Some(&f),
-        ..OpenOptions::default()
-    };
-    let e = resync(
-        &r.set(),
-        Some("reliability"),
-        o,
-        ResyncMode::Full,
-        &mut |_| {},
-    )
-    .expect_err("resync of a truncated remote part (if this now succeeds, drop the removal below)");
-    let e = e.to_string();
-    eprintln!("resync of the truncated replica: {e}");
-    assert!(e.contains("too small") && e.contains("exists"), "{e}");
-    let force = rpmem::RemoveFlags {
-        force: true,
-        ..Default::default()
-    };
-    rpmem::remove("localhost", "r.set", force, &r.opts).expect("remove the remote pool");
+    // Resync alone rebuilds it: rpmemd refuses OPEN (file too small) and CREATE (exists), so
+    // the connector's rebuild removes the unusable remote pool and creates it anew.
     let report = r.resync();
-    eprintln!("resync after removing the truncated remote pool: {report:?}");
+    eprintln!("resync of the truncated replica: {report:?}");
+    assert_eq!(
+        report
+            .replicas
+            .iter()
+            .map(|x| (x.replica, x.copied_bytes))
+            .collect::<Vec<_>>(),
+        vec![(1, len as u64)],
+        "{report:?}"
+    );
+    assert!(
+        report
+            .repaired
+            .iter()
+            .any(|l| l.contains("replica 1") && l.contains("too small") && l.contains("anew")),
+        "the report must say the remote pool was rebuilt and why: {report:?}"
+    );
     let p = r.open(false).expect("open after resync");
     let mut primary = vec![0u8; len];
     p.read(0, &mut primary);

@@ -13,6 +13,20 @@
 //! attributes disagree with the pool set (another pool set, another place in the replica ring,
 //! another size) is refused, naming the replica and the field.
 //!
+//! Resync (`RemoteSpec::resync`): an open rewrites attributes that name this pool set (or none)
+//! but disagree otherwise, and never removes anything — resync also reconnects *healthy*
+//! replicas this way, whose data it does not copy. Only resync's rebuild of a replica marked
+//! stale (`create` **and** `resync`: `pool::resync` asks for it after the open of that replica
+//! failed, and then copies the whole pool) may destroy what the target holds: when CREATE says
+//! a pool exists there, it is opened to see what it is, and a pool rpmemd cannot open
+//! ([`UNUSABLE_OPEN_STATUSES`]: truncated part, damaged header or attribute block) or one of
+//! another pool set is removed (REMOVE, force) and created anew. Taking a pool of another pool
+//! set is deliberate: the replica is stale in this pool set's metadata and the operator asked
+//! to resync it, which is the consent to overwrite its place (the same place would receive a
+//! full copy of the data anyway); resync reports that it rebuilt the replica and why. A normal
+//! create or open never removes anything, and a busy pool, a refused path or a transport
+//! failure never leads to a removal.
+//!
 //! Failures: the first failing operation makes the replica failed for good (a lane's state is
 //! unknown after a timeout); every later operation returns the same typed error at once, and
 //! the pool's failure policy decides (fail-stop error or stale mark).
@@ -25,7 +39,9 @@ use pool::persist::PersistError;
 use pool::{PendingDrain as PoolPendingDrain, RemoteSpec, Replica};
 use poolset::RemoteReplica;
 
-use crate::{Error, Options, PoolAttr, PoolMemory, RpmemPool, Target};
+use rpmem_proto::Status;
+
+use crate::{Error, Options, PoolAttr, PoolMemory, RemoveFlags, RpmemPool, Target};
 
 /// Lanes a connector asks for by default.
 pub const DEFAULT_LANES: u32 = 4;
@@ -66,7 +82,9 @@ impl Connector {
     }
 
     /// Create (`spec.create`) or open the remote replica `rr` and check its attributes; the
-    /// error names the replica, the target and what is wrong.
+    /// error names the replica, the target and what is wrong. With `spec.create && spec.resync`
+    /// (resync rebuilding a stale replica) a pool already there that cannot be used is removed
+    /// and created anew (see the module note).
     pub fn connect(
         &self,
         rr: &RemoteReplica,
@@ -97,34 +115,42 @@ impl Connector {
         let describe = format!("remote {target}:{desc}");
         let r = spec.replica;
         let here = |what: String| format!("{describe}: {what}");
-        let (memory, direct) = match spec.primary {
-            Some(p) if p.len() as u64 >= spec.pool_size => {
-                // SAFETY: `RemoteSpec::primary` guarantees the range stays mapped and writable
-                // for as long as the replica returned here exists (the pool drops its replicas
-                // before the primary), and the pool only ever touches it through raw copies.
-                let m = unsafe { PoolMemory::from_raw(p.as_ptr(), spec.pool_size as usize) };
-                (m, true)
-            }
-            _ => {
-                let len = usize::try_from(spec.pool_size)
-                    .map_err(|_| here(format!("pool size {} too large", spec.pool_size)))?;
-                (
-                    PoolMemory::new(len).map_err(|e| here(e.to_string()))?,
-                    false,
-                )
+        let direct = matches!(spec.primary, Some(p) if p.len() as u64 >= spec.pool_size);
+        // The rpmem memory, made anew for each attempt (a failed create or open consumes it).
+        let memory = || -> Result<PoolMemory, String> {
+            match spec.primary {
+                Some(p) if direct => {
+                    // SAFETY: `RemoteSpec::primary` guarantees the range stays mapped and
+                    // writable for as long as the replica returned here exists (the pool drops
+                    // its replicas before the primary), and the pool only ever touches it
+                    // through raw copies. At most one `PoolMemory` over it is alive at a time:
+                    // the one of an attempt that failed was dropped with that attempt.
+                    Ok(unsafe { PoolMemory::from_raw(p.as_ptr(), spec.pool_size as usize) })
+                }
+                _ => {
+                    let len = usize::try_from(spec.pool_size)
+                        .map_err(|_| here(format!("pool size {} too large", spec.pool_size)))?;
+                    PoolMemory::new(len).map_err(|e| here(e.to_string()))
+                }
             }
         };
         let want = expected_attr(spec);
         let mut nlanes = self.nlanes.max(1);
         let pool = if spec.create {
-            RpmemPool::create(&target, desc, memory, &mut nlanes, &want, &self.opts)
-                .map_err(|e| here(format!("creating the remote pool: {e}")))?
+            match RpmemPool::create(&target, desc, memory()?, &mut nlanes, &want, &self.opts) {
+                Ok(pool) => pool,
+                Err(e) if spec.resync && refused_with(&e, &[Status::PoolExists]) => {
+                    nlanes = self.nlanes.max(1);
+                    self.rebuild(&target, desc, &memory, &mut nlanes, spec, &want, &e)
+                        .map_err(|why| here(format!("resync rebuilding the remote pool: {why}")))?
+                }
+                Err(e) => return Err(here(format!("creating the remote pool: {e}"))),
+            }
         } else {
-            let (pool, got) = RpmemPool::open(&target, desc, memory, &mut nlanes, &self.opts)
+            let (pool, got) = RpmemPool::open(&target, desc, memory()?, &mut nlanes, &self.opts)
                 .map_err(|e| here(format!("opening the remote pool: {e}")))?;
             if let Err(why) = check_attr(spec, &want, &got) {
-                let foreign = got.poolset_uuid != [0; 16] && got.poolset_uuid != want.poolset_uuid;
-                if !spec.resync || foreign || spec.poolset_uuid.is_none() {
+                if !spec.resync || is_foreign(&want, &got) || spec.poolset_uuid.is_none() {
                     let _ = pool.close(false);
                     return Err(here(format!(
                         "its attributes disagree with the pool set: {why}"
@@ -148,6 +174,95 @@ impl Connector {
             failed: Mutex::new(None),
         })
     }
+}
+
+impl Connector {
+    /// Resync's rebuild of the stale replica `spec.replica` (`spec.create && spec.resync`):
+    /// CREATE failed with `create_err` (PoolExists), so something is there. It is opened to see
+    /// what: a usable pool of this pool set is taken as it is (attributes rewritten where they
+    /// disagree, as an open with `resync` does); a pool the target cannot open
+    /// ([`UNUSABLE_OPEN_STATUSES`]), or one whose attributes belong to another pool set (or
+    /// cannot be told apart from one), is removed (REMOVE with force) and created anew. Any
+    /// other failure (busy, refused path, transport, timeout) is returned and nothing is
+    /// removed. The caller copies the whole pool into the result.
+    #[allow(clippy::too_many_arguments)]
+    fn rebuild(
+        &self,
+        target: &str,
+        desc: &str,
+        memory: &dyn Fn() -> Result<PoolMemory, String>,
+        nlanes: &mut u32,
+        spec: &RemoteSpec,
+        want: &PoolAttr,
+        create_err: &Error,
+    ) -> Result<RpmemPool, String> {
+        let why_removed = match RpmemPool::open(target, desc, memory()?, nlanes, &self.opts) {
+            Ok((pool, got)) => match check_attr(spec, want, &got) {
+                Ok(()) => return Ok(pool),
+                Err(why) if !is_foreign(want, &got) && spec.poolset_uuid.is_some() => {
+                    return match pool.set_attr(want) {
+                        Ok(()) => Ok(pool),
+                        Err(e) => {
+                            let _ = pool.close(false);
+                            Err(format!(
+                                "its attributes disagree ({why}), and rewriting them failed: {e}"
+                            ))
+                        }
+                    };
+                }
+                Err(why) => {
+                    // The operator's resync of a replica marked stale in this pool set is the
+                    // consent to overwrite what its place on the target holds.
+                    pool.close(false).map_err(|e| {
+                        format!(
+                            "it holds a pool of another pool set ({why}); closing it before \
+                             removing it failed: {e}"
+                        )
+                    })?;
+                    format!("it held a pool of another pool set ({why})")
+                }
+            },
+            Err(e) if refused_with(&e, UNUSABLE_OPEN_STATUSES) => {
+                format!("it could not be opened ({e})")
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{create_err}; opening it to see whether it is usable failed too, so it was \
+                     left alone: {e}"
+                ))
+            }
+        };
+        let force = RemoveFlags {
+            force: true,
+            pool_set: false,
+        };
+        crate::remove(target, desc, force, &self.opts)
+            .map_err(|e| format!("{why_removed}; removing it failed: {e}"))?;
+        *nlanes = self.nlanes.max(1);
+        RpmemPool::create(target, desc, memory()?, nlanes, want, &self.opts)
+            .map_err(|e| format!("{why_removed}; it was removed, and creating it anew failed: {e}"))
+    }
+}
+
+/// Statuses of a refused OPEN that mean "a pool is there, but it cannot be used as it is", on
+/// which resync's rebuild removes and recreates it: `BadPoolset`, which rpmemd gives for a part
+/// file of the wrong size (truncated), a damaged or foreign pool header, a missing or damaged
+/// attribute block (docs/PROTOCOL.md §14), and for a poolset file that does not parse (then
+/// REMOVE fails the same way and nothing is removed). Not `PoolTooSmall`: the size rpmemd
+/// compares comes from the poolset file itself (a truncated part is `BadPoolset`), so a new pool
+/// would be just as small — removing would destroy a pool for nothing. Never `PoolBusy`,
+/// `PathRefused`, `PoolsetNotFound`, `NoSpace`, `PermissionDenied`, `Io` or any transport or
+/// timeout error: those say nothing about the pool's contents.
+pub const UNUSABLE_OPEN_STATUSES: &[Status] = &[Status::BadPoolset];
+
+/// Whether `e` is rpmemd refusing a request with one of `statuses`.
+fn refused_with(e: &Error, statuses: &[Status]) -> bool {
+    matches!(e, Error::Refused { status, .. } if statuses.contains(status))
+}
+
+/// Whether attributes `got` name another pool set than `want` (zero: none).
+fn is_foreign(want: &PoolAttr, got: &PoolAttr) -> bool {
+    got.poolset_uuid != [0; 16] && got.poolset_uuid != want.poolset_uuid
 }
 
 /// `user_flags` of a replica's attributes: pool size (u64), replica index (u32), replica

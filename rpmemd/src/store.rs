@@ -402,13 +402,37 @@ fn msync(ptr: *mut u8, len: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Deletes the part files; refuses (PoolBusy) if any part is locked by another process.
+/// Deletes the part files; refuses (PoolBusy) if any part is locked by another process, and
+/// (BadPoolset, even with `force`) if any part is not a regular file: REMOVE only ever deletes
+/// regular files, never a device node, directory, FIFO or socket a poolset names. Resync's
+/// rebuild of a remote replica (`rpmem::replica`) relies on this when a pool could not be opened.
 fn remove_parts(descriptor: &str, parts: &[PathBuf], force: bool) -> Result<(), Failure> {
     // Take every lock first so that a pool in use is never half removed.
     let mut held = Vec::new();
+    let not_regular = |p: &Path, t: std::fs::FileType| {
+        Failure::new(
+            Status::BadPoolset,
+            format!(
+                "pool {descriptor:?}: part {} is {}, not a regular file: refusing to remove it",
+                p.display(),
+                file_kind(t)
+            ),
+        )
+    };
     for p in parts {
-        match File::open(p) {
+        // Checked by path first (a socket does not open at all), then on the open descriptor.
+        if let Ok(m) = std::fs::metadata(p) {
+            if !m.is_file() {
+                return Err(not_regular(p, m.file_type()));
+            }
+        }
+        match open_part(p) {
             Ok(f) => {
+                if let Ok(m) = f.metadata() {
+                    if !m.is_file() {
+                        return Err(not_regular(p, m.file_type()));
+                    }
+                }
                 // SAFETY: flock on a descriptor owned by `f`.
                 let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
                 if rc != 0 {
@@ -452,6 +476,34 @@ fn remove_parts(descriptor: &str, parts: &[PathBuf], force: bool) -> Result<(), 
     }
     drop(held);
     Ok(())
+}
+
+/// Opens a part for [`remove_parts`] without blocking (`O_NONBLOCK`: a FIFO opens at once) and
+/// following symbolic links as the pool crate does.
+fn open_part(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+}
+
+/// What a non-regular file is, for messages.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
 }
 
 fn io_status(e: &io::Error) -> Status {
@@ -564,6 +616,37 @@ mod tests {
         let f = load_bounded(&sets, "big.set").unwrap_err();
         assert_eq!(f.status, Status::BadPoolset, "{f:?}");
         assert!(f.message.contains("larger than"), "{}", f.message);
+    }
+
+    #[test]
+    fn remove_never_deletes_a_part_that_is_not_a_regular_file_even_with_force() {
+        let (t, sets) = site();
+        let part0 = t.path().join("part0");
+        let fifo = t.path().join("part1");
+        std::fs::write(&part0, b"data").unwrap();
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::fs::write(
+            sets.join("a.set"),
+            format!(
+                "PMEMPOOLSET\n8M {}\n8M {}\n",
+                part0.display(),
+                fifo.display()
+            ),
+        )
+        .unwrap();
+        for force in [false, true] {
+            let f = remove(&sets, "a.set", force, false).unwrap_err();
+            assert_eq!(f.status, Status::BadPoolset, "{f:?}");
+            assert!(f.message.contains("a FIFO"), "{}", f.message);
+            // Refused before anything was removed: the pool is never half removed.
+            assert!(part0.exists() && fifo.exists(), "force {force}");
+        }
+        std::fs::remove_file(&fifo).unwrap();
+        // The FIFO gone (a missing part is tolerated with force), the regular part is removed.
+        remove(&sets, "a.set", true, false).unwrap();
+        assert!(!part0.exists());
     }
 
     #[test]
