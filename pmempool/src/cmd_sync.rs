@@ -17,9 +17,10 @@ use crate::util::{Failure, Progress};
 /// as every open does (differing ranges are copied from the primary). The primary itself is
 /// never rebuilt: if it is damaged, sync fails and says so (see pmempool check).
 /// Remote replicas are reached through rpmem (RPMEM_TRANSPORT, RPMEMD_PATH, RPMEM_CMD,
-/// RPMEM_SSH as rpmem reads them): one that cannot be opened or whose attributes disagree is
-/// recreated or has its attributes rewritten (never one of another pool set), then its data is
-/// copied from the primary.
+/// RPMEM_SSH as rpmem reads them): a stale one that cannot be opened, or whose attributes
+/// disagree, has its attributes rewritten or is removed and created anew — even when another
+/// pool set's pool sits at that place (the stale mark plus this command are the consent; the
+/// report says so) — then its data is copied from the primary.
 ///
 /// Examples:
 ///

@@ -386,12 +386,14 @@ pub struct RemoteSpec {
     /// The primary's data area (`pool_size` bytes), for replicas that replicate straight from
     /// it (see [`Replica::reads_primary`]).
     pub primary: Option<PrimaryMemory>,
-    /// The replica is being resynchronised ([`crate::resync::resync`]): its data will be
-    /// overwritten from the primary, so the connector may create it when it is missing, and
-    /// rewrite attributes that name this pool set (or none) but disagree otherwise; it must
-    /// still refuse a pool that belongs to another pool set. Resync also reconnects a healthy
-    /// replica this way (its data is then current and is not copied) to store ring UUIDs that
-    /// were unknown at open and have been derived (see [`crate::resync()`]).
+    /// The replica is being resynchronised ([`crate::resync::resync`]). With `create` too, this
+    /// is resync's rebuild request for a stale replica whose data will be overwritten from the
+    /// primary: the connector may create it when missing, rewrite attributes that disagree, and
+    /// remove and recreate an unusable pool — or another pool set's — at that place (the stale
+    /// mark in this pool set's metadata plus the operator's resync are the consent). Without
+    /// `create`, resync is reconnecting a healthy replica (its data is current and is not
+    /// copied) to store ring UUIDs derived since open (see [`crate::resync()`]); such an open
+    /// never removes anything.
     pub resync: bool,
 }
 
