@@ -13,12 +13,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rpmemd_bin, Site};
+use common::Site;
 
 fn kv(site: &Site, set: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_replicated-kv"));
     c.arg("--local-rpmemd")
-        .arg(rpmemd_bin())
+        .arg(testkit::rpmemd::binary())
         .args(["--rpmemd-arg", "-c", "--rpmemd-arg"])
         .arg(site.config())
         .arg(set);

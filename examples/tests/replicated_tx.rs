@@ -381,7 +381,7 @@ fn remote_host(test: &str) -> Option<Remote> {
     let site = Site::new();
     let sshd = host
         .sshd_builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap();
     let mut opts = ssh_options(&sshd, &site, "rpmemd");

@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{path_with_rpmemd, Site, PART0_DATA_OFFSET};
+use common::{Site, PART0_DATA_OFFSET};
 use testkit::Sshd;
 
 /// What rpmem101 writes at pool offset 0 (examples/src/bin/rpmem101.rs).
@@ -40,7 +40,7 @@ fn rpmem101_over_ssh_on_localhost_lands_the_greeting_at_offset_8192() {
     let site = Site::new();
     let parts = site.poolset("rpmem101.set", &[4]);
     let sshd = Sshd::builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap();
     let target = format!("{}@127.0.0.1:{}", sshd.user(), sshd.port());
@@ -61,7 +61,7 @@ fn rpmem101_refuses_an_unknown_host_key_and_says_so() {
     let site = Site::new();
     site.poolset("unknown.set", &[4]);
     let sshd = Sshd::builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap();
     let empty = site.dir.path().join("empty_known_hosts");

@@ -378,7 +378,7 @@ fn a_hostile_session_does_not_disturb_a_concurrent_good_one() {
         ("one byte", vec![1u8]),
     ];
     for (what, bytes) in hostile {
-        let mut child = Command::new(rpmemd_bin())
+        let mut child = Command::new(testkit::rpmemd::binary())
             .args(site.rpmemd_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -158,7 +158,7 @@ fn relayed(site: &Site, announce: IpAddr) -> Options {
             "-c".into(),
             script.into(),
             exe.display().to_string(),
-            rpmemd_bin().display().to_string(),
+            testkit::rpmemd::binary().display().to_string(),
             announce.to_string(),
             site.config().display().to_string(),
         ],
@@ -181,7 +181,7 @@ fn relay_entry() {
         return;
     };
     let addr: IpAddr = addr.parse().unwrap();
-    let mut child = Command::new(rpmemd_bin())
+    let mut child = Command::new(testkit::rpmemd::binary())
         .args(["-c", &conf])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -260,7 +260,7 @@ fn another_loopback_address_is_followed_on_the_same_host() {
         }),
         rpmemd_args: [
             "RPMEMD_LISTEN_ADDR=127.0.0.2".to_string(),
-            rpmemd_bin().display().to_string(),
+            testkit::rpmemd::binary().display().to_string(),
         ]
         .into_iter()
         .chain(site.rpmemd_args())

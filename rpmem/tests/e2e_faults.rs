@@ -74,7 +74,7 @@ fn link_cut_silently_times_out_then_a_new_session_works() {
     let parts = site.poolset("after.set", &[4]);
     let sshd = host
         .sshd_builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap();
     let target = format!("{}@{}:{}", sshd.user(), host.peer_addr(), sshd.port());

@@ -17,7 +17,7 @@ use rpmem_proto::{
 };
 
 fn spawn(site: &Site) -> Child {
-    Command::new(rpmemd_bin())
+    Command::new(testkit::rpmemd::binary())
         .args(site.rpmemd_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -295,7 +295,7 @@ fn a_malformed_lane_frame_ends_the_whole_session() {
 #[test]
 fn one_byte_of_hello_then_silence_ends_rpmemd_within_the_hello_deadline() {
     let site = Site::new();
-    let mut child = Command::new(rpmemd_bin())
+    let mut child = Command::new(testkit::rpmemd::binary())
         .args(site.rpmemd_args())
         .env("RPMEMD_HELLO_DEADLINE_MS", "700")
         .stdin(Stdio::piped())

@@ -10,7 +10,7 @@ use testkit::Sshd;
 
 fn start_sshd() -> Sshd {
     Sshd::builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap()
 }
@@ -84,7 +84,7 @@ fn second_host_in_a_network_namespace() {
     let parts = site.poolset("ns.set", &[4]);
     let sshd = host
         .sshd_builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap();
     let target = format!("{}@{}:{}", sshd.user(), host.peer_addr(), sshd.port());

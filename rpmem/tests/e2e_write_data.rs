@@ -92,7 +92,7 @@ fn persists_land_byte_exact_with_write_data_negotiated() {
 }
 
 fn spawn(site: &Site) -> Child {
-    Command::new(rpmemd_bin())
+    Command::new(testkit::rpmemd::binary())
         .args(site.rpmemd_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

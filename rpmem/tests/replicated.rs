@@ -424,7 +424,7 @@ fn link_cut_gives_a_bounded_error_or_a_stale_mark() {
     let site = Site::new();
     let sshd = host
         .sshd_builder()
-        .set_env("PATH", path_with_rpmemd())
+        .set_env("PATH", testkit::rpmemd::session_path())
         .start()
         .unwrap();
     let mut opts = ssh_options(&sshd, &site, "rpmemd");

@@ -9,6 +9,8 @@
 //!   pair with its own /30 from 10.213.0.0/16, able to run commands and an [`Sshd`] inside, and to
 //!   cut the link (nftables) or take it down (ip link) for fault injection. Root only: otherwise
 //!   [`NetnsHost::create`] returns [`Error::Skip`], and [`skip_unless_root!`] skips a test loudly.
+//! - [`rpmemd`]: the real rpmemd for end-to-end tests (`RPMEMD_BIN`, or built once into
+//!   `<target-dir>/e2e-rpmemd`) and the `PATH` an sshd gives its sessions to find it.
 //! - Small helpers: [`free_port`], [`wait_for`] (bounded polling), [`output_with_timeout`]
 //!   (run a program with a deadline).
 //!
@@ -20,6 +22,7 @@
 mod error;
 mod netns;
 mod process;
+pub mod rpmemd;
 mod sshd;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};

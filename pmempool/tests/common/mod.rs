@@ -106,40 +106,9 @@ pub fn heap_header(pool: &Path) -> palloc::layout::HeapHeader {
     palloc::layout::HeapHeader::decode(&raw, len).expect("heap header decodes")
 }
 
-/// The rpmemd binary: `RPMEMD_BIN` if set; otherwise built once with `cargo build -p rpmemd`
-/// into `<target-dir>/e2e-rpmemd` (a separate target directory: the outer `cargo test` holds the
-/// lock of its own), as rpmem's end-to-end tests do.
-pub fn rpmemd_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("RPMEMD_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("test executable lives in <target>/<profile>/deps");
-    let dir = target.join("e2e-rpmemd");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let out = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "rpmemd", "--bin", "rpmemd"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&dir)
-        .output()
-        .expect("running cargo build -p rpmemd");
-    assert!(
-        out.status.success(),
-        "cargo build -p rpmemd failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("debug").join("rpmemd")
-}
-
 /// A target "node" on this host: rpmemd's poolset directory, its parts directory, and a wrapper
-/// script that runs rpmemd with its configuration (for `RPMEMD_PATH`, local transport).
+/// script that runs rpmemd with its configuration (for `RPMEMD_PATH`, local transport). The
+/// rpmemd binary comes from [`testkit::rpmemd::binary`].
 pub struct RemoteSite {
     pub sets: PathBuf,
     pub parts: PathBuf,
@@ -172,7 +141,7 @@ impl RemoteSite {
             &wrapper,
             format!(
                 "#!/bin/sh\nexec {} -c {} \"$@\"\n",
-                rpmemd_path().display(),
+                testkit::rpmemd::binary().display(),
                 conf.display()
             ),
         )

@@ -1,60 +1,14 @@
 //! Shared set-up of the end-to-end tests: a real rpmemd binary, a throw-away poolset-dir with an
 //! rpmemd configuration file, poolsets, and options for the local transport.
 //!
-//! Finding rpmemd: `RPMEMD_BIN` if set; otherwise the tests build it once per test process with
-//! `cargo build -p rpmemd` into `<target-dir>/e2e-rpmemd` — a separate target directory, because
-//! the outer `cargo test` holds the lock of its own one while tests run (trybuild's approach).
-//! The first run pays for one extra build; later runs are a no-op build.
+//! The rpmemd binary and the `PATH` an sshd needs to find it come from [`testkit::rpmemd`].
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rpmem::{Options, Transport};
-
-pub fn rpmemd_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("RPMEMD_BIN") {
-            return PathBuf::from(p);
-        }
-        // <target>/<profile>/deps/e2e_local-xxxx -> <target>
-        let exe = std::env::current_exe().expect("test executable path");
-        let target = exe
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::parent)
-            .expect("test executable lives in <target>/<profile>/deps");
-        let dir = target.join("e2e-rpmemd");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "rpmemd",
-                "--bin",
-                "rpmemd",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&dir)
-            .output()
-            .expect("running cargo build -p rpmemd");
-        assert!(
-            out.status.success(),
-            "cargo build -p rpmemd failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir.join("debug").join("rpmemd")
-    })
-    .clone()
-}
 
 /// A poolset-dir with a configuration file, and a parts directory.
 pub struct Site {
@@ -110,7 +64,7 @@ impl Site {
     pub fn local(&self) -> Options {
         Options {
             transport: Some(Transport::Local {
-                program: rpmemd_bin(),
+                program: testkit::rpmemd::binary(),
             }),
             rpmemd_args: self.rpmemd_args(),
             control_deadline: Duration::from_secs(10),
@@ -219,10 +173,4 @@ pub fn ssh_options(sshd: &testkit::Sshd, site: &Site, remote_program: &str) -> O
         rpmemd_args: site.rpmemd_args(),
         ..Options::default()
     }
-}
-
-/// The PATH an sshd gives its sessions so that they find our rpmemd.
-pub fn path_with_rpmemd() -> String {
-    let bin_dir = rpmemd_bin().parent().unwrap().display().to_string();
-    format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin")
 }
