@@ -77,7 +77,7 @@ fn detect(target: &Path, files: &[&Path], want: &str, fixable: bool) -> String {
 
 #[test]
 fn stale_header_slot_is_rewritten_and_backup_kept() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     pool_with_node(&f);
     run_expect(&["check", s(&f)], 0);
@@ -116,7 +116,7 @@ fn stale_header_slot_is_rewritten_and_backup_kept() {
 
 #[test]
 fn both_header_slots_broken_is_not_repairable() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     pool_with_node(&f);
     flip(&f, 300);
@@ -135,7 +135,7 @@ fn both_header_slots_broken_is_not_repairable() {
 
 #[test]
 fn replica_data_difference_is_copied_from_the_primary() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let p = |n: &str| d.path().join(n);
     let set = write_set(
         d.path(),
@@ -172,7 +172,7 @@ fn replica_data_difference_is_copied_from_the_primary() {
 
 #[test]
 fn part_of_another_pool_is_named_and_not_repairable() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let p = |n: &str| d.path().join(n);
     let set_a = write_set(
         d.path(),
@@ -208,7 +208,7 @@ fn part_of_another_pool_is_named_and_not_repairable() {
 
 #[test]
 fn heap_chunk_header_corruption_is_detected_not_repaired() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     pool_with_node(&f);
     let h = heap_header(&f);
@@ -225,7 +225,7 @@ fn heap_chunk_header_corruption_is_detected_not_repaired() {
 
 #[test]
 fn allocation_header_corruption_is_detected() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     let node = pool_with_node(&f);
     // The node's allocation header: block_size at node - 16.
@@ -235,7 +235,7 @@ fn allocation_header_corruption_is_detected() {
 
 #[test]
 fn dangling_pointer_is_reported() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     pool_with_node(&f);
     {
@@ -248,7 +248,7 @@ fn dangling_pointer_is_reported() {
 
 #[test]
 fn incomplete_redo_log_is_discarded_by_repair() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     pool_with_node(&f);
     let h = heap_header(&f);
@@ -273,7 +273,7 @@ fn incomplete_redo_log_is_discarded_by_repair() {
 /// a consistent pool holding the transaction entirely or not at all.
 #[test]
 fn crash_images_of_a_transaction_are_all_repairable() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     pool_with_node(&f);
     let file = std::fs::read(&f).unwrap();

@@ -57,7 +57,7 @@ fn bad_command_lines_exit_64() {
 
 #[test]
 fn create_file_opens_with_tx_and_info_shows_it() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     run_expect(&["create", "--size", "16M", "--mode", "0600", s(&f)], 0);
     assert_eq!(std::fs::metadata(&f).unwrap().len(), 16 << 20);
@@ -111,7 +111,7 @@ fn create_file_opens_with_tx_and_info_shows_it() {
 
 #[test]
 fn create_refuses_what_it_cannot_do() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     let out = run_expect(&["create", s(&f)], 1);
     assert!(
@@ -167,7 +167,7 @@ fn create_refuses_what_it_cannot_do() {
 
 #[test]
 fn poolset_with_parts_and_replica_create_info_check_rm() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let p = |n: &str| d.path().join(n);
     let set = write_set(
         d.path(),
@@ -209,7 +209,7 @@ fn poolset_with_parts_and_replica_create_info_check_rm() {
 
 #[test]
 fn info_and_rm_refuse_a_pool_in_use() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     run_expect(&["create", "--size", "8M", s(&f)], 0);
     let held = pool::Pool::open_file(&f, None).unwrap();
@@ -231,7 +231,7 @@ fn info_and_rm_refuse_a_pool_in_use() {
 
 #[test]
 fn dump_user_area_ranges_and_objects() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("a.pool");
     run_expect(&["create", "--size", "8M", s(&f)], 0);
     let node_off = {
@@ -314,7 +314,7 @@ fn doc_pages_cover_every_option() {
 /// errors, never a panic.
 #[test]
 fn non_pools_are_reported_not_crashed_on() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let cases: [(&str, Vec<u8>); 3] = [
         ("empty", Vec::new()),
         ("tiny", vec![7u8; 1000]),

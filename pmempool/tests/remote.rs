@@ -9,7 +9,7 @@ use common::*;
 
 #[test]
 fn remote_replica_create_info_check_repair_sync_transform() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let site = RemoteSite::new(d.path());
     let remote = site.poolset("r.set", 10);
     let primary = d.path().join("p0");

@@ -8,7 +8,7 @@ use common::*;
 
 #[test]
 fn rm_removes_remote_replica_parts_through_rpmemd() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let site = RemoteSite::new(d.path());
     // The target's pool: a poolset in its poolset-dir naming one part file.
     let remote_part = site.poolset("target.set", 2);

@@ -32,7 +32,7 @@ fn replicated(d: &Path) -> (PathBuf, [PathBuf; 3]) {
 
 #[test]
 fn missing_replica_part_is_recreated_by_sync() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let (set, [a0, b0, b1]) = replicated(d.path());
     std::fs::remove_file(&b1).unwrap();
     let out = run_expect(&["check", s(&set)], 2);
@@ -61,7 +61,7 @@ fn missing_replica_part_is_recreated_by_sync() {
 
 #[test]
 fn replica_with_both_header_slots_broken_is_rebuilt_by_check_repair() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let (set, [a0, _b0, b1]) = replicated(d.path());
     flip(&b1, 300);
     flip(&b1, 2048 + 300);
@@ -85,7 +85,7 @@ fn replica_with_both_header_slots_broken_is_rebuilt_by_check_repair() {
 
 #[test]
 fn replica_marked_stale_is_reported_and_synced() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let (set, [a0, b0, b1]) = replicated(d.path());
     // Run degraded once with replica 1 gone: the primary's header marks it stale.
     let saved = std::fs::read(&b0).unwrap();
@@ -127,7 +127,7 @@ fn replica_marked_stale_is_reported_and_synced() {
 
 #[test]
 fn sync_refuses_a_single_file_and_a_broken_primary() {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("one.pool");
     run_expect(&["create", "--size", "8M", s(&f)], 0);
     let out = run_expect(&["sync", s(&f)], 1);

@@ -21,7 +21,7 @@ struct Sets {
 /// small.set: primary (two 8 MiB parts) + replica r; big.set: primary + replica n + replica r.
 /// `add`: SRC small, DST big (else the reverse). SRC is created with pmempool create.
 fn sets(add: bool) -> Sets {
-    let d = shm_dir();
+    let d = testkit::shm_tempdir();
     let p = |n: &str| d.path().join(n);
     let lines = |names: &[&[&str]]| -> Vec<String> {
         let mut v = Vec::new();

@@ -3,18 +3,14 @@
 
 use pool::{Error, Pool};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const MIB: u64 = 1 << 20;
 
 #[test]
 fn created_parts_are_allocated_not_sparse() {
-    let d = if Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    };
+    let d = testkit::shm_tempdir();
     let path = d.path().join("p");
     let p = Pool::create_file(&path, 4 * MIB, "alloc").unwrap();
     let m = std::fs::metadata(&path).unwrap();

@@ -6,7 +6,6 @@
 use pool::persist::Flags;
 use pool::{OpenOptions, Persister, Pool};
 use proptest::prelude::*;
-use std::path::Path;
 
 const MIB: usize = 1 << 20;
 
@@ -65,20 +64,12 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn shm_dir() -> tempfile::TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn pool_and_replica_match_the_model_after_reopen(ops in prop::collection::vec(op(5 * MIB - 4096 - 4096), 1..40)) {
-        let d = shm_dir();
+        let d = testkit::shm_tempdir();
         let (a, b, r) = (d.path().join("a"), d.path().join("b"), d.path().join("r"));
         let set = d.path().join("pool.set");
         std::fs::write(&set, format!(

@@ -11,14 +11,6 @@ use zerocopy::{FromBytes, IntoBytes};
 
 const MIB: u64 = 1 << 20;
 
-fn dir() -> tempfile::TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    }
-}
-
 fn write_set(d: &Path, body: &str) -> PathBuf {
     let p = d.join("pool.set");
     std::fs::write(&p, format!("PMEMPOOLSET\n{body}")).unwrap();
@@ -48,7 +40,7 @@ fn edit_header(file: &Path, reseal: bool, edit: impl Fn(&mut PartHeader)) {
 
 #[test]
 fn single_file_round_trip() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let path = d.path().join("p");
     {
         let p = Pool::create_file(&path, 4 * MIB, "demo").unwrap();
@@ -75,7 +67,7 @@ fn single_file_round_trip() {
 
 #[test]
 fn multi_part_is_contiguous_and_parts_hold_their_bytes() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let a = d.path().join("a");
     let b = d.path().join("b");
     let set = write_set(
@@ -107,7 +99,7 @@ fn multi_part_is_contiguous_and_parts_hold_their_bytes() {
 
 #[test]
 fn singlehdr_and_nohdrs() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     let set = write_set(
         d.path(),
@@ -138,7 +130,7 @@ fn singlehdr_and_nohdrs() {
         "{e}"
     );
 
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     let set = write_set(
         d.path(),
@@ -160,7 +152,7 @@ fn singlehdr_and_nohdrs() {
 
 #[test]
 fn local_replicas_receive_every_persist_and_are_verified() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (a, r1, r2a, r2b) = (
         d.path().join("a"),
         d.path().join("r1"),
@@ -223,7 +215,7 @@ fn local_replicas_receive_every_persist_and_are_verified() {
 
 #[test]
 fn replica_smaller_than_primary_is_refused() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let set = write_set(
         d.path(),
         &format!(
@@ -250,7 +242,7 @@ fn every_flush_path_works_through_a_pool() {
             eprintln!("SKIP {path:?}: CPU lacks it");
             continue;
         };
-        let d = dir();
+        let d = testkit::shm_tempdir();
         let file = d.path().join("p");
         let text = format!("PMEMPOOLSET\n2M {}\n", file.display());
         let set = poolset::parse_bytes("x.set", text.as_bytes(), poolset::Mode::Initiator)
@@ -289,7 +281,7 @@ fn expect_err(set: &Path, layout: Option<&str>) -> Error {
 }
 
 fn two_part_pool() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     let set = write_set(
         d.path(),
@@ -432,7 +424,7 @@ fn open_errors_name_what_is_wrong() {
     ));
 
     // Not a pool at all.
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let f = d.path().join("zero");
     std::fs::File::create(&f).unwrap().set_len(2 * MIB).unwrap();
     let e = Pool::open_file(&f, None).err().unwrap();
@@ -491,7 +483,7 @@ fn failed_open_does_not_rewrite_a_stale_slot() {
 
 #[test]
 fn creation_errors() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let small = write_set(d.path(), &format!("1M {}\n", d.path().join("s").display()));
     assert!(
         matches!(Pool::create_poolset(&small, "x"), Err(Error::PartTooSmall { size, .. }) if size == MIB)
@@ -544,7 +536,7 @@ fn open_after_release(path: &Path) -> Pool {
 
 #[test]
 fn second_open_fails_while_first_is_open() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let path = d.path().join("p");
     let p = Pool::create_file(&path, 2 * MIB, "l").unwrap();
     assert!(matches!(
@@ -568,7 +560,7 @@ fn child_holds_pool() {
 
 #[test]
 fn crashed_holder_does_not_leave_pool_locked() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let path = d.path().join("p");
     drop(Pool::create_file(&path, 2 * MIB, "l").unwrap());
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -601,7 +593,7 @@ fn crashed_holder_does_not_leave_pool_locked() {
 }
 
 fn replicated_pool() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (a, r) = (d.path().join("a"), d.path().join("r"));
     let set = write_set(
         d.path(),
@@ -673,7 +665,7 @@ fn verify_replicas_reports_without_repairing() {
 /// a check and the create: it must survive the cleanup.
 #[test]
 fn failed_create_removes_only_what_it_created() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     std::os::unix::fs::symlink(d.path().join("nowhere"), &b).unwrap();
     let set = write_set(
@@ -698,7 +690,7 @@ fn character_devices_are_refused_clearly() {
         matches!(e, Error::CharDevice { dax: false, .. }) && e.to_string().contains("Device DAX"),
         "{e}"
     );
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let set = write_set(d.path(), "2M /dev/zero\n");
     let e = expect_err(&set, None);
     assert!(matches!(e, Error::CharDevice { .. }), "{e}");
@@ -709,7 +701,7 @@ fn character_devices_are_refused_clearly() {
 #[test]
 fn is_pmem_can_be_forced_in_process() {
     for force in [Some(true), Some(false)] {
-        let d = dir();
+        let d = testkit::shm_tempdir();
         let file = d.path().join("p");
         let text = format!("PMEMPOOLSET\n2M {}\n", file.display());
         let set = poolset::parse_bytes("x.set", text.as_bytes(), poolset::Mode::Initiator)
@@ -748,7 +740,7 @@ fn child_reports_is_pmem() {
 #[test]
 fn pmem_is_pmem_force_env_is_honoured() {
     for (value, expect) in [("1", "IS_PMEM=true"), ("0", "IS_PMEM=false")] {
-        let d = dir();
+        let d = testkit::shm_tempdir();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "child_reports_is_pmem",

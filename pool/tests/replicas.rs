@@ -66,14 +66,6 @@ impl Replica for MemReplica {
     }
 }
 
-fn dir() -> tempfile::TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    }
-}
-
 /// Pool set: local primary, remote replica 1 (the mock), local replica 2.
 fn set_with_remote_in_the_middle(d: &Path) -> (poolset::PoolSet, PathBuf, PathBuf) {
     let (a, r2) = (d.join("a"), d.join("r2"));
@@ -111,7 +103,7 @@ fn connector(
 
 #[test]
 fn replicas_are_numbered_over_the_whole_pool_set() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (set, a, r2) = set_with_remote_in_the_middle(d.path());
     let state = Arc::new(MemState::default());
     let conn = connector(&state);
@@ -162,7 +154,7 @@ fn replicas_are_numbered_over_the_whole_pool_set() {
 
 #[test]
 fn a_broken_ring_to_a_remote_replica_is_detected() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (set, _a, r2) = set_with_remote_in_the_middle(d.path());
     let state = Arc::new(MemState::default());
     let conn = connector(&state);
@@ -200,7 +192,7 @@ fn a_broken_ring_to_a_remote_replica_is_detected() {
 /// replica's write or drain is the persist's error.
 #[test]
 fn persist_waits_for_every_replica_and_returns_their_errors() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (set, _a, _r2) = set_with_remote_in_the_middle(d.path());
     let state = Arc::new(MemState::default());
     let conn = connector(&state);

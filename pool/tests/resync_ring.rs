@@ -19,14 +19,6 @@ use pool::{
     ResyncMode,
 };
 
-fn dir() -> tempfile::TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    }
-}
-
 /// A poolset of local replicas (each a list of 2 MiB parts) and remote ones (`None`: a
 /// `REPLICA host<i>:r<i>.set` line).
 fn write_set(d: &Path, replicas: &[Option<Vec<PathBuf>>]) -> poolset::PoolSet {
@@ -174,7 +166,7 @@ fn assert_restored(set: &poolset::PoolSet, reps: &[Vec<PathBuf>], want: &[u8]) {
 
 #[test]
 fn two_adjacent_deleted_replicas_are_restored_with_a_closed_ring() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let reps = local_replicas(d.path(), 5);
     let set = write_set(
         d.path(),
@@ -218,7 +210,7 @@ fn two_adjacent_deleted_replicas_are_restored_with_a_closed_ring() {
 /// resync derives again all agree.
 #[test]
 fn a_place_no_header_names_gets_the_same_derived_uuid_in_every_run() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let reps = local_replicas(d.path(), 5);
     let set = write_set(
         d.path(),
@@ -274,7 +266,7 @@ fn a_place_no_header_names_gets_the_same_derived_uuid_in_every_run() {
 /// replica is not taken as a UUID: the place is derived and the link rewritten.
 #[test]
 fn a_nil_link_in_a_healthy_replica_is_replaced_by_the_derived_uuid() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let reps = local_replicas(d.path(), 5);
     let set = write_set(
         d.path(),
@@ -384,7 +376,7 @@ impl Targets {
 /// attributes of the healthy remote replicas 1 and 3, and the pool opens fail-stop again.
 #[test]
 fn healthy_remote_neighbours_of_a_derived_place_get_the_ring_in_their_attributes() {
-    let d = dir();
+    let d = testkit::shm_tempdir();
     let (p, l) = (vec![d.path().join("p")], vec![d.path().join("l")]);
     let set = write_set(d.path(), &[Some(p.clone()), None, Some(l.clone()), None]);
     let targets = Targets::default();

@@ -12,7 +12,7 @@
 //! - [`rpmemd`]: the real rpmemd for end-to-end tests (`RPMEMD_BIN`, or built once into
 //!   `<target-dir>/e2e-rpmemd`) and the `PATH` an sshd gives its sessions to find it.
 //! - Small helpers: [`free_port`], [`wait_for`] (bounded polling), [`output_with_timeout`]
-//!   (run a program with a deadline).
+//!   (run a program with a deadline), [`shm_tempdir`] (a temp dir on tmpfs).
 //!
 //! Invariants: every wait is bounded (nothing here can hang a test); every fixture cleans up
 //! after itself on drop and stale leftovers of dead test processes are removed on the next run;
@@ -50,6 +50,24 @@ pub fn free_port_on(ip: IpAddr) -> Result<u16> {
         .local_addr()
         .map_err(|e| Error::io("reading the bound port", e))?;
     Ok(addr.port())
+}
+
+/// A temp dir in /dev/shm when that exists (tmpfs: pool files there are memory, and tests do not
+/// wear the disk), else in the system temp dir. Removed on drop.
+///
+/// Panics (failing the calling test) when the directory cannot be created, naming where.
+pub fn shm_tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap_or_else(|e| panic!("creating a temp dir in /dev/shm: {e}"))
+    } else {
+        tempfile::tempdir().unwrap_or_else(|e| {
+            panic!(
+                "creating a temp dir in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        })
+    }
 }
 
 /// Polls `condition` until it returns true or `timeout` has passed; returns whether it held.

@@ -1,5 +1,5 @@
-//! Shared helpers of the command tests: run the real binary, temp dirs in /dev/shm, poolsets,
-//! byte surgery on part files.
+//! Shared helpers of the command tests: run the real binary, poolsets, byte surgery on part
+//! files. Temp dirs on tmpfs come from [`testkit::shm_tempdir`].
 
 #![allow(dead_code)]
 
@@ -30,18 +30,6 @@ pub fn run_expect(args: &[&str], code: i32) -> Output {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-pub fn shm_dir() -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        "/dev/shm"
-    } else {
-        "/tmp"
-    };
-    tempfile::Builder::new()
-        .prefix("pmempool-test")
-        .tempdir_in(base)
-        .expect("temp dir")
 }
 
 pub fn s(p: &Path) -> &str {
