@@ -84,6 +84,14 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// True for a receive that completed truncated (`FI_ETRUNC`): the peer sent a message longer
+    /// than the posted buffer. Protocol code treats this as a malformed frame.
+    pub fn is_truncated(&self) -> bool {
+        matches!(self, Error::Completion { code, .. } if *code == sys::FI_ETRUNC as i32)
+    }
+}
+
 /// libfabric's text for a (positive or negative) error code.
 pub(crate) fn strerror(code: i32) -> String {
     let code = code.unsigned_abs() as i32;

@@ -37,8 +37,6 @@ use crate::store::{Failure, Served};
 pub const LANE_MSG_BYTES: usize = 64;
 /// How long a lane thread blocks in one receive before looking at the stop flag.
 const LANE_POLL: Duration = Duration::from_millis(100);
-/// libfabric's "truncated receive" completion code (`FI_ETRUNC`).
-const FI_ETRUNC: i32 = libfabric_sys::FI_ETRUNC as i32;
 /// Deadline for sending one PERSIST_RESP.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -301,7 +299,7 @@ fn serve_lane(
                 info!("lane {lane}: the initiator disconnected");
                 return;
             }
-            Err(fabric::Error::Completion { code, .. }) if code == FI_ETRUNC => {
+            Err(e) if e.is_truncated() => {
                 let why = format!(
                     "lane {lane}: malformed frame: longer than the {LANE_MSG_BYTES}-byte receive \
                      buffer (truncated)"
