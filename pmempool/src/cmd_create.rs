@@ -37,7 +37,7 @@ pub struct Args {
     /// Layout name stored in every header (at most 63 bytes); open checks it.
     #[arg(long, short = 'l', default_value = tx::obj::LAYOUT)]
     pub layout: String,
-    /// Pool size for a single FILE, e.g. 64M, 1G (powers of 1024; at least 8M for the heap).
+    /// Pool size for a single FILE, e.g. 64M, 1G (powers of 1024; at least 2M, a part's minimum).
     /// Not allowed with a poolset, whose parts carry their sizes.
     #[arg(long, short = 's')]
     pub size: Option<String>,

@@ -35,7 +35,7 @@ use crate::util::{Failure, Progress};
 pub struct Args {
     /// Print JSON instead of text: {"file", "poolset", "options", "pool_size", "replicas":
     /// [{"index", "kind", "parts": [{"path", "size", "header": {FIELD: VALUE, ...}, "slots"}],
-    /// "health"}], "heap": {...}, "lanes": [...], "problems": [...]}; sizes in bytes.
+    /// "health"}], "heap": {..., "lanes": [...]}, "problems": [...]}; sizes in bytes.
     #[arg(long)]
     pub json: bool,
     /// More detail: every lane, and the state of both header slots of every part.

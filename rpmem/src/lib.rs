@@ -1,7 +1,8 @@
 //! rpmem: the initiator side of remote replication (librpmem's role).
 //!
-//! - [`RpmemPool`]: create/open a pool replica on a target, persist (RMA write + PERSIST on a
-//!   lane), deep persist, flush + drain, read back, set attributes, close, and [`remove`].
+//! - [`RpmemPool`]: create/open a pool replica on a target, persist (one RMA write carrying
+//!   the range as immediate data when both ends support it — protocol 1.1 — else RMA write +
+//!   PERSIST on a lane), deep persist, flush + drain, read back, set attributes, close, and [`remove`].
 //! - [`replica`]: a remote replica of a `pool` (its `Replica` trait over an `RpmemPool` that
 //!   RMA-writes straight from the primary's mapping) and the connector for
 //!   `pool::OpenOptions::remote`.
