@@ -1,7 +1,6 @@
 //! examples: runnable programs that show the stack as a user meets it. Each lives in `src/bin/`;
 //! the library holds what several of them share: [`kv`], the key-value map of `pkv` and
-//! `replicated-kv`, and [`image`], an in-memory copy of a replica that the layers above can
-//! recover and check without touching the replica.
+//! `replicated-kv`. (The in-memory copy of a replica that `replicated-kv verify` recovers and
+//! checks is `pool::image::MemImage`.)
 
-pub mod image;
 pub mod kv;

@@ -5,6 +5,8 @@
 //!   non-temporal copies, `msync`).
 //! - [`region`]: the one persistence trait [`region::Persister`] and the hardware region.
 //! - [`crash`]: a recording `Persister` that enumerates the crash images x86 allows.
+//! - [`image`]: a plain in-memory `Persister` holding a copy of a data area, to run recovery on a
+//!   copy of a replica or crash image without touching the original.
 //! - [`header`]: the on-media part header and its crash-safe double-slot update.
 //! - [`map`]: contiguous multi-part mappings, `MAP_SYNC`, the is-pmem decision.
 //! - [`pool`]: create/open with every check, file locks, replicas and fan-out, failure
@@ -19,6 +21,7 @@
 
 pub mod crash;
 pub mod header;
+pub mod image;
 pub mod map;
 pub mod persist;
 pub mod pool;

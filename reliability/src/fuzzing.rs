@@ -21,12 +21,12 @@
 //!   `palloc::Heap::open` + `palloc::check`, and `tx::ObjPool::open_in` (heap and undo
 //!   recovery) + `palloc::check` on what it left.
 
-use crate::mem::MemPersister;
 use crate::workload::{layout, run_step, Root, Step, TxOp};
 use palloc::ulog::{self, LogState};
 use palloc::{Recovered, Ulog};
 use pool::crash::Recorder;
 use pool::header::{self, PartHeader, HEADER_REGION_BYTES, HEADER_SLOT_BYTES};
+use pool::image::MemImage;
 use std::sync::{Arc, OnceLock};
 use tx::PoolTyped;
 use zerocopy::{FromBytes, IntoBytes};
@@ -105,7 +105,7 @@ pub fn ulog_recover(data: &[u8]) {
     let area = (usize::from(sel % 16) + 1) * 64;
     let mut img = rest[..rest.len().min(MAX_IMAGE)].to_vec();
     img.resize(img.len().max(area).div_ceil(64) * 64, 0);
-    let p = MemPersister::from_image(&img);
+    let p = MemImage::new(img.to_vec());
     let before = ulog::inspect(&p, 0, area);
     let Ok((_, rec)) = Ulog::open(&p, 0, area) else {
         return;
@@ -138,9 +138,9 @@ pub fn ulog_recover(data: &[u8]) {
 /// A valid pool image with objects (one per slot, some freed), a nested transaction and an
 /// aborted one behind it, so the redo and undo areas and run bitmaps hold real data.
 pub fn valid_heap_image() -> Vec<u8> {
-    let p = Arc::new(MemPersister::from_image(&vec![0u8; HEAP_IMAGE]));
-    let pool = PoolTyped::<Root, MemPersister>::create_in(p.clone(), &layout())
-        .expect("create the seed pool");
+    let p = Arc::new(MemImage::new(vec![0u8; HEAP_IMAGE]));
+    let pool =
+        PoolTyped::<Root, MemImage>::create_in(p.clone(), &layout()).expect("create the seed pool");
     let mut steps: Vec<Step> = (0..8usize)
         .map(|slot| Step::Publish {
             slot,
@@ -175,7 +175,7 @@ pub fn valid_heap_image() -> Vec<u8> {
         run_step(&pool, s).expect("seed workload");
     }
     drop(pool);
-    p.image()
+    p.to_vec()
 }
 
 fn cached_heap() -> &'static [u8] {
@@ -198,7 +198,7 @@ pub fn heap_open(data: &[u8]) {
         }
         b
     };
-    let p = Arc::new(MemPersister::from_image(&img));
+    let p = Arc::new(MemImage::new(img.to_vec()));
     let _ = palloc::check(&*p);
     if let Ok(h) = palloc::Heap::open(p.clone(), Default::default()) {
         let _ = palloc::check(&*p);
@@ -209,7 +209,7 @@ pub fn heap_open(data: &[u8]) {
         }
         let _ = h.stats();
     }
-    let p = Arc::new(MemPersister::from_image(&img));
+    let p = Arc::new(MemImage::new(img.to_vec()));
     if let Ok(pool) = tx::ObjPool::open_in(p.clone(), Default::default()) {
         let _ = palloc::check(&*p);
         let _ = pool.root_off();

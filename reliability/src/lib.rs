@@ -2,8 +2,6 @@
 //! (docs/TESTING.md says what each one proves and how to replay or soak it); this library holds
 //! what they share:
 //!
-//! - [`mem`]: a plain in-memory [`pool::Persister`] to recover crash images on (cheaper than a
-//!   `Recorder`: one copy, no bookkeeping).
 //! - [`workload`]: the application the harness runs — a root object with slots and data, random
 //!   steps (transactions with nested parts and aborts, atomic publishes, reserve + cancel), the
 //!   model they must agree with, proptest strategies for them, and the recovery check.
@@ -16,7 +14,6 @@
 //! the model is independent of the code under test.
 
 pub mod fuzzing;
-pub mod mem;
 pub mod remote;
 pub mod seed;
 pub mod workload;

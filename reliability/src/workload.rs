@@ -16,8 +16,8 @@
 //! that the live objects of type [`Obj`] are exactly those the slots point to (no leak, no
 //! dangling pointer).
 
-use crate::mem::MemPersister;
 use palloc::{Action, CreateOptions};
+use pool::image::MemImage;
 use pool::persist::Flags;
 use pool::Persister;
 use proptest::prelude::*;
@@ -355,8 +355,8 @@ pub fn observe<P: Persister + ?Sized>(pool: &PoolTyped<Root, P>) -> Result<Model
 /// Open a crash image as the application would after a restart (heap redo recovery, undo
 /// rollback), run the heap checker on the result and read the state back.
 pub fn recover(img: &[u8]) -> Result<Model, String> {
-    let p = Arc::new(MemPersister::from_image(img));
-    let pool = PoolTyped::<Root, MemPersister>::open_in(p.clone(), Default::default())
+    let p = Arc::new(MemImage::new(img.to_vec()));
+    let pool = PoolTyped::<Root, MemImage>::open_in(p.clone(), Default::default())
         .map_err(|e| format!("open failed: {e}"))?;
     let rep = palloc::check(&*p).map_err(|e| format!("heap checker: {e}"))?;
     if !rep.is_ok() {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use examples::image::MemImage;
 use examples::kv::{self, check_len, KvPool, KEY_MAX, VAL_MAX};
+use pool::image::MemImage;
 use pool::{FailurePolicy, OpenOptions, Persister, Pool, ResyncMode};
 use poolset::{PoolSet, Replica};
 use rpmem::replica::Connector;

@@ -1,12 +1,14 @@
-//! [`MemImage`]: a pool's data area copied into memory, as a `pool::Persister`, so that the
-//! layers above (heap and transaction recovery, the map's checker) can run over a copy of a
-//! replica without changing the replica itself. Flushes and fences do nothing: nothing here is
-//! meant to be durable.
+//! [`MemImage`]: a pool's data area copied into memory, as a [`Persister`], so that the layers
+//! above (heap and transaction recovery, an application's checker) can run over a copy of a
+//! replica or of a crash image without changing the original; the recovery's writes land in the
+//! copy and are thrown away with it. Flushes and fences do nothing: nothing here is meant to be
+//! durable (every store is "durable" at once). Cheaper than a [`crate::crash::Recorder`]: one
+//! copy, no bookkeeping.
 
 use std::sync::{Mutex, MutexGuard};
 
-use pool::persist::PersistError;
-use pool::Persister;
+use crate::persist::PersistError;
+use crate::Persister;
 
 /// An in-memory copy of a pool's data area.
 pub struct MemImage {
