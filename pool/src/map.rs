@@ -317,13 +317,7 @@ impl Drop for Reservation {
 
 /// The system page size.
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as usize
-    } else {
-        4096
-    }
+    crate::persist::page_size()
 }
 
 #[cfg(test)]

@@ -607,7 +607,8 @@ unsafe fn flush_lines<const KIND: u8>(ptr: *const u8, len: usize) {
     }
 }
 
-fn page_size() -> usize {
+/// The system page size (asked once; 4096 if sysconf cannot say).
+pub(crate) fn page_size() -> usize {
     static PS: OnceLock<usize> = OnceLock::new();
     *PS.get_or_init(|| {
         // SAFETY: sysconf has no memory-safety preconditions.
