@@ -315,8 +315,10 @@ impl UndoLog {
             p.flush(self.pos, self.buf.len())?;
             if !self.active {
                 p.write_u64(self.base + STATE_WORD, self.gen << 1 | 1);
-                p.flush(self.base + STATE_WORD, 8)?;
+                // Active from the store on, whatever the flush returns: the word may reach
+                // media (or a replica) anyway, so roll-back and end must store idle again.
                 self.active = true;
+                p.flush(self.base + STATE_WORD, 8)?;
             }
             // The entry (and the active state) durable before the caller changes the range.
             p.drain()?;

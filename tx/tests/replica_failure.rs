@@ -15,6 +15,9 @@
 //! image before each fence recovers to the state before or after the transaction (a crash is
 //! an unknown outcome, but never a mixture).
 //!
+//! A second test fails one *flush* instead of a fence (see
+//! `replica_failing_at_each_flush_leaves_the_log_idle`).
+//!
 //! Replay: the test prints `TX_REPLICA_SEED=<seed>`; the recorder prints `POOL_CRASH_SEED`
 //! when it samples images.
 
@@ -36,6 +39,9 @@ struct FailAt {
     fail_at: AtomicU64,
     sticky: AtomicBool,
     failed: AtomicU64,
+    /// Flushes counted since creation, and the one that fails (`u64::MAX`: none).
+    flushes: AtomicU64,
+    flush_at: AtomicU64,
 }
 
 impl FailAt {
@@ -46,6 +52,8 @@ impl FailAt {
             fail_at: AtomicU64::new(u64::MAX),
             sticky: AtomicBool::new(false),
             failed: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            flush_at: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -57,8 +65,16 @@ impl FailAt {
             .store(self.fences.load(Ordering::SeqCst) + k, Ordering::SeqCst);
     }
 
+    /// Fail the `k`-th flush from now (1 = the next one), once.
+    fn arm_flush(&self, k: u64) {
+        self.failed.store(0, Ordering::SeqCst);
+        self.flush_at
+            .store(self.flushes.load(Ordering::SeqCst) + k, Ordering::SeqCst);
+    }
+
     fn disarm(&self) {
         self.fail_at.store(u64::MAX, Ordering::SeqCst);
+        self.flush_at.store(u64::MAX, Ordering::SeqCst);
     }
 }
 
@@ -73,7 +89,17 @@ impl Persister for FailAt {
         self.rec.write(off, data)
     }
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
-        self.rec.flush(off, len)
+        // The primary's flush first, as `Pool::flush`.
+        self.rec.flush(off, len)?;
+        let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.flush_at.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(PersistError::Replica {
+                replica: 1,
+                message: format!("injected failure at flush {n}"),
+            });
+        }
+        Ok(())
     }
     fn drain(&self) -> Result<(), PersistError> {
         // The primary's fence first, as `Pool::drain`.
@@ -305,4 +331,46 @@ fn replica_failing_once_at_each_fence() {
 #[test]
 fn replica_gone_from_each_fence_on() {
     every_fence(true);
+}
+
+/// A replica failing at one *flush* (not a fence) of an undo-only transaction, at each flush in
+/// turn. Whatever the transaction returns, the lane's undo log must end idle: a later change
+/// of the same bytes (here a direct durable write, as another lane's commit would make) must
+/// survive a reopen — a log left active would roll it back to the old bytes it saved.
+#[test]
+fn replica_failing_at_each_flush_leaves_the_log_idle() {
+    let base = base_image();
+    let prog = Prog {
+        ops: vec![Op::WriteRoot {
+            at: 0,
+            len: 8,
+            byte: 1,
+        }],
+        abort: false,
+    };
+    for k in 1.. {
+        let fa = Arc::new(FailAt::new(Recorder::from_image(&base)));
+        fa.rec.set_capture(false);
+        let pool =
+            PoolTyped::<Root, FailAt>::open_in(fa.clone(), Default::default()).expect("open");
+        fa.arm_flush(k);
+        let r = run(&pool, &prog);
+        fa.disarm();
+        if fa.failed.load(Ordering::SeqCst) == 0 {
+            assert!(k > 2, "the transaction flushed only {} times", k - 1);
+            break;
+        }
+        // Another writer's durable change of the same bytes after the transaction ended.
+        let at = pool.root().off() as usize + std::mem::offset_of!(Root, data);
+        fa.write(at, &[0x77; 8]);
+        fa.persist(at, 8).expect("persist");
+        drop(pool);
+        let got = recovered_state(&fa.rec.live_image())
+            .unwrap_or_else(|e| panic!("flush {k}, tx returned {r:?}: reopen: {e}"));
+        assert_eq!(
+            got.data[..8],
+            [0x77; 8],
+            "flush {k}, tx returned {r:?}: a later write was rolled back at reopen"
+        );
+    }
 }
