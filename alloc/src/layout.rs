@@ -146,6 +146,23 @@ impl HeapHeader {
             );
         }
         h.validate().map_err(|(n, m)| HeaderError::Field(n, m))?;
+        // The lanes (redo log + extra area of each) and at least one zone of one chunk must
+        // lie inside the heap: everything after open indexes the areas without checking.
+        if h.zones().is_empty() {
+            let lanes_end =
+                HEAP_HEADER_AREA as u64 + u64::from(h.lane_count) * h.lane_bytes() as u64;
+            return f(
+                "heap_size",
+                format!(
+                    "{} bytes do not hold the lane area ({} lanes of {} bytes, ending at {lanes_end}) \
+                     and one zone of one {}-byte chunk",
+                    h.heap_size,
+                    h.lane_count,
+                    h.lane_bytes(),
+                    h.chunk_size
+                ),
+            );
+        }
         Ok(h)
     }
 
@@ -403,6 +420,25 @@ mod tests {
             HeapHeader::decode(&b, 4 << 20),
             Err(HeaderError::Field("heap_size", _))
         ));
+    }
+
+    #[test]
+    fn lanes_and_one_zone_must_fit() {
+        // Lanes alone past the end (1024 lanes of 8 KiB > 8 MiB), lanes ending exactly at the
+        // end, and lanes leaving less than one zone of one chunk: all refused at decode.
+        for (lanes, redo, extra) in [(1024, 4096, 4096), (1023, 4096, 4096), (1000, 4096, 4096)] {
+            let h = HeapHeader {
+                lane_count: lanes,
+                lane_redo_bytes: redo,
+                lane_extra_bytes: extra,
+                ..hdr()
+            };
+            assert!(h.validate().is_ok());
+            match HeapHeader::decode(&h.encode(), 8 << 20) {
+                Err(HeaderError::Field("heap_size", m)) => assert!(m.contains("lane"), "{m}"),
+                other => panic!("{lanes} lanes: {other:?}"),
+            }
+        }
     }
 
     #[test]

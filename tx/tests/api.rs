@@ -427,3 +427,25 @@ fn a_pool_with_a_local_replica_replicates_transactions() {
     let pool: PoolTyped<Root> = PoolTyped::open_poolset(&set).unwrap();
     assert_eq!(pool.read(&pool.root()).unwrap().count, 20);
 }
+
+#[test]
+fn header_whose_lanes_leave_no_zone_is_refused_at_open() {
+    // A corrupt header (checksum right) whose lanes' redo and undo areas reach past the end:
+    // open must fail naming the field, not index past the mapping.
+    let reg = region(8 << 20);
+    drop(Pool::create_in(reg.clone(), &small(2)).unwrap());
+    let mut raw = [0u8; palloc::layout::HEAP_HEADER_BYTES];
+    reg.read(0, &mut raw);
+    let mut h = palloc::layout::HeapHeader::decode(&raw, 8 << 20).unwrap();
+    h.lane_count = 1024;
+    h.lane_redo_bytes = 4096;
+    h.lane_extra_bytes = 4096;
+    reg.write(0, &h.encode());
+    // Lanes of zeros (empty logs), so that nothing but the layout is wrong.
+    let area = palloc::layout::HEAP_HEADER_AREA;
+    reg.fill(area, 0, reg.len() - area);
+    match Pool::open_in(reg, Default::default()) {
+        Err(e) => assert!(e.to_string().contains("heap_size"), "{e}"),
+        Ok(_) => panic!("opened a heap whose lanes leave no room for a zone"),
+    }
+}
