@@ -40,7 +40,7 @@
 //! publish of 10 000 actions costs linear time.
 
 use crate::layout::{self, HeapHeader, RunGeom, Zone, ALLOC_HEADER_BYTES, CHUNK_FREE, CHUNK_RUN};
-use crate::ulog::{Entry, Recovered, Ulog, UlogError};
+use crate::ulog::{Entry, Poison, Recovered, Ulog, UlogError};
 use crate::Error;
 use pool::Persister;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -361,6 +361,9 @@ pub struct Heap<P: Persister + ?Sized> {
     id: u64,
     counters: Counters,
     recovered: Vec<Recovered>,
+    /// Shared by every lane's redo log: set once any log (or the upper layer's own log, see
+    /// [`Heap::poison_until_reopen`]) is left undecided; every commit path refuses from then on.
+    poison: Poison,
 }
 
 /// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
@@ -440,8 +443,10 @@ impl<P: Persister + ?Sized> Heap<P> {
             .collect();
         let mut arenas = Vec::new();
         let mut recovered = Vec::new();
+        let poison = Poison::default();
         for i in 0..hdr.lane_count as usize {
-            let (ulog, rec) = Ulog::open(&*p, hdr.lane_off(i), hdr.lane_redo_bytes as usize)?;
+            let (mut ulog, rec) = Ulog::open(&*p, hdr.lane_off(i), hdr.lane_redo_bytes as usize)?;
+            ulog.share_poison(&poison);
             recovered.push(rec);
             arenas.push(Mutex::new(Arena {
                 ulog,
@@ -570,6 +575,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
             counters,
             recovered,
+            poison,
         })
     }
 
@@ -591,6 +597,20 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// What recovery did in each lane at open.
     pub fn recovered(&self) -> &[Recovered] {
         &self.recovered
+    }
+
+    /// Refuse every commit of this heap until it is reopened: an upper layer's own log at
+    /// `base` was left undecided (the primary's persistence failed while it mattered), so the
+    /// next open may replay or roll back its absolute values over anything committed after
+    /// now. The first call's reason is kept.
+    pub fn poison_until_reopen(&self, base: usize, why: String) {
+        self.poison.set(base, why);
+    }
+
+    /// `Err` ([`UlogError::Poisoned`]) once a log of this heap was left undecided: no commit
+    /// (of the heap or of an upper layer writing through it) may take place until reopen.
+    pub fn check_usable(&self) -> Result<(), Error> {
+        Ok(self.poison.check()?)
     }
 
     /// Offset of user slot `i` (0..8): an 8-byte word upper layers own, settable with
@@ -1072,8 +1092,18 @@ impl<P: Persister + ?Sized> Heap<P> {
             "volatile copy of the bitmap word at {w:#x} differs from media"
         );
         let r = match set {
-            // On a failure the old word is stored back (see `ulog::store_word`).
-            None => crate::ulog::store_word(&*self.p, w, value),
+            // On a failure the old word is stored back (see `ulog::store_word`); a failure
+            // of that too leaves the word undecided: the heap is poisoned.
+            None => self.poison.check().and_then(|_| {
+                let r = crate::ulog::store_word(&*self.p, w, value);
+                if let Err(UlogError::Unknown { undo, .. }) = &r {
+                    self.poison.set(
+                        w,
+                        format!("undoing a failed one-store commit failed: {undo}"),
+                    );
+                }
+                r
+            }),
             Some((e, ulog)) => ulog.commit(
                 &*self.p,
                 &[

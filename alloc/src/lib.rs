@@ -24,7 +24,7 @@ pub use heap::{
     Action, AllocClasses, CreateOptions, Heap, Lane, ObjectInfo, Objects, Options, Reservation,
     Stats, REDO_EXT_TYPE,
 };
-pub use ulog::{Entry, Recovered, Ulog, UlogError};
+pub use ulog::{Entry, Poison, Recovered, Ulog, UlogError};
 
 use pool::persist::PersistError;
 

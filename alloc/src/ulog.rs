@@ -38,13 +38,16 @@
 //! after a reopen. A failure in steps 2-3 comes after the commit point: the primary's part of
 //! both steps is still done in full and [`UlogError::Committed`] is returned. When the
 //! primary itself fails while undoing or finishing, the outcome is left to the next open
-//! ([`UlogError::Unknown`]) and the log takes no more commits ([`UlogError::Poisoned`]).
+//! ([`UlogError::Unknown`]), or the log stays complete on media after a primary failure past
+//! the commit point; either way the log — and every log sharing its [`Poison`], which a heap
+//! does for all its lanes — takes no more commits ([`UlogError::Poisoned`]).
 //!
 //! The byte map is in `docs/FORMAT.md` ("Heap and redo log"). All integers are little-endian.
 //! This module knows nothing about the heap: the transaction layer uses it for its own logs.
 
 use pool::persist::PersistError;
 use pool::Persister;
+use std::sync::{Arc, OnceLock};
 
 /// Magic at offset 0 of a log header: "RSRL" read as a little-endian u32.
 pub const ULOG_MAGIC: u32 = u32::from_le_bytes(*b"RSRL");
@@ -276,8 +279,39 @@ pub struct Ulog {
     buf: Vec<u8>,
     ext: Vec<Extension>,
     /// Why this log takes no more commits (the primary's own persistence failed while the
-    /// log's state mattered), if it does not.
-    poisoned: Option<String>,
+    /// log's state mattered), if it does not. Shared by every log of a heap (see [`Poison`]).
+    poisoned: Poison,
+}
+
+/// "Left undecided until reopen", shared by every log (and every other commit path) of one
+/// heap. Once a log may be replayed or discarded at the next open whatever happens now (the
+/// primary's own persistence failed after its commit record was written), no other commit may
+/// change a word: the replay of the old log's absolute values would silently undo it. The
+/// first poisoning is kept: `(base of the log, why)`.
+#[derive(Clone, Debug, Default)]
+pub struct Poison(Arc<OnceLock<(usize, String)>>);
+
+impl Poison {
+    /// Record the first failure that leaves state undecided (later ones are ignored).
+    pub fn set(&self, base: usize, why: String) {
+        let _ = self.0.set((base, why));
+    }
+
+    /// The recorded failure, if any: `(base of the log or area, why)`.
+    pub fn get(&self) -> Option<&(usize, String)> {
+        self.0.get()
+    }
+
+    /// `Err(UlogError::Poisoned)` once poisoned.
+    pub fn check(&self) -> Result<(), UlogError> {
+        match self.get() {
+            None => Ok(()),
+            Some((base, why)) => Err(UlogError::Poisoned {
+                base: *base,
+                why: why.clone(),
+            }),
+        }
+    }
 }
 
 /// Number of entries a log area of `area_bytes` holds.
@@ -507,8 +541,19 @@ impl Ulog {
             generation,
             buf: Vec::with_capacity(HEADER_BYTES + 8 * ENTRY_BYTES),
             ext,
-            poisoned: None,
+            poisoned: Poison::default(),
         }
+    }
+
+    /// Make this log share `poison` (a heap's, say): a failure that leaves this log undecided
+    /// poisons every holder, and this log refuses commits once any holder is poisoned.
+    pub fn share_poison(&mut self, poison: &Poison) {
+        self.poisoned = poison.clone();
+    }
+
+    /// The poison this log checks and sets.
+    pub fn poison(&self) -> &Poison {
+        &self.poisoned
     }
 
     /// Open the log: replay it if complete, discard it otherwise; the log is empty afterwards.
@@ -694,12 +739,7 @@ impl Ulog {
         for (index, e) in entries.iter().enumerate() {
             self.check_entry(p, index, e)?;
         }
-        if let Some(why) = &self.poisoned {
-            return Err(UlogError::Poisoned {
-                base: self.base,
-                why: why.clone(),
-            });
-        }
+        self.poisoned.check()?;
         match entries {
             [] => return Ok(()),
             [e] => {
@@ -708,7 +748,8 @@ impl Ulog {
                 // failures").
                 let r = store_word(p, e.off as usize, e.value);
                 if let Err(UlogError::Unknown { undo, .. }) = &r {
-                    self.poisoned = Some(format!("undoing a failed commit failed: {undo}"));
+                    self.poisoned
+                        .set(self.base, format!("undoing a failed commit failed: {undo}"));
                 }
                 return r;
             }
@@ -771,7 +812,10 @@ impl Ulog {
             let undo = persist_best_effort(p, self.base + COMMIT_WORD, 8);
             let e = undone(source, undo);
             if let UlogError::Unknown { undo, .. } = &e {
-                self.poisoned = Some(format!("invalidating a failed commit failed: {undo}"));
+                self.poisoned.set(
+                    self.base,
+                    format!("invalidating a failed commit failed: {undo}"),
+                );
             }
             return Err(e);
         }
@@ -788,9 +832,10 @@ impl Ulog {
             Ok(()) => Ok(()),
             Err(source) => {
                 if !primary_done(&source) {
-                    self.poisoned = Some(format!(
-                        "committing a batch failed on the primary: {source}"
-                    ));
+                    self.poisoned.set(
+                        self.base,
+                        format!("committing a batch failed on the primary: {source}"),
+                    );
                 }
                 Err(UlogError::Committed {
                     base: self.base,

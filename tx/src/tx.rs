@@ -27,6 +27,12 @@
 //! - [`Error::OutcomeUnknown`]: undoing the commit failed on the primary itself; the lane is
 //!   unusable and the next open decides, as after a crash.
 //!
+//! Once any lane's log (redo or undo) is left undecided by a failure of the primary itself —
+//! `OutcomeUnknown`, or `CommittedReplicationFailed` whose persist error is the primary's —
+//! the whole heap is poisoned: every later transaction (any lane) fails at begin or commit with
+//! `Error::Heap(palloc::Error::Ulog(UlogError::Poisoned { .. }))` until the pool is reopened,
+//! since the next open replays (or rolls back) that log over anything committed meanwhile.
+//!
 //! Byte-level rules: `docs/FORMAT.md`, "Errors of a commit".
 
 use crate::obj::ObjPool;
@@ -124,6 +130,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
                 lane.index()
             )));
         }
+        // A log of any lane left undecided: the next open may replay or roll back its values
+        // over anything this transaction would commit.
+        pool.heap().check_usable()?;
         IN_TX.with(|v| v.borrow_mut().push(me));
         // Reuse the lane's buffers (no allocation per transaction in the common case).
         let (mut saved, mut flush) = undo.take_buffers();
@@ -386,7 +395,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         acts.extend(take(&mut self.frees).into_iter().map(Action::Free));
         if acts.is_empty() {
             // Step 2: the idle state word; its persist is the commit point. On an error the
-            // active state is back (durable on the primary) and the caller aborts.
+            // active state is back (durable on the primary) and the caller aborts. Refused
+            // (the caller aborts) once another lane left a log undecided, like every publish.
+            self.pool.heap().check_usable()?;
             if let Err(e) = self.undo.commit_end(p) {
                 if matches!(e, Error::OutcomeUnknown(_)) {
                     self.undecided(&e);
@@ -430,7 +441,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
     /// The commit's outcome is left to the next open: neither roll back nor run hooks, and
     /// keep the lane out of use until then.
     fn undecided(&mut self, e: &Error) {
-        self.undo.poison(format!("{e}"));
+        self.poison(format!("{e}"));
         self.finished = true;
         self.on_commit.clear();
         self.on_abort.clear();
@@ -481,7 +492,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         };
         if !primary_ok(&res) {
             if let Err(e) = &res {
-                self.undo.poison(format!("abort failed: {e}"));
+                self.poison(format!("abort failed: {e}"));
             }
         }
         self.on_commit.clear();
@@ -490,6 +501,17 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
 
     pub(crate) fn failed(&self) -> bool {
         self.failed
+    }
+
+    /// This lane's undo log is left undecided (the next open rolls it back, or not): keep the
+    /// lane, and every other commit of the heap, out of use until reopen — another lane's
+    /// commit of the same bytes would be undone by that roll-back.
+    fn poison(&mut self, why: String) {
+        let (state_word, _) = self.undo.idle_state();
+        self.pool
+            .heap()
+            .poison_until_reopen(state_word as usize, format!("undo log: {why}"));
+        self.undo.poison(why);
     }
 }
 
