@@ -79,6 +79,19 @@ impl Default for CreateOptions {
 /// so do [`Stats`]) but [`Heap::objects`] skips them and [`Heap::object`] and `free` refuse them.
 pub const REDO_EXT_TYPE: u64 = u64::MAX - 2;
 
+/// Type numbers from here up (the top bit set) are internal: blocks of the heap itself
+/// ([`REDO_EXT_TYPE`]) and of upper layers' own structures (allocated with
+/// [`Lane::reserve_internal`], e.g. tx's undo overflow blocks). `alloc`, `reserve` and
+/// `realloc` refuse them; [`Heap::objects`] skips such blocks and [`Heap::object`], `free` and
+/// `publish`'s frees refuse them (they are not user objects), while the checker and [`Stats`]
+/// count them as live.
+pub const INTERNAL_TYPE_MIN: u64 = 1 << 63;
+
+/// Whether `type_num` is internal (see [`INTERNAL_TYPE_MIN`]).
+pub fn is_internal_type(type_num: u64) -> bool {
+    type_num >= INTERNAL_TYPE_MIN
+}
+
 /// Most bytes one redo log extension takes (a batch needing more chains several).
 const REDO_EXT_MAX_BYTES: u64 = 4 << 20;
 
@@ -493,7 +506,7 @@ impl<P: Persister + ?Sized> Heap<P> {
                             n: size as u32,
                             used: true,
                         };
-                        let internal = p.read_u64(z.chunk_off(i) + 8) == REDO_EXT_TYPE;
+                        let internal = is_internal_type(p.read_u64(z.chunk_off(i) + 8));
                         infos[g] =
                             info::SPAN | size as u64 | if internal { info::INTERNAL } else { 0 };
                         for s in &mut states[g + 1..g + size] {
@@ -781,9 +794,13 @@ impl<P: Persister + ?Sized> Heap<P> {
                 if self.p.read_u64(self.bitmap_word_off(c, idx)) & (1 << (idx % 64)) == 0 {
                     return Err(not);
                 }
+                let type_num = self.p.read_u64(off as usize - 8);
+                if is_internal_type(type_num) {
+                    return Err(not);
+                }
                 Ok(ObjectInfo {
                     off,
-                    type_num: self.p.read_u64(off as usize - 8),
+                    type_num,
                     usable_size: g.block_size - ALLOC_HEADER_BYTES,
                 })
             }
@@ -1136,7 +1153,8 @@ impl<P: Persister + ?Sized> Heap<P> {
         let bit = match self.block_at(c, rs, off) {
             Some((bit, start))
                 if start + ALLOC_HEADER_BYTES == off
-                    && rs.pbits[bit as usize / 64] & (1 << (bit % 64)) != 0 =>
+                    && rs.pbits[bit as usize / 64] & (1 << (bit % 64)) != 0
+                    && !is_internal_type(self.p.read_u64(off as usize - 8)) =>
             {
                 bit
             }
@@ -1240,6 +1258,26 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// Reserve on this lane (see [`Heap::reserve`]); `zero` zeroes the usable bytes.
     pub fn reserve(&mut self, size: u64, type_num: u64, zero: bool) -> Result<Reservation, Error> {
         self.reserve_inner(size, type_num, zero)
+    }
+
+    /// Reserve an *internal* block (type `type_num` >= [`INTERNAL_TYPE_MIN`], other than
+    /// [`REDO_EXT_TYPE`]) for an upper layer's own structure on this lane, e.g. tx's undo
+    /// overflow blocks; publish it as any reservation. Once published it is live (checker,
+    /// [`Stats`]) but not a user object: [`Heap::objects`] skips it and `object`/`free` refuse
+    /// it, so it can only be lost by the layer that links it.
+    pub fn reserve_internal(
+        &mut self,
+        size: u64,
+        type_num: u64,
+        zero: bool,
+    ) -> Result<Reservation, Error> {
+        if !is_internal_type(type_num) || type_num == REDO_EXT_TYPE {
+            return Err(Error::Config(format!(
+                "type number {type_num:#x} is not an upper layer's internal type \
+                 (top bit set, other than {REDO_EXT_TYPE:#x})"
+            )));
+        }
+        self.reserve_any(size, type_num, zero)
     }
 
     /// As [`reserve`](Self::reserve), but the allocation header (and, with `zero`, the zeroed
@@ -1620,7 +1658,13 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                     match r.kind {
                         ResKind::Span { chunk, n } => {
                             **guard(&mut guards, chunk) = ChunkState::Span { n, used: true };
-                            h.info[chunk].store(info::SPAN | n as u64, Ordering::Release);
+                            let internal = if is_internal_type(r.type_num) {
+                                info::INTERNAL
+                            } else {
+                                0
+                            };
+                            h.info[chunk]
+                                .store(info::SPAN | internal | n as u64, Ordering::Release);
                         }
                         ResKind::Block { chunk, bit } => {
                             // The committed word is the copy plus this publish's bits.
@@ -1700,9 +1744,10 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
 }
 
 fn refuse_reserved_type(type_num: u64) -> Result<(), Error> {
-    if type_num == REDO_EXT_TYPE {
+    if is_internal_type(type_num) {
         return Err(Error::Config(format!(
-            "type number {type_num:#x} is reserved for redo log extensions"
+            "type number {type_num:#x} is internal (top bit set): reserved for the heap's and \
+             upper layers' own blocks"
         )));
     }
     Ok(())
@@ -1811,7 +1856,9 @@ impl<P: Persister + ?Sized> Heap<P> {
                         .ok_or(Error::NotAllocated { off })?;
                     let w = self.bitmap_word_off(c, bit) as u64;
                     let cur = entries.current(rs, w, bit as usize / 64);
-                    if cur & (1 << (bit % 64)) == 0 {
+                    if cur & (1 << (bit % 64)) == 0
+                        || is_internal_type(self.p.read_u64(off as usize - 8))
+                    {
                         return Err(not);
                     }
                     let _ = start;
@@ -1919,11 +1966,14 @@ impl<P: Persister + ?Sized> Iterator for Objects<'_, P> {
                             v &= v - 1;
                             let start =
                                 off as u64 + rs.geom.data_off as u64 + b * rs.geom.block_size;
-                            self.buf.push_back(ObjectInfo {
-                                off: start + ALLOC_HEADER_BYTES,
-                                type_num: h.p.read_u64(start as usize + 8),
-                                usable_size: rs.geom.block_size - ALLOC_HEADER_BYTES,
-                            });
+                            let type_num = h.p.read_u64(start as usize + 8);
+                            if !is_internal_type(type_num) {
+                                self.buf.push_back(ObjectInfo {
+                                    off: start + ALLOC_HEADER_BYTES,
+                                    type_num,
+                                    usable_size: rs.geom.block_size - ALLOC_HEADER_BYTES,
+                                });
+                            }
                         }
                     }
                 }

@@ -441,3 +441,46 @@ fn reserve_unfenced_flushes_without_a_fence() {
     drop(lane);
     assert_eq!(h.object(a).unwrap().type_num, 2);
 }
+
+#[test]
+fn internal_types_are_not_user_objects() {
+    let r = region(4 << 20);
+    let h = Heap::create(r.clone(), &small(), opts()).unwrap();
+    let t = palloc::INTERNAL_TYPE_MIN + 5;
+    for e in [
+        h.alloc(64, t, None).unwrap_err(),
+        h.reserve(64, u64::MAX).unwrap_err(),
+        h.alloc(64, palloc::REDO_EXT_TYPE, None).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Config(_)), "{e}");
+    }
+    let user = h.alloc(64, 1, None).unwrap();
+    // A run block and a span, both internal.
+    let mut lane = h.lane();
+    let small_block = lane.reserve_internal(64, t, false).unwrap();
+    let span = lane.reserve_internal(40 << 10, t, false).unwrap();
+    assert!(lane.reserve_internal(64, 1, false).is_err());
+    assert!(lane
+        .reserve_internal(64, palloc::REDO_EXT_TYPE, false)
+        .is_err());
+    let (a, b) = (small_block.off(), span.off());
+    lane.publish(vec![Action::Alloc(small_block)]).unwrap();
+    lane.publish(vec![Action::Alloc(span)]).unwrap();
+    drop(lane);
+    let check = |h: &Heap<_>| {
+        assert_eq!(objects(h), vec![(user, 1, h.usable_size(user).unwrap())]);
+        for off in [a, b] {
+            assert!(matches!(h.object(off), Err(Error::NotAllocated { .. })));
+            assert!(h.free(off, None).is_err(), "free {off:#x}");
+            assert!(h.free(off, Some(h.user_slot(0))).is_err());
+            assert!(h.publish(vec![Action::Free(off)]).is_err());
+            assert!(h.realloc(off, 128, 1, None).is_err());
+        }
+        // Still live for the checker and the statistics.
+        assert_eq!(h.stats().objects, 3);
+        assert_consistent(h);
+    };
+    check(&h);
+    drop(h);
+    check(&Heap::open(r, opts()).unwrap());
+}

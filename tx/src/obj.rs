@@ -57,6 +57,19 @@ pub const fn type_num(name: &str) -> u64 {
     }
 }
 
+/// `Err(Error::Config)` for a type number with the top bit set: those are the library's own
+/// (`palloc::INTERNAL_TYPE_MIN`; tx's undo overflow blocks are [`crate::undo::OVERFLOW_TYPE`]),
+/// never a user type's. `what` names the type or call for the message.
+pub(crate) fn refuse_internal_type(type_num: u64, what: &str) -> Result<(), Error> {
+    if palloc::is_internal_type(type_num) {
+        return Err(Error::Config(format!(
+            "{what}: type number {type_num:#x} has the top bit set, reserved for the library's \
+             own blocks (undo overflow, redo extensions)"
+        )));
+    }
+    Ok(())
+}
+
 /// A type that may be stored in a pool. Implement it with [`ptype!`](crate::ptype) or by hand
 /// with a stable [`type_num`].
 pub trait PType: FromBytes + IntoBytes + Immutable + KnownLayout + Sized {
@@ -359,6 +372,7 @@ impl<P: Persister + ?Sized> ObjPool<P> {
     }
 
     pub(crate) fn check_live<T: PType>(&self, ptr: &PPtr<T>) -> Result<u64, Error> {
+        refuse_internal_type(T::TYPE_NUM, std::any::type_name::<T>())?;
         let off = self.check_ptr(ptr)?;
         let o = self.heap.object(off)?;
         if o.type_num != T::TYPE_NUM {

@@ -326,11 +326,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
     /// persistent at commit and is released on abort. Returns its offset.
     pub fn alloc_raw(&mut self, size: u64, type_num: u64, zero: bool) -> Result<u64, Error> {
         self.live()?;
-        if type_num == crate::undo::OVERFLOW_TYPE {
-            return Err(Error::Config(format!(
-                "type number {type_num:#x} is reserved for undo log blocks"
-            )));
-        }
+        crate::obj::refuse_internal_type(type_num, "alloc_raw")?;
         // Header (and zeroes) flushed now, fenced by commit step 1 together with everything
         // else the transaction wrote, before the publish makes the object reachable.
         let (r, owed) = self.lane.reserve_unfenced(size, type_num, zero)?;

@@ -20,7 +20,8 @@ use palloc::ulog::{persist_best_effort, store_word};
 use palloc::{Action, Lane, UlogError};
 use pool::Persister;
 
-/// Type number of overflow blocks (reserved; user types must not use it).
+/// Type number of overflow blocks: internal to palloc's eyes (top bit set, see
+/// `palloc::INTERNAL_TYPE_MIN`), so no user call can see, free or write them.
 pub const OVERFLOW_TYPE: u64 = u64::MAX - 1;
 /// Bytes of the header of the lane area and of each overflow block (small, so that the first
 /// entry shares the `state` word's cache line: one line fewer to flush per transaction).
@@ -335,7 +336,7 @@ impl UndoLog {
         lane: &mut Lane<'_, P>,
     ) -> Result<(), Error> {
         if self.cur + 1 == self.segs.len() {
-            let r = lane.reserve(OVERFLOW_BYTES, OVERFLOW_TYPE, false)?;
+            let r = lane.reserve_internal(OVERFLOW_BYTES, OVERFLOW_TYPE, false)?;
             let off = r.off() as usize;
             let cap = r.usable_size() as usize & !7;
             let mut hdr = [0u8; SEG_HEADER_BYTES];

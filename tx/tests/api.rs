@@ -449,3 +449,64 @@ fn header_whose_lanes_leave_no_zone_is_refused_at_open() {
         Ok(_) => panic!("opened a heap whose lanes leave no room for a zone"),
     }
 }
+
+/// A type claiming the undo overflow blocks' type number (a hand-written `PType`).
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct Impostor {
+    words: [u64; 4],
+}
+impl tx::PType for Impostor {
+    const TYPE_NUM: u64 = tx::undo::OVERFLOW_TYPE;
+}
+
+#[test]
+fn undo_overflow_blocks_are_out_of_users_reach() {
+    let pool = fresh();
+    let root = pool.root();
+    // More than the 256-byte lane area: the lane's log links an overflow block.
+    pool.tx(|tx| tx.update(&root, |r| r.big = [1; 512]))
+        .unwrap();
+    let heap = pool.heap();
+    let block = (0..heap.header().lane_count as usize)
+        .map(|i| {
+            pool.persister()
+                .read_u64(heap.header().lane_extra_off(i) + 8)
+        })
+        .find(|&o| o != 0)
+        .expect("an overflow block linked from a lane");
+    // Not listed, not an object, not freeable or writable, through the heap or a transaction.
+    assert!(heap.objects().all(|o| o.off != block));
+    assert!(heap.object(block).is_err());
+    assert!(heap.free(block, None).is_err());
+    let r = pool.tx(|tx| tx.free_raw(block));
+    assert!(r.is_err(), "free_raw of an overflow block");
+    let r = pool.tx(|tx| tx.write_raw(block, 0, &[0; 8]));
+    assert!(r.is_err(), "write_raw into an overflow block");
+    let r = pool.tx(|tx| tx.snapshot_raw(block, 0, 8, SnapFlags::NONE));
+    assert!(r.is_err(), "snapshot_raw of an overflow block");
+    // A type declaring the reserved number is refused outright.
+    let imp = pool.ptr_at::<Impostor>(block);
+    assert!(
+        matches!(
+            imp.as_ref().map(|p| pool.read(p)),
+            Ok(Err(Error::Config(_))) | Err(_)
+        ),
+        "{imp:?}"
+    );
+    let r = pool.tx(|tx| tx.alloc::<Impostor>().map(|_| ()));
+    assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
+    // "Free every object" leaves the lane's log whole: later transactions still overflow.
+    let all: Vec<u64> = heap
+        .objects()
+        .map(|o| o.off)
+        .filter(|&o| o != root.off())
+        .collect();
+    for off in all {
+        heap.free(off, None).unwrap();
+    }
+    pool.tx(|tx| tx.update(&root, |r| r.big = [2; 512]))
+        .unwrap();
+    assert_eq!(pool.read(&root).unwrap().big, [2; 512]);
+    assert_heap_ok(&**pool.persister());
+}
