@@ -13,11 +13,13 @@
 //! asks. Rule for users (as with libpmemobj): only the thread holding a lock may write the
 //! object containing it (a transaction's write of a stale copy of the lock bytes would change
 //! the lock); [`Tx::update`](crate::Tx::update) and [`Tx::set_field`](crate::Tx::set_field)
-//! of other fields leave them as they are.
+//! of other fields leave them as they are. An abort's roll-back writes around every lock word
+//! used in this run (lock state is never undone, whichever order lock and transaction take).
 
 use crate::obj::{ObjPool, PPtr, PType};
 use crate::Error;
 use pool::Persister;
+use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
@@ -46,6 +48,11 @@ pub struct PRwLock {
 
 pub(crate) struct LockTable {
     stripes: Vec<(Mutex<()>, Condvar)>,
+    /// Every lock word used in this run (offsets). An abort's roll-back skips them: lock state
+    /// is never undone (a restored "locked" would hold a mutex nobody releases, a restored
+    /// "unlocked" would let a second holder in). Words never used in this run read as unlocked
+    /// whatever their bytes, so restoring those is harmless.
+    words: Mutex<BTreeSet<u64>>,
 }
 
 impl LockTable {
@@ -54,7 +61,14 @@ impl LockTable {
             stripes: (0..STRIPES)
                 .map(|_| (Mutex::new(()), Condvar::new()))
                 .collect(),
+            words: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// The lock words used in this run, held while a roll-back runs: a word first used
+    /// meanwhile waits until the roll-back has written around it.
+    pub(crate) fn words(&self) -> MutexGuard<'_, BTreeSet<u64>> {
+        self.words.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn stripe(&self, off: u64) -> &(Mutex<()>, Condvar) {
@@ -116,6 +130,7 @@ impl<P: Persister + ?Sized> ObjPool<P> {
                 "lock at {off:#x} is not 8-byte aligned (packed struct?)"
             )));
         }
+        self.locks.words().insert(off);
         Ok(off)
     }
 

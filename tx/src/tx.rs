@@ -478,7 +478,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
                 Err(_) => false,
             }
         }
-        let rolled = self.undo.roll_back(p);
+        // Lock words are written around (their state is never undone); the set stays locked
+        // for the roll-back so that a word first used meanwhile is not overwritten.
+        let rolled = self.undo.roll_back(p, &self.pool.locks.words());
         // The idle state only once the restored bytes are durable on the primary.
         let res = if primary_ok(&rolled) {
             let ended = self.undo.end(p);

@@ -19,6 +19,7 @@ use crate::Error;
 use palloc::ulog::{persist_best_effort, store_word};
 use palloc::{Action, Lane, UlogError};
 use pool::Persister;
+use std::collections::BTreeSet;
 
 /// Type number of overflow blocks: internal to palloc's eyes (top bit set, see
 /// `palloc::INTERNAL_TYPE_MIN`), so no user call can see, free or write them.
@@ -222,6 +223,25 @@ pub(crate) fn recover<P: Persister + ?Sized>(
     })
 }
 
+/// Write `data` at `off`, except the 8-byte words at offsets in `keep`.
+fn write_around<P: Persister + ?Sized>(p: &P, off: u64, data: &[u8], keep: &BTreeSet<u64>) {
+    let end = off + data.len() as u64;
+    let mut from = off;
+    for &w in keep.range(off.saturating_sub(7)..end) {
+        let (ws, we) = (w.max(off), (w + 8).min(end));
+        if ws > from {
+            p.write(
+                from as usize,
+                &data[(from - off) as usize..(ws - off) as usize],
+            );
+        }
+        from = from.max(we);
+    }
+    if end > from {
+        p.write(from as usize, &data[(from - off) as usize..]);
+    }
+}
+
 impl UndoLog {
     /// Attach to the (recovered, inactive) log at `[base, base+area)`.
     pub(crate) fn open<P: Persister + ?Sized>(
@@ -381,14 +401,21 @@ impl UndoLog {
     ///
     /// Every entry is written and flushed, and the drain runs, even after a persist error (the
     /// first is returned): when only a replica failed, the primary is fully rolled back.
-    pub(crate) fn roll_back<P: Persister + ?Sized>(&self, p: &P) -> Result<usize, Error> {
+    ///
+    /// The 8-byte words at offsets in `keep` (lock words) are not restored: the entry is
+    /// written around them.
+    pub(crate) fn roll_back<P: Persister + ?Sized>(
+        &self,
+        p: &P,
+        keep: &BTreeSet<u64>,
+    ) -> Result<usize, Error> {
         if !self.active {
             return Ok(0);
         }
         let entries = read_entries(p, &self.segs, self.gen);
         let mut first_err = None;
         for (off, data) in entries.iter().rev() {
-            p.write(*off as usize, data);
+            write_around(p, *off, data, keep);
             if let Err(e) = p.flush(*off as usize, data.len()) {
                 first_err.get_or_insert(e);
             }

@@ -510,3 +510,41 @@ fn undo_overflow_blocks_are_out_of_users_reach() {
     assert_eq!(pool.read(&root).unwrap().big, [2; 512]);
     assert_heap_ok(&**pool.persister());
 }
+
+#[test]
+fn abort_never_rolls_back_a_lock_word() {
+    let pool = fresh();
+    let root = pool.root();
+    // Locked before the transaction, released inside it, then the transaction aborts: the
+    // roll-back must not restore "locked".
+    let g = pool.lock(&root, |r| &r.lock).unwrap();
+    let r = pool.tx(|tx| {
+        // The whole root saved, its lock word included.
+        tx.snapshot(&root, SnapFlags::NONE)?;
+        tx.update(&root, |r| r.count = 9)?;
+        drop(g);
+        Err::<(), _>(Error::Config("abort".into()))
+    });
+    assert!(r.is_err());
+    assert_eq!(pool.read(&root).unwrap().count, 0);
+    let again = pool.try_lock(&root, |r| &r.lock).unwrap();
+    assert!(again.is_some(), "released mutex still held after the abort");
+    drop(again);
+    // Unlocked when saved, locked inside the transaction and still held after the abort: the
+    // roll-back must not restore "unlocked" (a second holder could then enter).
+    let mut held = None;
+    let r = pool.tx(|tx| {
+        tx.snapshot(&root, SnapFlags::NONE)?;
+        tx.update(&root, |r| r.count = 10)?;
+        held = Some(tx.pool().lock(&root, |r| &r.lock)?);
+        Err::<(), _>(Error::Config("abort".into()))
+    });
+    assert!(r.is_err());
+    assert!(held.is_some());
+    assert!(
+        pool.try_lock(&root, |r| &r.lock).unwrap().is_none(),
+        "held mutex taken a second time after the abort"
+    );
+    drop(held);
+    assert!(pool.try_lock(&root, |r| &r.lock).unwrap().is_some());
+}
