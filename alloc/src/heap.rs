@@ -23,11 +23,17 @@
 //! return. A free without a destination takes no lane at all.
 //!
 //! # Concurrency
-//! Each thread maps to an arena (one per lane): the arena owns a redo log and, per allocation
-//! class, one active run. The fast path locks the arena (uncontended when threads map to
-//! different lanes) and the chunk's own mutex; there is no heap-wide lock. The free-span index
-//! and the per-class lists of runs with free blocks are shared and locked only on slow paths.
-//! Lock order: arena → chunk (ascending index when several) → class list → free spans.
+//! Each lane has an arena: the arena owns a redo log and, per allocation class, one active run.
+//! A thread takes the first free lane trying round-robin from its home lane (`THREAD_NO %
+//! lanes`) and never waits for a lane it holds itself: a thread-local record lists the lanes it
+//! holds, so a heap call inside a transaction (which holds its lane throughout) takes a second
+//! lane, and a thread holding a lane waits for another only for a bounded time
+//! ([`Error::NoLane`]), since that lane's holder may be waiting for it. The fast path locks the
+//! arena (uncontended while threads find different free lanes) and the chunk's own mutex;
+//! there is no heap-wide lock. The free-span index and the per-class lists of runs with free
+//! blocks are shared and locked only on slow paths. Lock order: arena (a second one only as
+//! above: try-lock, or a bounded wait) → chunk (ascending index when several) → class list →
+//! free spans.
 //! [`Heap::object`] (the pointer check on every typed access in `tx`) takes no lock at all: a
 //! per-chunk atomic `info` word, stored under the chunk lock whenever the chunk becomes or
 //! stops being a run or a live span, gives the geometry; the bitmap word and allocation header
@@ -43,6 +49,7 @@ use crate::layout::{self, HeapHeader, RunGeom, Zone, ALLOC_HEADER_BYTES, CHUNK_F
 use crate::ulog::{Entry, Poison, Recovered, Ulog, UlogError};
 use crate::Error;
 use pool::Persister;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -348,7 +355,15 @@ static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     static THREAD_NO: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+    /// `(heap id, lane index)` of every [`Lane`] this thread holds (a `Lane` is not `Send`, so
+    /// it is dropped on the thread that took it and removes its own record).
+    static HELD_LANES: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// How long a thread that already holds a lane waits for another one before giving up with
+/// [`Error::NoLane`]: the holders may be waiting for something this thread holds (a lock taken
+/// inside its transaction), so it must not wait for ever.
+const LANE_WAIT_WHILE_HOLDING_MS: u64 = 500;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread while holding a heap lock is a bug that already reported
@@ -381,11 +396,24 @@ pub struct Heap<P: Persister + ?Sized> {
 
 /// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
 /// it. Obtained with [`Heap::lane`]; upper layers (transactions) hold it for a whole
-/// transaction.
+/// transaction. Not `Send` (it holds a mutex guard): released on the thread that took it.
 pub struct Lane<'h, P: Persister + ?Sized> {
     heap: &'h Heap<P>,
     index: usize,
     arena: MutexGuard<'h, Arena>,
+}
+
+impl<P: Persister + ?Sized> Drop for Lane<'_, P> {
+    fn drop(&mut self) {
+        let me = (self.heap.id, self.index);
+        // `try_with`: during thread teardown the record may already be gone with the thread.
+        let _ = HELD_LANES.try_with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().rposition(|&x| x == me) {
+                h.swap_remove(i);
+            }
+        });
+    }
 }
 
 impl<P: Persister + ?Sized> Heap<P> {
@@ -633,25 +661,88 @@ impl<P: Persister + ?Sized> Heap<P> {
         (layout::USER_SLOTS_OFF + 8 * i) as u64
     }
 
-    /// Lock a lane for the calling thread (its arena; waits if another thread holds it).
-    pub fn lane(&self) -> Lane<'_, P> {
-        let index = THREAD_NO.with(|n| *n) % self.arenas.len();
+    /// The lane the calling thread tries first (its arena when lanes are not contended).
+    pub fn home_lane(&self) -> usize {
+        THREAD_NO.with(|n| *n) % self.arenas.len()
+    }
+
+    /// Take a lane for the calling thread: the first free one, trying every lane round-robin
+    /// from the thread's [home lane](Self::home_lane) and skipping those this thread already
+    /// holds (a heap call inside a transaction, which holds its lane throughout, uses another
+    /// lane instead of waiting for its own). When every lane is busy:
+    /// - if this thread holds none, it waits for its home lane (the holders never wait for it);
+    /// - if it holds some, it retries the others for a bounded time, then returns
+    ///   [`Error::NoLane`] — immediately when it holds them all (e.g. `lane_count = 1`) —
+    ///   since a holder may be waiting for something this thread holds.
+    pub fn lane(&self) -> Result<Lane<'_, P>, Error> {
+        let lanes = self.arenas.len();
+        let home = self.home_lane();
+        let held: Vec<usize> = HELD_LANES.with(|h| {
+            h.borrow()
+                .iter()
+                .filter(|&&(id, _)| id == self.id)
+                .map(|&(_, i)| i)
+                .collect()
+        });
+        let try_all = || {
+            (0..lanes)
+                .map(|k| (home + k) % lanes)
+                .filter(|i| !held.contains(i))
+                .find_map(|i| match self.arenas[i].try_lock() {
+                    Ok(g) => Some((i, g)),
+                    Err(std::sync::TryLockError::Poisoned(e)) => Some((i, e.into_inner())),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                })
+        };
+        if let Some((i, g)) = try_all() {
+            return Ok(self.hold(i, g));
+        }
+        if held.is_empty() {
+            return Ok(self.hold(home, lock(&self.arenas[home])));
+        }
+        let no_lane = |waited_ms| Error::NoLane {
+            lanes,
+            held: held.len(),
+            waited_ms,
+        };
+        if held.len() >= lanes {
+            return Err(no_lane(0));
+        }
+        let started = std::time::Instant::now();
+        let mut pause_us = 10u64;
+        // Bounded: ends at the deadline.
+        loop {
+            let waited = started.elapsed();
+            if waited >= std::time::Duration::from_millis(LANE_WAIT_WHILE_HOLDING_MS) {
+                return Err(no_lane(waited.as_millis() as u64));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(pause_us));
+            pause_us = (pause_us * 2).min(2_000);
+            if let Some((i, g)) = try_all() {
+                return Ok(self.hold(i, g));
+            }
+        }
+    }
+
+    /// Record lane `index` (whose arena `arena` guards) as held by this thread.
+    fn hold<'h>(&'h self, index: usize, arena: MutexGuard<'h, Arena>) -> Lane<'h, P> {
+        HELD_LANES.with(|h| h.borrow_mut().push((self.id, index)));
         Lane {
             heap: self,
             index,
-            arena: lock(&self.arenas[index]),
+            arena,
         }
     }
 
     /// Allocate `size` bytes of type `type_num`; the object's offset is stored at `dest` (if
     /// any) in the same atomic step.
     pub fn alloc(&self, size: u64, type_num: u64, dest: Option<u64>) -> Result<u64, Error> {
-        self.lane().alloc(size, type_num, dest, false)
+        self.lane()?.alloc(size, type_num, dest, false)
     }
 
     /// As [`alloc`](Self::alloc), with the usable bytes zeroed.
     pub fn zalloc(&self, size: u64, type_num: u64, dest: Option<u64>) -> Result<u64, Error> {
-        self.lane().alloc(size, type_num, dest, true)
+        self.lane()?.alloc(size, type_num, dest, true)
     }
 
     /// Free the object at `off`; `dest` (if any) is set to 0 in the same atomic step.
@@ -664,7 +755,7 @@ impl<P: Persister + ?Sized> Heap<P> {
                 }
             }
             Some(d) if self.is_plain_dest(d) => {
-                let mut lane = self.lane();
+                let mut lane = self.lane()?;
                 let set = Entry { off: d, value: 0 };
                 if self.free_block(off, Some((set, &mut lane.arena.ulog)))? {
                     return Ok(());
@@ -677,7 +768,7 @@ impl<P: Persister + ?Sized> Heap<P> {
         if let Some(d) = dest {
             acts.push(Action::Set { off: d, value: 0 });
         }
-        self.lane().publish(acts)
+        self.lane()?.publish(acts)
     }
 
     /// Resize: returns the new offset (the same one if the object already has room). The
@@ -691,7 +782,7 @@ impl<P: Persister + ?Sized> Heap<P> {
         type_num: u64,
         dest: Option<u64>,
     ) -> Result<u64, Error> {
-        let mut lane = self.lane();
+        let mut lane = self.lane()?;
         if off == 0 {
             return lane.alloc(size, type_num, dest, false);
         }
@@ -737,13 +828,13 @@ impl<P: Persister + ?Sized> Heap<P> {
 
     /// Reserve an object (not yet persistent; see [`Reservation`]).
     pub fn reserve(&self, size: u64, type_num: u64) -> Result<Reservation, Error> {
-        self.lane().reserve_inner(size, type_num, false)
+        self.lane()?.reserve_inner(size, type_num, false)
     }
 
     /// Publish `actions` in one atomic step. On an error nothing is published and every
     /// reservation among `actions` is cancelled.
     pub fn publish(&self, actions: Vec<Action>) -> Result<(), Error> {
-        self.lane().publish(actions)
+        self.lane()?.publish(actions)
     }
 
     /// Release the reservations among `actions` (the other actions are dropped).

@@ -97,6 +97,23 @@ pub enum Error {
         /// Its offset.
         off: u64,
     },
+    /// No lane can be taken by the calling thread without risking a deadlock: it already holds
+    /// `held` of the heap's `lanes` lanes (e.g. a heap call inside a transaction, which holds
+    /// its lane throughout) and every other lane stayed busy for `waited_ms` ms (0 when this
+    /// thread holds them all, e.g. `lane_count = 1`). Nothing was changed.
+    #[error(
+        "no lane free for this thread: it holds {held} of the heap's {lanes} lanes and the \
+         others stayed busy for {waited_ms} ms (a heap call inside a transaction needs a \
+         second lane)"
+    )]
+    NoLane {
+        /// Lanes of the heap.
+        lanes: usize,
+        /// Lanes the calling thread holds.
+        held: usize,
+        /// How long the others were waited for, in milliseconds.
+        waited_ms: u64,
+    },
     /// A redo log error.
     #[error(transparent)]
     Ulog(#[from] UlogError),

@@ -78,7 +78,7 @@ fn destinations_must_be_writable_through_the_heap() {
     let e = h.alloc(64, 2, Some(holder - 8)).unwrap_err();
     assert!(e.to_string().contains("live object"), "{e}");
     // The lane's extra area is writable.
-    let (extra, _) = h.lane().extra_area();
+    let (extra, _) = h.lane().unwrap().extra_area();
     h.alloc(64, 2, Some(extra as u64)).unwrap();
     assert_consistent(&h);
 }
@@ -371,7 +371,7 @@ fn one_block_alloc_and_free_cost_one_fence_each() {
     assert_eq!(fences(&|| assert_eq!(h.alloc(64, 2, None).unwrap(), a)), 2);
     assert_eq!(fences(&|| h.free(a, None).unwrap()), 1);
     let slot = h.user_slot(3);
-    let (extra, _) = h.lane().extra_area();
+    let (extra, _) = h.lane().unwrap().extra_area();
     for d in [slot, extra as u64] {
         assert_eq!(
             fences(&|| assert_eq!(h.alloc(64, 2, Some(d)).unwrap(), a)),
@@ -413,7 +413,7 @@ fn reserve_unfenced_flushes_without_a_fence() {
     let h = Heap::create(r.clone(), &small(), opts()).unwrap();
     let a = h.alloc(64, 1, None).unwrap();
     h.free(a, None).unwrap();
-    let mut lane = h.lane();
+    let mut lane = h.lane().unwrap();
     let f0 = r.fences();
     // Same type, no zeroing: the header already holds the right bytes, nothing is owed.
     let (res, owed) = lane.reserve_unfenced(64, 1, false).unwrap();
@@ -456,7 +456,7 @@ fn internal_types_are_not_user_objects() {
     }
     let user = h.alloc(64, 1, None).unwrap();
     // A run block and a span, both internal.
-    let mut lane = h.lane();
+    let mut lane = h.lane().unwrap();
     let small_block = lane.reserve_internal(64, t, false).unwrap();
     let span = lane.reserve_internal(40 << 10, t, false).unwrap();
     assert!(lane.reserve_internal(64, 1, false).is_err());

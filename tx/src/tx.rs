@@ -77,15 +77,16 @@ impl std::ops::BitOr for SnapFlags {
 }
 
 thread_local! {
-    /// Instances of `ObjPool` this thread runs a transaction on (to refuse a second `tx` that
-    /// would wait forever for the lane this thread holds).
+    /// Instances of `ObjPool` this thread runs a transaction on (to refuse a second, independent
+    /// `tx` inside one: nesting is flat, through [`Tx::nested`]).
     static IN_TX: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 type Hook<'a> = Box<dyn FnOnce() + 'a>;
 
-/// A transaction, handed to the closure of [`ObjPool::tx`]. Holds the calling thread's lane
-/// until it ends.
+/// A transaction, handed to the closure of [`ObjPool::tx`]. Holds a lane (the first free one
+/// from the thread's home lane, see `palloc::Heap::lane`) until it ends; heap calls the closure
+/// makes directly take another lane.
 pub struct Tx<'a, P: Persister + ?Sized> {
     pub(crate) pool: &'a ObjPool<P>,
     lane: Lane<'a, P>,
@@ -122,7 +123,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         if nested {
             return Err(Error::AlreadyInTx);
         }
-        let lane = pool.heap().lane();
+        let lane = pool.heap().lane()?;
         let mut undo = pool.undo_log(lane.index());
         if let Some(why) = undo.poisoned() {
             return Err(Error::Corrupt(format!(
