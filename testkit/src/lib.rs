@@ -19,6 +19,7 @@
 //! fixtures get unique names, ports and subnets so tests can run in parallel, also across
 //! processes.
 
+pub mod bench;
 mod error;
 mod netns;
 mod process;

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::bench::throughput;
 
 use anyhow::{bail, Context, Result};
 use pool::{OpenOptions, Pool};
@@ -85,39 +86,6 @@ fn rpmemd_path() -> Result<PathBuf> {
         );
     }
     Ok(p)
-}
-
-/// Runs `threads` threads; each calls `batch` until the time it reports reaches `budget`.
-/// Returns operations per second (sum of the threads' rates).
-fn throughput<S>(
-    threads: usize,
-    budget: Duration,
-    setup: impl Fn() -> S + Sync,
-    batch: impl Fn(&mut S) -> (u64, Duration) + Sync,
-) -> f64 {
-    let results: Vec<(u64, Duration)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut st = setup();
-                    let (mut n, mut t) = (0u64, Duration::ZERO);
-                    while t < budget {
-                        let (k, d) = batch(&mut st);
-                        n += k;
-                        t += d;
-                    }
-                    (n, t)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
-    });
-    results
-        .iter()
-        .map(|(n, t)| *n as f64 / t.as_secs_f64())
-        .sum()
 }
 
 /// (TX{alloc 64 B}, TX{snapshot 64 B + write}) per second with `threads` threads.

@@ -11,6 +11,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::bench::throughput;
 use tx::{ObjPool, TxOptions};
 
 #[repr(C)]
@@ -92,40 +93,6 @@ fn pmdk_tx(pop: Pop, body: impl FnOnce()) {
         pmemobj_tx_commit();
         assert_eq!(pmemobj_tx_end(), 0, "{}", pmdk_error("pmemobj_tx_end"));
     }
-}
-
-/// Runs `threads` threads; each calls `batch` until the time it reports reaches `budget`.
-/// `batch` returns (operations done, time to count). Returns operations per second.
-fn throughput<S>(
-    threads: usize,
-    budget: Duration,
-    setup: impl Fn() -> S + Sync,
-    batch: impl Fn(&mut S) -> (u64, Duration) + Sync,
-) -> f64 {
-    let results: Vec<(u64, Duration)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut st = setup();
-                    let (mut n, mut t) = (0u64, Duration::ZERO);
-                    while t < budget {
-                        let (k, d) = batch(&mut st);
-                        n += k;
-                        t += d;
-                    }
-                    (n, t)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
-    });
-    // Threads ran concurrently for about the same time each: sum of per-thread rates.
-    results
-        .iter()
-        .map(|(n, t)| *n as f64 / t.as_secs_f64())
-        .sum()
 }
 
 fn main() -> Result<(), String> {
