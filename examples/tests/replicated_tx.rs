@@ -188,6 +188,8 @@ fn is_replica_failure(e: &tx::Error, replica: usize) -> bool {
     let p = match e {
         tx::Error::Persist(p) | tx::Error::Heap(H::Persist(p)) => p,
         tx::Error::Heap(H::Ulog(U::Persist(p))) => p,
+        // The replica failed after the commit point: the transaction is committed.
+        tx::Error::CommittedReplicationFailed(H::Ulog(U::Committed { source, .. })) => source,
         _ => return false,
     };
     matches!(p, PersistError::Replica { replica: r, .. } if *r == replica)
@@ -498,6 +500,10 @@ fn link_cut_mid_workload() {
                         Err(e) => {
                             if let Some(t) = *cut_at.lock().unwrap() {
                                 failed_after = t.elapsed();
+                            }
+                            if matches!(e, tx::Error::CommittedReplicationFailed(_)) {
+                                // Failed after its commit point: this step is in the pool.
+                                done.fetch_add(1, Ordering::SeqCst);
                             }
                             return (done.load(Ordering::SeqCst), Some(e), failed_after);
                         }
