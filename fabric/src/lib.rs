@@ -30,7 +30,8 @@ mod sockaddr;
 
 pub use domain::{Completion, CompletionQueue, Domain, EventQueue, Fabric};
 pub use ep::{
-    ConnRequest, Endpoint, EndpointConfig, Incoming, PassiveEndpoint, Signal, CM_DATA_BYTES_MIN,
+    transfer_spin, ConnRequest, Endpoint, EndpointConfig, Incoming, PassiveEndpoint, Signal,
+    CM_DATA_BYTES_MIN,
 };
 pub use error::{Error, Result};
 pub use info::{provider_available, Hints, Info, Provider};

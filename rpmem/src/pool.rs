@@ -43,6 +43,10 @@ const READ_BOUNCE_BYTES: usize = 1 << 20;
 /// What HELLO offers: every capability this version knows (minus WRITE_DATA when
 /// [`NO_WRITE_DATA_ENV`] is set, see [`capabilities_offered`]).
 const CAPABILITIES_OFFERED: Capabilities = Capabilities::KNOWN;
+/// How long a lane's waits spin (yielding) before they block; a PERSIST_RESP wait spins
+/// longer for a large range ([`fabric::transfer_spin`]).
+const LANE_SPIN: Duration = Duration::from_micros(50);
+
 /// Environment switch: `RPMEM_NO_WRITE_DATA=1` leaves WRITE_DATA out of HELLO, so every persist
 /// is RMA write + PERSIST as in protocol 1.0 (for comparison, and for providers misbehaving with
 /// remote CQ data).
@@ -473,7 +477,7 @@ impl RpmemPool {
             msg_bytes_max: LANE_BUFF_BYTES,
             rx_slots: 2,
             cq_size: 32,
-            ..EndpointConfig::default()
+            spin: LANE_SPIN,
         };
         let deadline = Instant::now() + opts.lane_connect_deadline;
         let mut lanes = Vec::with_capacity(resp.nlanes as usize);
@@ -774,7 +778,7 @@ impl RpmemPool {
     ) -> Result<(), Error> {
         let mut buf = [0u8; LANE_BUFF_BYTES];
         let n =
-            l.ep.recv_into(&mut buf, deadline)
+            l.ep.recv_into_spinning(&mut buf, fabric::transfer_spin(LANE_SPIN, length), deadline)
                 .map_err(|source| self.lane_err(lane, "waiting for PERSIST_RESP", source))?;
         let protocol = |detail: String| Error::Protocol {
             target: self.target_name(),

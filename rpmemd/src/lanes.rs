@@ -37,6 +37,8 @@ use crate::store::{Failure, Served};
 pub const LANE_MSG_BYTES: usize = 64;
 /// How long a lane thread blocks in one receive before looking at the stop flag.
 const LANE_POLL: Duration = Duration::from_millis(100);
+/// How long a lane's waits spin (yielding) before they block, at least.
+const LANE_SPIN: Duration = Duration::from_micros(50);
 /// Deadline for sending one PERSIST_RESP.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -45,7 +47,7 @@ pub fn endpoint_config() -> EndpointConfig {
         msg_bytes_max: LANE_MSG_BYTES,
         rx_slots: 4,
         cq_size: 32,
-        ..EndpointConfig::default()
+        spin: LANE_SPIN,
     }
 }
 
@@ -291,8 +293,12 @@ fn serve_lane(
         let _ = reply(ep, lane, Status::Malformed);
         fault.raise(why);
     };
+    // The next persist is likely the size of the last one, and its write-with-data completes
+    // only once all of it has arrived: spin that long before blocking.
+    let mut last_length = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let incoming = match ep.recv_any_into(&mut buf, Instant::now() + LANE_POLL) {
+        let spin = fabric::transfer_spin(LANE_SPIN, last_length);
+        let incoming = match ep.recv_any_into_spinning(&mut buf, spin, Instant::now() + LANE_POLL) {
             Ok(i) => i,
             Err(fabric::Error::Timeout { .. }) => continue,
             Err(fabric::Error::Disconnected { .. }) => {
@@ -324,9 +330,18 @@ fn serve_lane(
                 malformed(&mut ep, why);
                 return;
             }
-            Incoming::WriteData(d) => persist_write_data(lane, WriteData::decode(d), served, caps),
+            Incoming::WriteData(d) => {
+                let wd = WriteData::decode(d);
+                last_length = wd.length;
+                persist_write_data(lane, wd, served, caps)
+            }
             Incoming::Message(n) => match rpmem_proto::decode(&buf[..n]) {
-                Ok(msg) => persist_message(lane, &msg, served, pool_size, caps),
+                Ok(msg) => {
+                    if let Message::Persist { length, .. } = msg {
+                        last_length = length;
+                    }
+                    persist_message(lane, &msg, served, pool_size, caps)
+                }
                 Err(e) => {
                     malformed(&mut ep, format!("lane {lane}: malformed frame: {e}"));
                     return;
