@@ -268,6 +268,12 @@ pub trait Replica: Send + Sync {
             ),
         })
     }
+    /// Order every earlier flush before every later one on this replica, without waiting for
+    /// durability (see `Persister::barrier`); the next [`drain`](Self::drain) waits for it and
+    /// reports its errors. The default drains.
+    fn barrier(&self) -> Result<(), PersistError> {
+        self.drain()
+    }
     /// Start a drain; the returned handle's [`PendingDrain::wait`] finishes it. The default
     /// drains at once.
     fn drain_begin(&self) -> Result<Box<dyn PendingDrain + '_>, PersistError> {
@@ -2105,6 +2111,20 @@ impl Persister for Pool {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+    fn barrier(&self) -> Result<(), PersistError> {
+        self.primary.data.drain()?;
+        // Each replica orders on its own: local ones drain (a fence), remote ones send their
+        // persist without waiting for the answer.
+        for o in &self.others {
+            if o.is_stale() {
+                continue;
+            }
+            if let Err(e) = o.rep().barrier() {
+                self.replica_failed(o, e)?;
+            }
+        }
+        Ok(())
     }
     fn memcpy_persist(&self, off: usize, data: &[u8], flags: Flags) -> Result<(), PersistError> {
         crate::region::check_bounds(off, data.len(), self.len);

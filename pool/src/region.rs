@@ -82,6 +82,17 @@ pub trait Persister: Send + Sync {
     /// Wait until every earlier flush is durable (a fence).
     fn drain(&self) -> Result<(), PersistError>;
 
+    /// An ordering fence: every range flushed before it becomes durable before any range
+    /// flushed after it, on every copy of the pool, but a remote copy may still be making it
+    /// durable when this returns. Errors of that remote work surface at a later `barrier` or
+    /// `drain`, and the next [`drain`](Self::drain) waits for it. For fences that only order
+    /// (an undo entry before the change it covers, new data before the commit record); a
+    /// fence after which the caller acknowledges anything must be a `drain`. The default is a
+    /// `drain`; a pool with remote replicas saves their round trips.
+    fn barrier(&self) -> Result<(), PersistError> {
+        self.drain()
+    }
+
     /// `flush` then `drain`.
     fn persist(&self, off: usize, len: usize) -> Result<(), PersistError> {
         self.flush(off, len)?;
