@@ -3,7 +3,9 @@
 //!
 //! # Commit protocol (which fence makes a transaction committed)
 //! 1. Every changed range (saved or inside a fresh allocation) is flushed, then one fence: all
-//!    new bytes are durable while the undo log is still active.
+//!    new bytes are durable while the undo log is still active. It only orders
+//!    (`Persister::barrier`: remote replicas answer by the commit point's persist), like the
+//!    fence after each undo entry.
 //! 2. Without allocations or frees: the lane's undo `state` word is stored as idle, flushed and
 //!    fenced — **that fence is the commit point**. With allocations or frees: one palloc redo
 //!    batch holds the allocations, the frees and the idle `state` word; **the fence that makes
@@ -378,8 +380,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             }
             if !merged.is_empty() || self.fence_owed {
                 // Step 1: every new byte (and every new allocation header) durable while the
-                // undo log still covers the old ones, before the publish.
-                p.drain()?;
+                // undo log still covers the old ones, before the publish. Only ordering: the
+                // commit point's own persist below is the one that waits for every replica.
+                p.barrier()?;
             }
             Ok(())
         })();

@@ -341,8 +341,9 @@ impl UndoLog {
                 self.active = true;
                 p.flush(self.base + STATE_WORD, 8)?;
             }
-            // The entry (and the active state) durable before the caller changes the range.
-            p.drain()?;
+            // The entry (and the active state) durable before the caller changes the range: an
+            // ordering fence (remote replicas need not answer before the change is made).
+            p.barrier()?;
             self.pos += self.buf.len();
             done += n;
         }
