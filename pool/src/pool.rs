@@ -149,10 +149,24 @@ pub enum Error {
         source: io::Error,
     },
     /// Creation would overwrite an existing file.
-    #[error("{path}: file already exists (refusing to overwrite it)")]
+    #[error("{path}: file already exists (refusing to overwrite it; if it holds no pool, remove it and create again, or create a single-file pool with size 0 to make the pool inside it)")]
     Exists {
         /// Part file.
         path: PathBuf,
+    },
+    /// A file opened as a pool has no pool header at all: no header was ever written to it.
+    #[error("{path}: not a pool: its header region is all zero (no pool here). Either it is not a pool file, or its creation was interrupted before the header was written (this version creates a single-file pool under a temporary name and renames it only when complete, so such a file comes from an older version, another program, or an interrupted in-place create with size 0). If it should become a pool, remove it and create the pool again (or create with size 0 to make the pool inside it)")]
+    NotAPool {
+        /// Part file.
+        path: PathBuf,
+    },
+    /// A pool cannot be created inside this existing file (create with size 0).
+    #[error("{path}: cannot create the pool inside this existing file (size 0 asks to use the file as it is): {why}")]
+    InPlace {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        why: String,
     },
     /// Another process has the pool open.
     #[error("{path}: pool is in use by another process (file lock held)")]
@@ -906,6 +920,7 @@ fn culprit(e: &Error, locals: &[LocalReplica]) -> Option<usize> {
         | Error::SizeMismatch { path, .. }
         | Error::Locked { path }
         | Error::Header { path, .. }
+        | Error::NotAPool { path }
         | Error::Mismatch { path, .. }
         | Error::RoCompat { path, .. } => path,
         Error::ReplicaTooSmall { replica, .. } => {
@@ -1001,6 +1016,236 @@ fn check_layout(layout: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The error of a header region that does not decode: [`Error::NotAPool`] when no header was
+/// ever written there (both slots have an all-zero signature), else [`Error::Header`].
+fn header_error(path: &Path, error: RegionError) -> Error {
+    let never_written = |e: &header::HeaderError| matches!(e, header::HeaderError::Signature { found } if *found == [0u8; 8]);
+    if never_written(&error.slot0) && never_written(&error.slot1) {
+        Error::NotAPool {
+            path: path.to_path_buf(),
+        }
+    } else {
+        Error::Header {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
+/// The one part of a pool set made of a single local replica with a single part (a
+/// single-file pool), if it is one.
+fn single_part(set: &PoolSet) -> Option<&poolset::Part> {
+    match set.replicas.as_slice() {
+        [poolset::Replica::Local(l)] if l.parts.len() == 1 => l.parts.first(),
+        _ => None,
+    }
+}
+
+/// `set` (a single-file pool set) with its part at `path` and `size` bytes.
+fn with_single_part(set: &PoolSet, path: &Path, size: u64) -> PoolSet {
+    let mut s = set.clone();
+    if let Some(poolset::Replica::Local(l)) = s.replicas.first_mut() {
+        if let Some(p) = l.parts.first_mut() {
+            p.path = path.to_path_buf();
+            p.size = size;
+        }
+    }
+    s
+}
+
+/// Makes temporary names unique among the creates of one process.
+static STAGE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Longest part of the final file name kept in a temporary name, so that the temporary name
+/// stays below `NAME_MAX` (255 bytes) with its prefix and suffix.
+const STAGE_NAME_MAX: usize = 200;
+
+/// The directory of `dest` and the prefix of the temporary names of its creates
+/// (`.<name>.creating-`).
+fn stage_prefix(dest: &Path) -> Result<(PathBuf, Vec<u8>), Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = dest.file_name().ok_or_else(|| Error::Io {
+        path: dest.to_path_buf(),
+        op: "create",
+        source: io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
+    })?;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let bytes = name.as_bytes();
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(&bytes[..bytes.len().min(STAGE_NAME_MAX)]);
+    prefix.extend_from_slice(b".creating-");
+    Ok((dir, prefix))
+}
+
+/// A fresh temporary name for a create of `dest`, in the same directory (so that the final
+/// rename stays within one file system): `.<name>.creating-<pid>-<seq>`.
+pub fn stage_path(dest: &Path) -> Result<PathBuf, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, mut name) = stage_prefix(dest)?;
+    let seq = STAGE_SEQ.fetch_add(1, Ordering::Relaxed);
+    name.extend_from_slice(format!("{}-{seq}", std::process::id()).as_bytes());
+    Ok(dir.join(std::ffi::OsStr::from_bytes(&name)))
+}
+
+/// Whether process `pid` exists (a zombie counts: its parent has not reaped it yet).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Remove the temporary files that creates of `dest` left behind (a create killed before its
+/// rename); returns the files removed.
+///
+/// A temporary file is removed only when the process named in it is gone **and** nobody holds
+/// its file lock (its creator locks it right after making it, and a lock dies with its
+/// holder). The temporary files of a create running right now, in this or another process,
+/// are left alone: its rename, which never replaces a file, decides which create wins.
+pub fn remove_stale_stages(dest: &Path) -> Result<Vec<PathBuf>, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, prefix) = stage_prefix(dest)?;
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        // No directory: no leftovers (the create fails later, naming the path).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&dir, "read directory")(e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(&dir, "read directory"))?;
+        let name = entry.file_name();
+        let Some(rest) = name.as_bytes().strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        // `<pid>-<seq>`, both decimal; anything else is not ours.
+        let Some((pid, seq)) = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|r| r.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), seq.parse::<u64>()) else {
+            continue;
+        };
+        if pid == std::process::id() || process_exists(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(f) = File::open(&path) else { continue };
+        // SAFETY: flock on a valid descriptor owned by `f`.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, "remove leftover temporary file")(e)),
+        }
+    }
+    if !removed.is_empty() {
+        sync_parent_dirs(std::iter::once(dest))?;
+    }
+    Ok(removed)
+}
+
+/// Rename `from` to `to` unless `to` exists (then `AlreadyExists`), atomically:
+/// `renameat2(RENAME_NOREPLACE)`, or `link` + `unlink` where the file system does not support
+/// the flag.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both paths are NUL-terminated strings that live across the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            // link() fails with EEXIST rather than replace: as atomic as the flag.
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        _ => Err(e),
+    }
+}
+
+/// A single-file pool created under a temporary name ([`Pool::create_staged`]); the pool
+/// appears at its final path only at [`Staged::publish`]. Dropped without a publish, it
+/// removes the temporary file.
+#[derive(Debug)]
+#[must_use = "dropping a Staged without publish removes the new pool"]
+pub struct Staged {
+    temp: PathBuf,
+    dest: PathBuf,
+    published: bool,
+}
+
+impl Staged {
+    /// Where the pool is until it is published.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Where the pool appears at publish.
+    pub fn dest_path(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Make the pool appear at its final path: fsync the temporary file (so that whatever was
+    /// stored into the pool since create is durable before its name is), rename it to the
+    /// final path (never replacing a file: [`Error::Exists`] if one appeared meanwhile, and the
+    /// temporary file is removed), fsync the directory.
+    pub fn publish(mut self) -> Result<(), Error> {
+        File::open(&self.temp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&self.temp, "fsync"))?;
+        rename_noreplace(&self.temp, &self.dest).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::Exists {
+                    path: self.dest.clone(),
+                }
+            } else {
+                io_err(&self.dest, "rename the complete pool into place")(e)
+            }
+        })?;
+        self.published = true;
+        // The rename is the commit point; until the directory is synced a crash may still undo
+        // it, leaving no pool (never a partial one).
+        sync_parent_dirs(std::iter::once(self.dest.as_path()))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
 impl Pool {
     /// Create a pool in a new single file of `size` bytes.
     pub fn create_file(path: &Path, size: u64, layout: &str) -> Result<Pool, Error> {
@@ -1027,8 +1272,33 @@ impl Pool {
     /// (`posix_fallocate`; a full file system fails here with [`Error::Allocate`]), fsync it and
     /// its directory, map, write headers.
     /// On failure, part files this call created are removed again.
+    ///
+    /// A single-file pool (one local replica of one part) is created atomically: under a
+    /// temporary name, renamed into place once complete (see [`Pool::create_staged`]), so a
+    /// crash leaves either no file or a complete pool. With a part size of 0 the part file must
+    /// exist and the pool is made inside it, as it is (see [`Pool::create_in_place`]). The parts
+    /// of a larger pool set are created in place (none may exist).
     pub fn create(set: &PoolSet, layout: &str, opts: OpenOptions<'_>) -> Result<Pool, Error> {
         check_layout(layout)?;
+        if let Some(part) = single_part(set) {
+            if part.size == 0 {
+                return Pool::create_in_place(set, layout, opts);
+            }
+            let dest = part.path.clone();
+            let (mut pool, staged) = Pool::create_staged(set, layout, opts)?;
+            staged.publish()?;
+            pool.primary.parts[0].path = dest;
+            let description = pool.primary.describe();
+            if let Some(h) = pool
+                .health
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .first_mut()
+            {
+                h.description = description;
+            }
+            return Ok(pool);
+        }
         // Only files this call actually created (create_new succeeded) are removed on failure:
         // a file that appeared meanwhile belongs to someone else.
         let mut created = Vec::new();
@@ -1036,6 +1306,164 @@ impl Pool {
         if res.is_err() {
             for p in &created {
                 let _ = std::fs::remove_file(p);
+            }
+        }
+        res
+    }
+
+    /// Create a single-file pool (`set` is one local replica of one part, of a size other than
+    /// 0) under a temporary name in the directory of its part, `.<name>.creating-<pid>-<seq>`:
+    /// the file is made, its blocks allocated, its headers written and everything fsynced
+    /// there. The final path does not exist until [`Staged::publish`], so a layer above can
+    /// lay out its own metadata first (`pmempool create` writes the heap) and the pool still
+    /// appears only once complete. The returned pool keeps the temporary name in its part
+    /// paths; dropping the [`Staged`] unpublished removes the file.
+    ///
+    /// Before creating, temporary files of earlier creates of the same path whose process is
+    /// gone are removed; [`Pool::repaired`] lists them.
+    pub fn create_staged(
+        set: &PoolSet,
+        layout: &str,
+        opts: OpenOptions<'_>,
+    ) -> Result<(Pool, Staged), Error> {
+        check_layout(layout)?;
+        let Some(part) = single_part(set) else {
+            return Err(Error::Poolset(
+                "a staged create needs a pool set of one local replica with one part".into(),
+            ));
+        };
+        let dest = part.path.clone();
+        if part.is_directory {
+            return Err(Error::DirectoryPart { path: dest });
+        }
+        if map::is_char_device(&dest) {
+            return Err(Error::CharDevice {
+                dax: map::is_device_dax(&dest),
+                path: dest,
+            });
+        }
+        if part.size < MIN_PART_BYTES {
+            return Err(Error::PartTooSmall {
+                path: dest,
+                size: part.size,
+                min: MIN_PART_BYTES,
+            });
+        }
+        // A file (or dangling symlink) at the final path is never replaced; checked here to
+        // fail before the work, and again atomically by the rename.
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(Error::Exists { path: dest });
+        }
+        let removed = remove_stale_stages(&dest)?;
+        let temp = stage_path(&dest)?;
+        let staged = Staged {
+            temp: temp.clone(),
+            dest: dest.clone(),
+            published: false,
+        };
+        let mut created = Vec::new();
+        let res = Pool::create_inner(
+            &with_single_part(set, &temp, part.size),
+            layout,
+            opts,
+            &mut created,
+        );
+        match res {
+            Ok(mut pool) => {
+                for r in removed {
+                    pool.repaired.push(format!(
+                        "{}: removed the temporary file of an interrupted create of {}",
+                        r.display(),
+                        dest.display()
+                    ));
+                }
+                Ok((pool, staged))
+            }
+            // `staged` removes the temporary file when it goes out of scope.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create a single-file pool inside the existing file of `set`'s one part (given with size
+    /// 0, as PMDK's create with a pool size of 0): the file's size is used, and its header
+    /// region (first 4 KiB) must be all zero — create never overwrites data, and a file that
+    /// already holds a pool is reported as such. The file keeps its inode, owner and mode.
+    ///
+    /// This create is not atomic (the file exists throughout): a crash while the header is
+    /// written can leave the header region neither zero nor a valid header, which a later
+    /// create refuses, naming the fix. On a failure after the header was written, the header
+    /// region is zeroed again.
+    pub fn create_in_place(
+        set: &PoolSet,
+        layout: &str,
+        opts: OpenOptions<'_>,
+    ) -> Result<Pool, Error> {
+        check_layout(layout)?;
+        let Some(part) = single_part(set) else {
+            return Err(Error::Poolset(
+                "an in-place create needs a pool set of one local replica with one part".into(),
+            ));
+        };
+        let path = part.path.clone();
+        let in_place = |why: String| Error::InPlace {
+            path: path.clone(),
+            why,
+        };
+        if part.is_directory {
+            return Err(Error::DirectoryPart { path });
+        }
+        if map::is_char_device(&path) {
+            return Err(Error::CharDevice {
+                dax: map::is_device_dax(&path),
+                path,
+            });
+        }
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(in_place(
+                    "it does not exist; give a size to create a new pool file".into(),
+                ))
+            }
+            Err(e) => return Err(io_err(&path, "stat")(e)),
+        };
+        if !meta.is_file() {
+            return Err(in_place("it is not a regular file".into()));
+        }
+        let size = meta.len();
+        if size < MIN_PART_BYTES {
+            return Err(in_place(format!(
+                "it has {size} bytes, less than a part's minimum of {MIN_PART_BYTES} (2 MiB);                  give it its size first (e.g. fallocate -l 64M FILE), or remove it and create                  the pool with a size"
+            )));
+        }
+        let set = with_single_part(set, &path, size);
+        // Mapped as an existing part (locked, size checked), then checked under the lock.
+        let primary = Pool::map_primary(&set, None, opts)?;
+        let lp = &primary.parts[0];
+        if let Some(region) = lp.hdr.as_ref() {
+            let mut buf = vec![0u8; HEADER_REGION_BYTES];
+            region.read(0, &mut buf);
+            if buf.iter().any(|&b| b != 0) {
+                let why = match header::decode_region(&buf) {
+                    Ok(r) => format!(
+                        "it already holds a pool (layout {:?}); open it, or remove it first                          (pmempool rm) to create a new one",
+                        r.header.layout_name()
+                    ),
+                    Err(_) => "its header region (the first 4096 bytes) is not zero and holds                                no valid pool header: it holds other data, or an in-place create                                was interrupted; create never overwrites data: zero those bytes                                (dd if=/dev/zero of=FILE bs=4096 count=1 conv=notrunc) or remove                                the file, then create again"
+                        .into(),
+                };
+                return Err(in_place(why));
+            }
+        }
+        allocate(&lp.lock_file, &lp.path, size)?;
+        let res = Pool::finish_create(&set, vec![primary], Vec::new(), layout, opts);
+        if res.is_err() && !set.options.no_hdrs {
+            // Put back what was there (a zero header region) so that the file is again what it
+            // was before this create; best effort, the create's error is what is reported.
+            if let Ok(f) = FsOpenOptions::new().write(true).open(&path) {
+                use std::os::unix::fs::FileExt;
+                let _ = f.write_all_at(&[0u8; HEADER_REGION_BYTES], 0);
+                let _ = f.sync_all();
             }
         }
         res
@@ -1058,6 +1486,17 @@ impl Pool {
             .flat_map(|l| l.parts.iter().map(|p| p.path.as_path()))
             .collect();
         sync_parent_dirs(parts.into_iter())?;
+        Pool::finish_create(set, locals, remote_specs, layout, opts)
+    }
+
+    /// The part of create after every local part is mapped: headers, then the pool.
+    fn finish_create(
+        set: &PoolSet,
+        locals: Vec<LocalReplica>,
+        remote_specs: Vec<(usize, RemoteReplica)>,
+        layout: &str,
+        opts: OpenOptions<'_>,
+    ) -> Result<Pool, Error> {
         let pool_size = locals[0].len() as u64;
         Pool::check_replica_sizes(&locals, pool_size)?;
         let ring = if set.options.no_hdrs {
@@ -1093,10 +1532,7 @@ impl Pool {
         // The primary's part-0 header says which replicas are stale: those are not opened.
         let marked = match primary.parts[0].hdr.as_ref() {
             Some(region) => header::read_region(region, 0)
-                .map_err(|error| Error::Header {
-                    path: primary.parts[0].path.clone(),
-                    error,
-                })?
+                .map_err(|error| header_error(&primary.parts[0].path, error))?
                 .header
                 .stale_replicas(),
             None => Vec::new(),
@@ -1356,11 +1792,8 @@ impl Pool {
             let mut v = Vec::new();
             for (i, part) in l.parts.iter().enumerate() {
                 let Some(region) = &part.hdr else { continue };
-                let read: HeaderRead =
-                    header::read_region(region, 0).map_err(|error| Error::Header {
-                        path: part.path.clone(),
-                        error,
-                    })?;
+                let read: HeaderRead = header::read_region(region, 0)
+                    .map_err(|error| header_error(&part.path, error))?;
                 if !read.stale.is_empty() {
                     // Rewritten only after every check has passed (see `repair_headers`): a
                     // header of the wrong pool, layout or index must not be written to.
