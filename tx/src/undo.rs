@@ -8,9 +8,18 @@
 //!
 //! Validity without a separate commit record per entry: the area header's `state` word holds
 //! the transaction's generation and an *active* bit; every entry carries a CRC-32 over the
-//! generation, its target and its data. Recovery takes entries in order while they check, so a
-//! torn entry, or an entry left over from an older transaction, ends the log. An entry is made
-//! durable (fence) before the range it saves is changed, so every change has a valid entry.
+//! lane, the generation, **its own position and sequence index**, its target and its data.
+//! Recovery takes entries in order while they check, so a torn entry, an entry left over from
+//! an older transaction, or bytes of the current generation found anywhere but where this
+//! transaction wrote its n-th entry (a block reused from another lane, a copy of an entry)
+//! end the log. An entry is made durable (fence) before the range it saves is changed, so
+//! every change has a valid entry.
+//!
+//! A generation is never used twice: a transaction's first entry reaches media in the same
+//! fence as the `state` word that names its generation, so a crash there can leave the entry
+//! durable and `state` still idle at the generation before. Opening the log then retires that
+//! generation (stores it, idle, before any transaction runs), so the next transaction's
+//! entries can never be confused with the crashed one's.
 //!
 //! Byte map and protocol: `docs/FORMAT.md`, "Transactions (undo log)". All integers are
 //! little-endian. This module does only the log's I/O; the transaction logic is in [`crate::tx`].
@@ -59,6 +68,8 @@ pub(crate) struct UndoLog {
     segs: Vec<Seg>,
     cur: usize,
     pos: usize,
+    /// Sequence index of the next entry of the current transaction.
+    index: u64,
     buf: Vec<u8>,
     /// Why the lane cannot be used until reopen (a persist failed mid-abort).
     poisoned: Option<String>,
@@ -73,9 +84,23 @@ fn align8(x: usize) -> usize {
     (x + 7) & !7
 }
 
-fn entry_crc(gen: u64, off: u64, data: &[u8]) -> u32 {
+/// Where an entry sits: the log's lane area, the entry's own offset, and its sequence index in
+/// its transaction's log. All go into the entry's CRC, so an entry checks only where (and as
+/// the n-th entry) it was written.
+#[derive(Clone, Copy, Debug)]
+struct EntryPlace {
+    base: u64,
+    pos: u64,
+    index: u64,
+}
+
+/// CRC-32 of an entry (byte order in `docs/FORMAT.md`, "Undo log").
+fn entry_crc(gen: u64, at: EntryPlace, off: u64, data: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    h.update(&at.base.to_le_bytes());
     h.update(&gen.to_le_bytes());
+    h.update(&at.pos.to_le_bytes());
+    h.update(&at.index.to_le_bytes());
     h.update(&off.to_le_bytes());
     h.update(&(data.len() as u32).to_le_bytes());
     h.update(data);
@@ -136,9 +161,15 @@ fn load_segs<P: Persister + ?Sized>(p: &P, base: usize, area: usize) -> Result<V
     Ok(segs)
 }
 
-/// Decode the entries of generation `gen`, in log order: `(target offset, old bytes)`.
-fn read_entries<P: Persister + ?Sized>(p: &P, segs: &[Seg], gen: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut out = Vec::new();
+/// Decode the entries of generation `gen` of the log at `base`, in log order: `(target
+/// offset, old bytes)`.
+fn read_entries<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    segs: &[Seg],
+    gen: u64,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut si = 0;
     let mut pos = segs[0].start;
     loop {
@@ -159,7 +190,12 @@ fn read_entries<P: Persister + ?Sized>(p: &P, segs: &[Seg], gen: u64) -> Vec<(u6
                 }
                 let mut data = vec![0u8; len];
                 p.read(pos + ENTRY_HEADER_BYTES, &mut data);
-                (entry_crc(gen, off, &data) == crc).then_some((off, data))
+                let at = EntryPlace {
+                    base: base as u64,
+                    pos: pos as u64,
+                    index: out.len() as u64,
+                };
+                (entry_crc(gen, at, off, &data) == crc).then_some((off, data))
             })
             .flatten();
         match entry {
@@ -199,7 +235,7 @@ pub(crate) fn recover<P: Persister + ?Sized>(
     }
     let gen = state >> 1;
     let segs = load_segs(p, base, area)?;
-    let entries = read_entries(p, &segs, gen);
+    let entries = read_entries(p, base, &segs, gen);
     let mut bytes = 0;
     for (i, (off, data)) in entries.iter().enumerate().rev() {
         if overlaps_log(&segs, base, *off, data.len()) {
@@ -256,9 +292,22 @@ impl UndoLog {
             )));
         }
         let segs = load_segs(p, base, area)?;
+        let mut gen = state >> 1;
+        // A crash in the first fence of a transaction may have left its first entry durable
+        // while `state` stayed idle at `gen`: that transaction used `gen + 1`. The next one
+        // would use it again and, if it crashed before its own first entry was durable (with
+        // `state` already active), recovery would take the stale entry as its own and restore
+        // bytes that other lanes may have committed since. Retire the generation: idle at
+        // `gen + 1`, durable before any transaction of this run writes an entry.
+        if !read_entries(p, base, &segs, gen + 1).is_empty() {
+            gen += 1;
+            p.write_u64(base + STATE_WORD, gen << 1);
+            p.persist(base + STATE_WORD, 8)?;
+        }
         Ok(UndoLog {
             base,
-            gen: state >> 1,
+            gen,
+            index: 0,
             active: false,
             cur: 0,
             pos: segs[0].start,
@@ -328,7 +377,12 @@ impl UndoLog {
             if !self.active {
                 self.gen += 1;
             }
-            let crc = entry_crc(self.gen, target, &self.buf[ENTRY_HEADER_BYTES..][..n]);
+            let at = EntryPlace {
+                base: self.base as u64,
+                pos: self.pos as u64,
+                index: self.index,
+            };
+            let crc = entry_crc(self.gen, at, target, &self.buf[ENTRY_HEADER_BYTES..][..n]);
             self.buf[0..8].copy_from_slice(&target.to_le_bytes());
             self.buf[8..12].copy_from_slice(&(n as u32).to_le_bytes());
             self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
@@ -345,6 +399,7 @@ impl UndoLog {
             // ordering fence (remote replicas need not answer before the change is made).
             p.barrier()?;
             self.pos += self.buf.len();
+            self.index += 1;
             done += n;
         }
         Ok(())
@@ -413,7 +468,7 @@ impl UndoLog {
         if !self.active {
             return Ok(0);
         }
-        let entries = read_entries(p, &self.segs, self.gen);
+        let entries = read_entries(p, self.base, &self.segs, self.gen);
         let mut first_err = None;
         for (off, data) in entries.iter().rev() {
             write_around(p, *off, data, keep);
@@ -433,6 +488,7 @@ impl UndoLog {
     /// media (directly or through the commit's redo log).
     pub(crate) fn reset(&mut self) {
         self.active = false;
+        self.index = 0;
         self.cur = 0;
         self.pos = self.segs[0].start;
     }
