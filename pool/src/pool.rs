@@ -1433,7 +1433,9 @@ impl Pool {
         let size = meta.len();
         if size < MIN_PART_BYTES {
             return Err(in_place(format!(
-                "it has {size} bytes, less than a part's minimum of {MIN_PART_BYTES} (2 MiB);                  give it its size first (e.g. fallocate -l 64M FILE), or remove it and create                  the pool with a size"
+                "it has {size} bytes, less than a part's minimum of {MIN_PART_BYTES} (2 MiB); \
+                 give it its size first (e.g. fallocate -l 64M FILE), or remove it and create \
+                 the pool with a size"
             )));
         }
         let set = with_single_part(set, &path, size);
@@ -1446,10 +1448,15 @@ impl Pool {
             if buf.iter().any(|&b| b != 0) {
                 let why = match header::decode_region(&buf) {
                     Ok(r) => format!(
-                        "it already holds a pool (layout {:?}); open it, or remove it first                          (pmempool rm) to create a new one",
+                        "it already holds a pool (layout {:?}); open it, or remove it first \
+                         (pmempool rm) to create a new one",
                         r.header.layout_name()
                     ),
-                    Err(_) => "its header region (the first 4096 bytes) is not zero and holds                                no valid pool header: it holds other data, or an in-place create                                was interrupted; create never overwrites data: zero those bytes                                (dd if=/dev/zero of=FILE bs=4096 count=1 conv=notrunc) or remove                                the file, then create again"
+                    Err(_) => "its header region (the first 4096 bytes) is not zero and holds \
+                     no valid pool header: it holds other data, or an in-place create \
+                     was interrupted; create never overwrites data: zero those bytes \
+                     (dd if=/dev/zero of=FILE bs=4096 count=1 conv=notrunc) or remove \
+                     the file, then create again"
                         .into(),
                 };
                 return Err(in_place(why));
