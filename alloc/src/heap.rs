@@ -217,6 +217,10 @@ pub struct Reservation {
     usable: u64,
     type_num: u64,
     kind: ResKind,
+    /// Its header (or zeroed bytes) was flushed without a fence
+    /// ([`Lane::reserve_unfenced`]): [`Heap::cancel`] fences before the block can be
+    /// reserved again.
+    unfenced: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -838,13 +842,25 @@ impl<P: Persister + ?Sized> Heap<P> {
     }
 
     /// Release the reservations among `actions` (the other actions are dropped).
+    ///
+    /// A reservation from [`Lane::reserve_unfenced`] whose header was flushed without a fence
+    /// is released only after a fence ([`Persister::drain`]) on the calling thread — call
+    /// `cancel` on the thread that reserved it. If that fence fails, such reservations stay
+    /// reserved until the heap is reopened (a volatile leak; see `reserve_unfenced` for why
+    /// releasing them unfenced is not safe).
     pub fn cancel(&self, actions: Vec<Action>) {
-        for a in actions {
-            if let Action::Alloc(r) = a {
-                if r.heap == self.id {
-                    self.release(&r);
-                }
-            }
+        let mine: Vec<Reservation> = actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Alloc(r) if r.heap == self.id => Some(r),
+                _ => None,
+            })
+            .collect();
+        // The unfenced headers durable (this thread's flushes, and every replica's copy of
+        // them) before another reservation of the same blocks may trust them or write its own.
+        let fenced = !mine.iter().any(|r| r.unfenced) || self.p.drain().is_ok();
+        for r in mine.iter().filter(|r| fenced || !r.unfenced) {
+            self.release(r);
         }
     }
 
@@ -853,6 +869,11 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// geometry or span, then the run's bitmap word and the allocation header are read from
     /// media; the `info` word is read again afterwards and the lookup repeated if it changed.
     /// An object freed concurrently may be reported either way (as with any racing free).
+    ///
+    /// The unlocked media reads race with stores of other lanes into the same run (publish,
+    /// free); they are sound because every `Persister` must allow that (its "Concurrency"
+    /// contract: the hardware region reads and writes the mapping as atomic 8-byte words), so
+    /// the bitmap word and the type word are each read whole, as one store left them.
     pub fn object(&self, off: u64) -> Result<ObjectInfo, Error> {
         let not = Error::NotAllocated { off };
         let c = self.chunk_of(off).ok_or(not)?;
@@ -860,6 +881,9 @@ impl<P: Persister + ?Sized> Heap<P> {
         for _ in 0..16 {
             let w = self.info[c].load(Ordering::Acquire);
             let got = self.object_by_info(c, w, off);
+            // Seqlock-style re-check: the media reads above must not move after the second
+            // `info` load (an acquire load alone only keeps later accesses after it).
+            std::sync::atomic::fence(Ordering::Acquire);
             if self.info[c].load(Ordering::Acquire) == w {
                 return got;
             }
@@ -1378,7 +1402,24 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// all-or-nothing, so the bytes a publish makes reachable must already be durable. Lets a
     /// transaction pay one fence for all its allocations and written bytes at commit instead
     /// of one per allocation. A reused block whose header already holds the right bytes owes
-    /// nothing (`false`, when `zero` is off).
+    /// nothing (`false`, when `zero` is off). Cancel it on this thread too.
+    ///
+    /// # Reuse after a cancel (why [`Heap::cancel`] fences first)
+    /// Publishing is not the only way the unfenced header can matter. `prepare_block` skips
+    /// the store, flush and fence when a header already holds the right bytes, trusting that
+    /// every header write is persisted before anything else happens. A cancelled unfenced
+    /// reservation would break that trust: the header is in the cache (loads see it) but not
+    /// guaranteed on media, and the block is free again in the volatile state. The next
+    /// reservation of the block with the same type and size — on this lane or, once the run is
+    /// offered to other arenas, on another lane and thread, whose fence does not order this
+    /// thread's flush — writes nothing, and its publish makes the block allocated while media
+    /// may still hold the block's old header (zeros, or another size's): after a crash a live
+    /// object with an invalid header (`tests/unfenced.rs` shows it with crash images). With a
+    /// different header the next writer stores, flushes and fences its own, but on a pool
+    /// with remote replicas this thread's flush may still be in flight on its own connection
+    /// and land after it. So `cancel` releases an unfenced reservation only after a drain on
+    /// the reserving thread (and keeps it reserved if the drain fails). A publish needs no
+    /// such step: the caller's owed fence comes first, by this method's contract.
     pub fn reserve_unfenced(
         &mut self,
         size: u64,
@@ -1391,11 +1432,16 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
             .heap
             .prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero, false)
         {
-            Ok(owed) => Ok((r, owed)),
-            Err(e) => {
-                self.heap.release(&r);
-                Err(e)
-            }
+            Ok(owed) => Ok((
+                Reservation {
+                    unfenced: owed,
+                    ..r
+                },
+                owed,
+            )),
+            // The header was stored but its flush failed: it is in the cache, maybe not on
+            // media, so the block stays reserved until reopen (see "Reuse after a cancel").
+            Err(e) => Err(e),
         }
     }
 
@@ -1452,10 +1498,9 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         let start = h.chunk_off(c) + rs.geom.data_off as u64 + bit as u64 * rs.geom.block_size;
         let usable = rs.geom.block_size - ALLOC_HEADER_BYTES;
         let off = start + ALLOC_HEADER_BYTES;
-        if let Err(e) = h.prepare_block(start, usable, type_num, zero, true) {
-            h.unset_block(c, rs, bit);
-            return Err(e);
-        }
+        // On an error the header was stored but maybe not made durable: the block stays
+        // reserved until reopen, so that no later reservation trusts those bytes.
+        h.prepare_block(start, usable, type_num, zero, true)?;
         let set = dest.map(|d| (Entry { off: d, value: off }, &mut self.arena.ulog));
         // On a persistence failure the bit stays reserved until the next open (a leak at
         // worst), as in `publish`; a committed batch's error leaves it allocated.
@@ -1532,11 +1577,9 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     fn reserve_any(&mut self, size: u64, type_num: u64, zero: bool) -> Result<Reservation, Error> {
         let h = self.heap;
         let r = self.reserve_unprepared(size, type_num)?;
-        if let Err(e) = h.prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero, true)
-        {
-            h.release(&r);
-            return Err(e);
-        }
+        // On an error the header was stored but maybe not made durable: the block stays
+        // reserved until reopen (see `reserve_unfenced`, "Reuse after a cancel").
+        h.prepare_block(r.off - ALLOC_HEADER_BYTES, r.usable, type_num, zero, true)?;
         Ok(r)
     }
 
@@ -1566,6 +1609,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                     usable: rs.geom.block_size - ALLOC_HEADER_BYTES,
                     type_num,
                     kind: ResKind::Block { chunk: c, bit },
+                    unfenced: false,
                 }
             }
             None => {
@@ -1596,6 +1640,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                         chunk: c,
                         n: n as u32,
                     },
+                    unfenced: false,
                 }
             }
         };

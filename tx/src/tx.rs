@@ -345,6 +345,8 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         if let Some(r) = self.fresh.remove(&obj) {
             let end = obj + r.usable_size();
             self.flush.retain(|&(s, _)| !(s >= obj && s < end));
+            // Fences first when the header was flushed unfenced (this thread holds the lane
+            // that reserved it): the block may be reserved again at once, trusting its header.
             self.pool.heap().cancel(vec![Action::Alloc(r)]);
             return Ok(());
         }
@@ -473,6 +475,8 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             .into_values()
             .map(Action::Alloc)
             .collect();
+        // One fence first if any allocation header was flushed unfenced (`fence_owed`): the
+        // blocks are free for other lanes from here on (see `palloc::Lane::reserve_unfenced`).
         self.pool.heap().cancel(fresh);
         let p = &**self.pool.heap().persister();
         fn primary_ok<T>(r: &Result<T, Error>) -> bool {
