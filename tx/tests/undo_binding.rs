@@ -7,7 +7,10 @@
 //!   later crash of its first transaction (`state` active, its own first entry not yet
 //!   durable) rolls the stale entry back over bytes another lane committed meanwhile.
 //!
-//! Both use `pool::crash::Recorder` images of a two-lane pool.
+//! - An entry built by hand from the byte map in `docs/FORMAT.md` is rolled back (the document
+//!   and the code agree), and is not when placed with another index.
+//!
+//! All use `pool::crash::Recorder` images.
 
 mod common;
 use common::prog::Root;
@@ -161,4 +164,62 @@ fn a_generation_whose_first_entry_survived_a_crash_is_not_used_again() {
         })
         .unwrap_or_else(|f| panic!("{f}"));
     eprintln!("{n} crash images checked");
+}
+
+/// An entry built byte by byte from `docs/FORMAT.md` ("Undo log", entry table and CRC order)
+/// is rolled back; the same entry one slot further along (or with another index) is not.
+#[test]
+fn an_entry_built_from_the_documented_byte_map_is_rolled_back() {
+    let rec = Arc::new(Recorder::new(384 << 10));
+    rec.set_capture(false);
+    let pool = Pool::create_in(rec.clone(), &small(1)).unwrap();
+    let base = pool.heap().header().lane_extra_off(0);
+    // Root: 8 `PPtr`s (16 bytes each), then the data bytes.
+    let target = pool.root().off() + 8 * 16;
+    drop(pool);
+    let build = |slot: usize, index: u64| {
+        let mut img = rec.live_image();
+        let state = u64::from_le_bytes(img[base..base + 8].try_into().unwrap());
+        assert_eq!(state & 1, 0, "idle after create");
+        let gen = (state >> 1) + 1;
+        let pos = (base + 16 + slot * 24) as u64;
+        let data = [0x5Au8; 8];
+        let mut h = crc32fast::Hasher::new();
+        h.update(&(base as u64).to_le_bytes());
+        h.update(&gen.to_le_bytes());
+        h.update(&pos.to_le_bytes());
+        h.update(&index.to_le_bytes());
+        h.update(&target.to_le_bytes());
+        h.update(&8u32.to_le_bytes());
+        h.update(&data);
+        let crc = h.finalize();
+        let p = pos as usize;
+        img[p..p + 8].copy_from_slice(&target.to_le_bytes());
+        img[p + 8..p + 12].copy_from_slice(&8u32.to_le_bytes());
+        img[p + 12..p + 16].copy_from_slice(&crc.to_le_bytes());
+        img[p + 16..p + 24].copy_from_slice(&data);
+        img[base..base + 8].copy_from_slice(&(gen << 1 | 1).to_le_bytes());
+        img
+    };
+    let (_, p) = open(&build(0, 0)).unwrap();
+    assert_eq!(
+        p.recovered()[0],
+        UndoRecovered::RolledBack {
+            entries: 1,
+            bytes: 8
+        }
+    );
+    assert_eq!(root_data(&p)[0..8], [0x5A; 8]);
+    for (slot, index) in [(1, 0), (0, 1)] {
+        let (_, p) = open(&build(slot, index)).unwrap();
+        assert_eq!(
+            p.recovered()[0],
+            UndoRecovered::RolledBack {
+                entries: 0,
+                bytes: 0
+            },
+            "an entry at slot {slot} with index {index} is not valid"
+        );
+        assert_eq!(root_data(&p)[0..8], [0; 8]);
+    }
 }
