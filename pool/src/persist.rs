@@ -13,10 +13,40 @@
 //! (CLWB, else CLFLUSHOPT, else CLFLUSH). Copies and fills of at least the non-temporal threshold
 //! (256 bytes by default, as PMDK) use streaming stores (`movntdq`, 16 bytes at a time, or
 //! `vmovntdq` 32 bytes at a time where AVX is present), which bypass the cache and need only the
-//! final `sfence`. Temporal copies use [`copy_words`], so an aligned 8-byte word is written by
+//! final `sfence`. Temporal copies store word by word, so an aligned 8-byte word is written by
 //! one 8-byte store and never torn; a streaming store writes an aligned 16- or 32-byte block with
-//! one instruction, which (as PMDK assumes) does not tear the aligned words inside it. On memory that is not persistent memory the `msync` path is used and copies are
-//! ordinary `memcpy`.
+//! one instruction, which (as PMDK assumes) does not tear the aligned words inside it. On memory
+//! that is not persistent memory the `msync` path is used and copies are ordinary word copies.
+//!
+//! # Shared-memory accesses
+//!
+//! A pool mapping is read and written by several threads at once without a lock around every
+//! access (the allocator reads allocation headers while another lane publishes in the same run;
+//! an unlocked object read may run while a transaction writes the object). With plain copies
+//! that would be a data race — undefined behaviour in Rust's memory model, whatever the
+//! hardware does. So every access to such memory ([`load_shared`], [`store_shared`],
+//! [`fill_shared`], [`load_u64_shared`], [`store_u64_shared`], and the `_raw` copies and fills
+//! of [`Flusher`]) works on the **8-byte word lattice** of absolute addresses:
+//!
+//! - each aligned 8-byte word is accessed only as one `AtomicU64` (release stores, acquire
+//!   loads; on x86 plain `mov`s), or by an inline-assembly streaming store or cache flush
+//!   (opaque to the compiler, and writing aligned words whole);
+//! - a range that covers a word only partly loads the whole word and keeps the wanted bytes,
+//!   or stores by an atomic compare-exchange merge, so that all accesses to a word have the
+//!   same size (racing atomics of different sizes on overlapping bytes are undefined
+//!   behaviour too) and a concurrent store to the word's other bytes is never lost.
+//!
+//! The contract such a range `[p, p+len)` must meet (the **shared-memory contract**): every
+//! aligned 8-byte word overlapping it — including the parts of edge words outside the range —
+//! is valid for reads and writes for the duration of the call, and every concurrent access to
+//! those words goes through these functions (or is itself atomic). A page-granular mapping
+//! accessed only through [`crate::region::MappedRegion`] meets it.
+//!
+//! Readers then see each word as one store left it: never torn, never undefined. They may see
+//! a mix of old and new words of a multi-word range that is being written; deciding which
+//! ranges are consistent is the job of the layers above (locks, the chunk `info` re-check).
+//! Copies into ordinary, exclusively owned buffers ([`copy_words`], the slice API of
+//! [`Flusher`]) store their edge bytes plainly and never touch bytes outside the range.
 //!
 //! # Environment
 //!
@@ -36,6 +66,7 @@
 //! Tests need not use the environment: [`Flusher::with_path`] selects a path in-process.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Size of an x86 cache line, the unit of a flush.
@@ -359,10 +390,33 @@ impl Flusher {
 
     /// Copy `len` bytes from `src` to `dst` and make them durable according to `flags`.
     ///
+    /// The destination is treated as memory other threads may read or write at the same time
+    /// (a pool mapping): every store is an atomic access on the 8-byte word lattice (see
+    /// [`store_shared`]) or an opaque streaming store, never a plain store that could race.
+    ///
     /// # Safety
-    /// `dst` must be valid for `len` writes inside one live mapping, `src` valid for `len` reads,
-    /// and the two ranges must not overlap.
+    /// `dst` must satisfy the [shared-memory contract](self#shared-memory-accesses) for `len`
+    /// bytes and lie inside one live mapping; `src` must be valid for `len` reads and not be
+    /// written concurrently; the two ranges must not overlap.
     pub unsafe fn memcpy_raw(
+        &self,
+        dst: *mut u8,
+        src: *const u8,
+        len: usize,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        // SAFETY: forwarded caller guarantee (shared destination).
+        unsafe { self.memcpy_to::<true>(dst, src, len, flags) }
+    }
+
+    /// [`memcpy_raw`](Self::memcpy_raw) for a destination that is either shared (`SHARED`:
+    /// edge words merged atomically) or exclusively owned by the caller (edge bytes stored
+    /// plainly, nothing outside `[dst, dst+len)` touched).
+    ///
+    /// # Safety
+    /// As `memcpy_raw`; with `SHARED == false`, `dst` valid for `len` writes and not accessed
+    /// by anyone else during the call.
+    unsafe fn memcpy_to<const SHARED: bool>(
         &self,
         dst: *mut u8,
         src: *const u8,
@@ -371,10 +425,10 @@ impl Flusher {
     ) -> Result<(), PersistError> {
         if self.use_movnt(len, flags) {
             // SAFETY: forwarded caller guarantee; movnt is only enabled on x86_64 cache paths.
-            unsafe { self.memcpy_nt(dst, src, len) };
+            unsafe { self.memcpy_nt::<SHARED>(dst, src, len) };
         } else {
             // SAFETY: forwarded caller guarantee.
-            unsafe { copy_words(dst, src, len) };
+            unsafe { store_words::<SHARED>(dst, src, len) };
             if !flags.contains(Flags::NO_FLUSH) {
                 // SAFETY: dst..dst+len is mapped (caller).
                 unsafe { self.flush_raw(dst, len)? };
@@ -389,9 +443,28 @@ impl Flusher {
 
     /// Fill `len` bytes at `dst` with `byte` and make them durable according to `flags`.
     ///
+    /// The destination is treated as shared memory, as for [`memcpy_raw`](Self::memcpy_raw).
+    ///
     /// # Safety
-    /// `dst` must be valid for `len` writes inside one live mapping.
+    /// `dst` must satisfy the [shared-memory contract](self#shared-memory-accesses) for `len`
+    /// bytes and lie inside one live mapping.
     pub unsafe fn memset_raw(
+        &self,
+        dst: *mut u8,
+        byte: u8,
+        len: usize,
+        flags: Flags,
+    ) -> Result<(), PersistError> {
+        // SAFETY: forwarded caller guarantee (shared destination).
+        unsafe { self.memset_to::<true>(dst, byte, len, flags) }
+    }
+
+    /// [`memset_raw`](Self::memset_raw) for a shared or exclusive destination (as
+    /// [`memcpy_to`](Self::memcpy_to)).
+    ///
+    /// # Safety
+    /// As `memcpy_to` for `dst`.
+    unsafe fn memset_to<const SHARED: bool>(
         &self,
         dst: *mut u8,
         byte: u8,
@@ -400,10 +473,10 @@ impl Flusher {
     ) -> Result<(), PersistError> {
         if self.use_movnt(len, flags) {
             // SAFETY: forwarded caller guarantee.
-            unsafe { self.memset_nt(dst, byte, len) };
+            unsafe { self.memset_nt::<SHARED>(dst, byte, len) };
         } else {
             // SAFETY: forwarded caller guarantee.
-            unsafe { core::ptr::write_bytes(dst, byte, len) };
+            unsafe { fill_words::<SHARED>(dst, byte, len) };
             if !flags.contains(Flags::NO_FLUSH) {
                 // SAFETY: dst..dst+len is mapped (caller).
                 unsafe { self.flush_raw(dst, len)? };
@@ -439,8 +512,9 @@ impl Flusher {
         flags: Flags,
     ) -> Result<(), PersistError> {
         assert_eq!(dst.len(), src.len(), "memcpy_persist: length mismatch");
-        // SAFETY: distinct slices (one is &mut) cannot overlap and are valid for their length.
-        unsafe { self.memcpy_raw(dst.as_mut_ptr(), src.as_ptr(), src.len(), flags) }
+        // SAFETY: distinct slices (one is &mut) cannot overlap and are valid for their length;
+        // `&mut` makes the destination exclusive, so its edge bytes may be stored plainly.
+        unsafe { self.memcpy_to::<false>(dst.as_mut_ptr(), src.as_ptr(), src.len(), flags) }
     }
 
     /// Fill `dst` with `byte` and make it durable according to `flags`.
@@ -450,21 +524,25 @@ impl Flusher {
         byte: u8,
         flags: Flags,
     ) -> Result<(), PersistError> {
-        // SAFETY: a mutable slice is valid for writes over its length.
-        unsafe { self.memset_raw(dst.as_mut_ptr(), byte, dst.len(), flags) }
+        // SAFETY: a mutable slice is valid for writes over its length and exclusive.
+        unsafe { self.memset_to::<false>(dst.as_mut_ptr(), byte, dst.len(), flags) }
     }
 
-    /// Non-temporal copy: ordinary stores plus flush for the unaligned head and tail, streaming
+    /// Non-temporal copy: word stores plus flush for the unaligned head and tail, streaming
     /// stores for the aligned middle. Needs a drain afterwards.
-    unsafe fn memcpy_nt(&self, dst: *mut u8, src: *const u8, len: usize) {
+    ///
+    /// # Safety
+    /// As [`memcpy_to`](Self::memcpy_to).
+    unsafe fn memcpy_nt<const SHARED: bool>(&self, dst: *mut u8, src: *const u8, len: usize) {
         let head = (dst as usize).wrapping_neg() % CACHE_LINE;
         let head = head.min(len);
         let body = (len - head) / CACHE_LINE * CACHE_LINE;
         let tail = len - head - body;
-        // SAFETY: all offsets stay within [0, len), which the caller guarantees valid.
+        // SAFETY: all offsets stay within [0, len), which the caller guarantees valid; the
+        // body starts 64-byte aligned and is a multiple of 64 long.
         unsafe {
             if head > 0 {
-                copy_words(dst, src, head);
+                store_words::<SHARED>(dst, src, head);
                 self.flush_lines_cache(dst, head);
             }
             if body > 0 {
@@ -472,27 +550,31 @@ impl Flusher {
             }
             if tail > 0 {
                 let off = head + body;
-                copy_words(dst.add(off), src.add(off), tail);
+                store_words::<SHARED>(dst.add(off), src.add(off), tail);
                 self.flush_lines_cache(dst.add(off), tail);
             }
         }
     }
 
-    unsafe fn memset_nt(&self, dst: *mut u8, byte: u8, len: usize) {
+    /// Non-temporal fill (as [`memcpy_nt`](Self::memcpy_nt)).
+    ///
+    /// # Safety
+    /// As [`memset_to`](Self::memset_to).
+    unsafe fn memset_nt<const SHARED: bool>(&self, dst: *mut u8, byte: u8, len: usize) {
         let head = ((dst as usize).wrapping_neg() % CACHE_LINE).min(len);
         let body = (len - head) / CACHE_LINE * CACHE_LINE;
         let tail = len - head - body;
         // SAFETY: all offsets stay within [0, len), which the caller guarantees valid.
         unsafe {
             if head > 0 {
-                core::ptr::write_bytes(dst, byte, head);
+                fill_words::<SHARED>(dst, byte, head);
                 self.flush_lines_cache(dst, head);
             }
             if body > 0 {
                 nt::fill(dst.add(head), byte, body, self.avx);
             }
             if tail > 0 {
-                core::ptr::write_bytes(dst.add(head + body), byte, tail);
+                fill_words::<SHARED>(dst.add(head + body), byte, tail);
                 self.flush_lines_cache(dst.add(head + body), tail);
             }
         }
@@ -536,31 +618,232 @@ pub fn memset_persist(dst: &mut [u8], byte: u8, flags: Flags) -> Result<(), Pers
     Flusher::global().memset_persist(dst, byte, flags)
 }
 
-/// Copy `len` bytes so that every 8-byte-aligned word of the destination is written by one
-/// aligned 8-byte store, which x86 never tears: a word stored atomically in one mapping (for
-/// example with `Persister::write_u64` on the primary) is copied atomically too (for example to
-/// a replica by fan-out). `memcpy` gives no such promise (byte moves, `rep movsb`, overlapping
-/// unaligned vector stores). Bytes outside whole aligned words are copied one by one.
+/// The atomic view of the aligned 8-byte word at `p`.
 ///
 /// # Safety
-/// `dst` valid for `len` writes, `src` valid for `len` reads, the ranges do not overlap.
+/// `p` 8-byte aligned, valid for reads and writes for `'a`, and every concurrent access to it is
+/// atomic (the [shared-memory contract](self#shared-memory-accesses)).
+#[inline(always)]
+unsafe fn word<'a>(p: *const u8) -> &'a AtomicU64 {
+    debug_assert!(
+        p as usize % 8 == 0,
+        "word access at unaligned address {p:p}"
+    );
+    // SAFETY: the caller's guarantee is exactly `AtomicU64::from_ptr`'s (aligned, valid, only
+    // atomic concurrent accesses). An `&AtomicU64` allows the bytes to change under it.
+    unsafe { AtomicU64::from_ptr(p as *mut u64) }
+}
+
+/// Store `n` bytes from `src` into the word at `w` from byte `at` on, leaving its other bytes as
+/// they are, in one atomic step (compare-exchange): a concurrent store to the other bytes of
+/// the word is not lost, and a concurrent reader sees the word before or after, never between.
+///
+/// # Safety
+/// As [`word`] for `w`; `at + n <= 8`; `src` valid for `n` reads.
+#[inline]
+unsafe fn merge_word(w: *mut u8, at: usize, src: *const u8, n: usize) {
+    debug_assert!(at + n <= 8);
+    // SAFETY: forwarded caller guarantee.
+    let a = unsafe { word(w) };
+    let mut cur = a.load(Ordering::Relaxed);
+    loop {
+        let mut b = cur.to_ne_bytes();
+        // SAFETY: `at + n <= 8` keeps the copy inside `b`; `src` is valid for `n` reads.
+        unsafe { core::ptr::copy_nonoverlapping(src, b.as_mut_ptr().add(at), n) };
+        match a.compare_exchange_weak(
+            cur,
+            u64::from_ne_bytes(b),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Copy `len` bytes so that every 8-byte-aligned word of the destination is written by one
+/// aligned 8-byte atomic store, which x86 never tears: a word stored atomically in one mapping
+/// (for example with `Persister::write_u64` on the primary) is copied atomically too (for
+/// example to a replica by fan-out). `memcpy` gives no such promise (byte moves, `rep movsb`,
+/// overlapping unaligned vector stores). Bytes outside whole aligned words are stored one by
+/// one, plainly: the destination must be exclusive to the caller (for memory other threads may
+/// access, use [`store_shared`]).
+///
+/// # Safety
+/// `dst` valid for `len` writes and not accessed by anyone else during the call, `src` valid
+/// for `len` reads, the ranges do not overlap.
 pub unsafe fn copy_words(dst: *mut u8, src: *const u8, len: usize) {
-    let head = ((dst as usize).wrapping_neg() % 8).min(len);
+    // SAFETY: forwarded caller guarantee (exclusive destination).
+    unsafe { store_words::<false>(dst, src, len) }
+}
+
+/// Copy `len` bytes from ordinary memory at `src` into shared memory at `dst`: each aligned
+/// 8-byte word of the destination fully inside the range is one atomic store (release), each
+/// partly covered word at the edges one atomic compare-exchange merge. A concurrent reader
+/// using [`load_shared`] therefore sees every word either entirely before or entirely after
+/// this copy (words may change in any order), and a concurrent store to bytes outside the
+/// range is never lost.
+///
+/// # Safety
+/// `dst` satisfies the [shared-memory contract](self#shared-memory-accesses) for `len` bytes;
+/// `src` valid for `len` reads and not written during the call; the ranges do not overlap.
+pub unsafe fn store_shared(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: forwarded caller guarantee (shared destination).
+    unsafe { store_words::<true>(dst, src, len) }
+}
+
+/// [`copy_words`] (`SHARED == false`) or [`store_shared`] (`SHARED == true`).
+///
+/// # Safety
+/// As the function chosen by `SHARED`.
+#[inline]
+unsafe fn store_words<const SHARED: bool>(dst: *mut u8, src: *const u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let lead = dst as usize % 8;
+    let head = if lead == 0 { 0 } else { (8 - lead).min(len) };
     let words = (len - head) / 8;
     let tail = len - head - words * 8;
-    // SAFETY: every offset below stays inside [0, len), valid per the caller; the word stores
-    // are at 8-byte-aligned addresses (`dst + head` is aligned); loads are unaligned-safe.
+    // SAFETY: every offset below stays inside [0, len), valid per the caller; `dst + head` is
+    // 8-byte aligned, so every `word` is aligned; for `SHARED` the edge words (outside the
+    // range but overlapping it) are valid and atomic-only by the shared-memory contract;
+    // loads from `src` are unaligned-safe and plain (ordinary memory, not written meanwhile).
     unsafe {
-        core::ptr::copy_nonoverlapping(src, dst, head);
-        let (d, s) = (dst.add(head).cast::<u64>(), src.add(head).cast::<u64>());
-        for i in 0..words {
-            // Volatile keeps each store a single 8-byte `mov` (never merged into a `memcpy`
-            // call or split).
-            core::ptr::write_volatile(d.add(i), core::ptr::read_unaligned(s.add(i)));
+        if head > 0 {
+            if SHARED {
+                merge_word(dst.sub(lead), lead, src, head);
+            } else {
+                core::ptr::copy_nonoverlapping(src, dst, head);
+            }
         }
-        let at = head + words * 8;
-        core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), tail);
+        let (d, s) = (dst.add(head), src.add(head));
+        for i in 0..words {
+            let v = core::ptr::read_unaligned(s.add(8 * i).cast::<u64>());
+            word(d.add(8 * i)).store(v, Ordering::Release);
+        }
+        if tail > 0 {
+            let at = head + words * 8;
+            if SHARED {
+                merge_word(dst.add(at), 0, src.add(at), tail);
+            } else {
+                core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), tail);
+            }
+        }
     }
+}
+
+/// Fill `len` bytes of shared memory at `dst` with `byte`, word by word as [`store_shared`].
+///
+/// # Safety
+/// `dst` satisfies the [shared-memory contract](self#shared-memory-accesses) for `len` bytes.
+pub unsafe fn fill_shared(dst: *mut u8, byte: u8, len: usize) {
+    // SAFETY: forwarded caller guarantee.
+    unsafe { fill_words::<true>(dst, byte, len) }
+}
+
+/// [`fill_shared`] (`SHARED == true`) or a plain fill of exclusive memory (`false`).
+///
+/// # Safety
+/// As [`fill_shared`], or for `SHARED == false` `dst` valid for `len` writes and exclusive.
+#[inline]
+unsafe fn fill_words<const SHARED: bool>(dst: *mut u8, byte: u8, len: usize) {
+    if !SHARED {
+        // SAFETY: exclusive and valid per the caller. A fill stores one byte value everywhere,
+        // so no word of it can be observed torn between two values it was given.
+        unsafe { core::ptr::write_bytes(dst, byte, len) };
+        return;
+    }
+    if len == 0 {
+        return;
+    }
+    let pattern = [byte; 8];
+    let lead = dst as usize % 8;
+    let head = if lead == 0 { 0 } else { (8 - lead).min(len) };
+    let words = (len - head) / 8;
+    let tail = len - head - words * 8;
+    let v = u64::from_ne_bytes(pattern);
+    // SAFETY: as in `store_words::<true>`.
+    unsafe {
+        if head > 0 {
+            merge_word(dst.sub(lead), lead, pattern.as_ptr(), head);
+        }
+        let d = dst.add(head);
+        for i in 0..words {
+            word(d.add(8 * i)).store(v, Ordering::Release);
+        }
+        if tail > 0 {
+            merge_word(dst.add(head + words * 8), 0, pattern.as_ptr(), tail);
+        }
+    }
+}
+
+/// Copy `len` bytes from shared memory at `src` into ordinary memory at `dst`: every aligned
+/// 8-byte word overlapping the source range is read with one atomic load (acquire), so each
+/// word is seen entirely as one store left it (words of a multi-word copy may come from
+/// different stores, as with any unlocked read). Edge words are loaded whole and only the
+/// bytes inside the range are kept.
+///
+/// # Safety
+/// `src` satisfies the [shared-memory contract](self#shared-memory-accesses) for `len` bytes;
+/// `dst` valid for `len` writes and not accessed by anyone else during the call; the ranges do
+/// not overlap.
+pub unsafe fn load_shared(dst: *mut u8, src: *const u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let lead = src as usize % 8;
+    let head = if lead == 0 { 0 } else { (8 - lead).min(len) };
+    let words = (len - head) / 8;
+    let tail = len - head - words * 8;
+    // SAFETY: every offset stays inside [0, len) of `dst`; the words read are the aligned
+    // words overlapping the source range, valid and atomic-only by the shared-memory contract;
+    // stores into `dst` are unaligned-safe.
+    unsafe {
+        if head > 0 {
+            let w = word(src.sub(lead)).load(Ordering::Acquire).to_ne_bytes();
+            core::ptr::copy_nonoverlapping(w.as_ptr().add(lead), dst, head);
+        }
+        let (d, s) = (dst.add(head), src.add(head));
+        for i in 0..words {
+            let v = word(s.add(8 * i)).load(Ordering::Acquire);
+            core::ptr::write_unaligned(d.add(8 * i).cast::<u64>(), v);
+        }
+        if tail > 0 {
+            let at = head + words * 8;
+            let w = word(src.add(at)).load(Ordering::Acquire).to_ne_bytes();
+            core::ptr::copy_nonoverlapping(w.as_ptr(), dst.add(at), tail);
+        }
+    }
+}
+
+/// One atomic (acquire) load of the aligned word at `p`, in memory byte order.
+///
+/// # Safety
+/// `p` 8-byte aligned and satisfying the [shared-memory contract](self#shared-memory-accesses).
+#[inline]
+pub unsafe fn load_u64_shared(p: *const u8) -> u64 {
+    assert!(
+        p as usize % 8 == 0,
+        "load_u64_shared at unaligned address {p:p}"
+    );
+    // SAFETY: aligned (checked) and shared-memory contract (caller).
+    unsafe { word(p) }.load(Ordering::Acquire)
+}
+
+/// One atomic (release) store of `v`, in memory byte order, to the aligned word at `p`.
+///
+/// # Safety
+/// As [`load_u64_shared`].
+#[inline]
+pub unsafe fn store_u64_shared(p: *mut u8, v: u64) {
+    assert!(
+        p as usize % 8 == 0,
+        "store_u64_shared at unaligned address {p:p}"
+    );
+    // SAFETY: aligned (checked) and shared-memory contract (caller).
+    unsafe { word(p) }.store(v, Ordering::Release)
 }
 
 /// Store fence: orders every earlier store, flush and streaming store before later stores.
@@ -640,12 +923,21 @@ fn msync_range(ptr: *const u8, len: usize) -> Result<(), PersistError> {
 }
 
 /// Streaming-store loops. Lengths are multiples of 64 and `dst` is 64-byte aligned.
+///
+/// The stores are inline assembly (`movntdq` / `vmovntdq`), not the `_mm*_stream_*`
+/// intrinsics: the compiler sees an opaque block that may access the destination in any way
+/// an atomic access could, so a streaming store racing with another thread's atomic loads of
+/// the same words is not a data race in Rust's memory model (a store the compiler knows as a
+/// plain store would be). On the hardware each aligned 16- or 32-byte streaming store writes
+/// its aligned 8-byte words whole. The loads come from the caller's ordinary source buffer.
 #[cfg(target_arch = "x86_64")]
 mod nt {
+    use core::arch::asm;
     use core::arch::x86_64::*;
 
     /// # Safety
-    /// `dst` 64-byte aligned, valid for `len` writes; `src` valid for `len` reads; `len % 64 == 0`.
+    /// `dst` 64-byte aligned, valid for `len` writes, accessed by others only atomically;
+    /// `src` valid for `len` reads and not written meanwhile; `len % 64 == 0`.
     pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, avx: bool) {
         debug_assert!(dst as usize % 64 == 0 && len % 64 == 0);
         if avx {
@@ -661,14 +953,20 @@ mod nt {
     unsafe fn copy_avx(dst: *mut u8, src: *const u8, len: usize) {
         let mut off = 0;
         while off < len {
-            // SAFETY: off + 64 <= len; dst+off is 32-byte aligned (64-byte aligned base).
+            // SAFETY: off + 64 <= len; dst+off is 64-byte aligned (so 32-byte aligned for
+            // `vmovntdq`); the asm stores exactly the 64 bytes at dst+off and touches no stack.
             unsafe {
                 let s = src.add(off) as *const __m256i;
-                let d = dst.add(off) as *mut __m256i;
                 let a = _mm256_loadu_si256(s);
                 let b = _mm256_loadu_si256(s.add(1));
-                _mm256_stream_si256(d, a);
-                _mm256_stream_si256(d.add(1), b);
+                asm!(
+                    "vmovntdq [{d}], {a}",
+                    "vmovntdq [{d} + 32], {b}",
+                    d = in(reg) dst.add(off),
+                    a = in(ymm_reg) a,
+                    b = in(ymm_reg) b,
+                    options(nostack, preserves_flags),
+                );
             }
             off += 64;
         }
@@ -677,18 +975,26 @@ mod nt {
     unsafe fn copy_sse2(dst: *mut u8, src: *const u8, len: usize) {
         let mut off = 0;
         while off < len {
-            // SAFETY: off + 64 <= len; dst+off is 16-byte aligned.
+            // SAFETY: off + 64 <= len; dst+off is 16-byte aligned; the asm stores exactly the
+            // 64 bytes at dst+off.
             unsafe {
                 let s = src.add(off) as *const __m128i;
-                let d = dst.add(off) as *mut __m128i;
                 let a = _mm_loadu_si128(s);
                 let b = _mm_loadu_si128(s.add(1));
                 let c = _mm_loadu_si128(s.add(2));
                 let e = _mm_loadu_si128(s.add(3));
-                _mm_stream_si128(d, a);
-                _mm_stream_si128(d.add(1), b);
-                _mm_stream_si128(d.add(2), c);
-                _mm_stream_si128(d.add(3), e);
+                asm!(
+                    "movntdq [{d}], {a}",
+                    "movntdq [{d} + 16], {b}",
+                    "movntdq [{d} + 32], {c}",
+                    "movntdq [{d} + 48], {e}",
+                    d = in(reg) dst.add(off),
+                    a = in(xmm_reg) a,
+                    b = in(xmm_reg) b,
+                    c = in(xmm_reg) c,
+                    e = in(xmm_reg) e,
+                    options(nostack, preserves_flags),
+                );
             }
             off += 64;
         }
@@ -712,11 +1018,15 @@ mod nt {
         let v = _mm256_set1_epi8(byte as i8);
         let mut off = 0;
         while off < len {
-            // SAFETY: off + 64 <= len, aligned.
+            // SAFETY: off + 64 <= len, 32-byte aligned; stores exactly 64 bytes at dst+off.
             unsafe {
-                let d = dst.add(off) as *mut __m256i;
-                _mm256_stream_si256(d, v);
-                _mm256_stream_si256(d.add(1), v);
+                asm!(
+                    "vmovntdq [{d}], {v}",
+                    "vmovntdq [{d} + 32], {v}",
+                    d = in(reg) dst.add(off),
+                    v = in(ymm_reg) v,
+                    options(nostack, preserves_flags),
+                );
             }
             off += 64;
         }
@@ -727,26 +1037,37 @@ mod nt {
         let v = unsafe { _mm_set1_epi8(byte as i8) };
         let mut off = 0;
         while off < len {
-            // SAFETY: off + 64 <= len, aligned.
+            // SAFETY: off + 64 <= len, 16-byte aligned; stores exactly 64 bytes at dst+off.
             unsafe {
-                let d = dst.add(off) as *mut __m128i;
-                _mm_stream_si128(d, v);
-                _mm_stream_si128(d.add(1), v);
-                _mm_stream_si128(d.add(2), v);
-                _mm_stream_si128(d.add(3), v);
+                asm!(
+                    "movntdq [{d}], {v}",
+                    "movntdq [{d} + 16], {v}",
+                    "movntdq [{d} + 32], {v}",
+                    "movntdq [{d} + 48], {v}",
+                    d = in(reg) dst.add(off),
+                    v = in(xmm_reg) v,
+                    options(nostack, preserves_flags),
+                );
             }
             off += 64;
         }
     }
 }
 
+/// Without streaming stores: word-atomic copies and fills (the body is whole aligned words).
 #[cfg(not(target_arch = "x86_64"))]
 mod nt {
+    /// # Safety
+    /// As the x86_64 version.
     pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, _avx: bool) {
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) }
+        // SAFETY: forwarded; the range is whole aligned words, so no edge word is touched.
+        unsafe { super::store_shared(dst, src, len) }
     }
+    /// # Safety
+    /// As the x86_64 version.
     pub unsafe fn fill(dst: *mut u8, byte: u8, len: usize, _avx: bool) {
-        unsafe { core::ptr::write_bytes(dst, byte, len) }
+        // SAFETY: as above.
+        unsafe { super::fill_shared(dst, byte, len) }
     }
 }
 
@@ -989,6 +1310,88 @@ mod tests {
         );
         assert!(!f.avx || cpu().avx);
         assert_eq!(all.intersect(cpu()), cpu());
+    }
+
+    /// The shared-memory copies, fills and loads are exact at every alignment and length and
+    /// leave every byte outside the range as it was (edge words are merged, not overwritten).
+    #[test]
+    fn shared_accesses_are_exact_at_every_alignment() {
+        let src: Vec<u8> = (0..200u32).map(|i| (i * 13 + 1) as u8).collect();
+        for off in 0..17 {
+            for len in 0..70 {
+                // Word-aligned backing memory, so edge words stay inside the allocation.
+                let mut mem = vec![0u64; 16];
+                let base = mem.as_mut_ptr().cast::<u8>();
+                let before: Vec<u8> = (0..128u32).map(|i| (i * 5 + 200) as u8).collect();
+                // SAFETY (all blocks below): `mem` is 128 bytes, 8-aligned, used by this
+                // thread only; off + len <= 86, so every edge word is inside it.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(before.as_ptr(), base, 128);
+                    store_shared(base.add(off), src.as_ptr(), len);
+                }
+                let mut got = vec![0u8; 128];
+                unsafe { core::ptr::copy_nonoverlapping(base, got.as_mut_ptr(), 128) };
+                assert_eq!(&got[off..off + len], &src[..len], "store {off}+{len}");
+                assert_eq!(&got[..off], &before[..off], "store {off}+{len} head");
+                assert_eq!(
+                    &got[off + len..],
+                    &before[off + len..],
+                    "store {off}+{len} tail"
+                );
+                let mut back = vec![0xEEu8; len + 2];
+                unsafe { load_shared(back.as_mut_ptr().add(1), base.add(off), len) };
+                assert_eq!(&back[1..len + 1], &src[..len], "load {off}+{len}");
+                assert_eq!((back[0], back[len + 1]), (0xEE, 0xEE), "load {off}+{len}");
+                unsafe { fill_shared(base.add(off), 0x3C, len) };
+                unsafe { core::ptr::copy_nonoverlapping(base, got.as_mut_ptr(), 128) };
+                assert!(got[off..off + len].iter().all(|&b| b == 0x3C));
+                assert_eq!(&got[..off], &before[..off], "fill {off}+{len} head");
+                assert_eq!(
+                    &got[off + len..],
+                    &before[off + len..],
+                    "fill {off}+{len} tail"
+                );
+            }
+        }
+        let mut w = [0u64; 2];
+        let p = w.as_mut_ptr().cast::<u8>();
+        // SAFETY: aligned words of a local array, this thread only.
+        unsafe {
+            store_u64_shared(p.add(8), 0x0102_0304_0506_0708);
+            assert_eq!(load_u64_shared(p.add(8)), 0x0102_0304_0506_0708);
+        }
+        assert_eq!(w, [0, 0x0102_0304_0506_0708]);
+    }
+
+    /// Two threads storing disjoint byte ranges of the same words (edge merges racing with
+    /// each other) never lose a store: each merge is one compare-exchange of the whole word.
+    #[test]
+    fn racing_edge_merges_lose_no_store() {
+        use std::sync::atomic::AtomicU64;
+        let mem: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
+        let base = mem.as_ptr() as usize;
+        std::thread::scope(|s| {
+            for t in 0..2u8 {
+                s.spawn(move || {
+                    for round in 1..=2000u32 {
+                        let v = [(round as u8) ^ (t * 0x55); 3];
+                        // Thread 0 stores bytes 2..5 of each word, thread 1 bytes 5..8:
+                        // disjoint ranges inside the same words.
+                        let at = if t == 0 { 2 } else { 5 };
+                        for w in 0..4 {
+                            // SAFETY: inside `mem` (aligned atomics); all accesses are atomic.
+                            unsafe { store_shared((base + 8 * w + at) as *mut u8, v.as_ptr(), 3) };
+                        }
+                    }
+                });
+            }
+        });
+        for w in &mem {
+            let b = w.load(Ordering::Relaxed).to_ne_bytes();
+            assert_eq!(&b[2..5], &[(2000u32 as u8); 3], "{b:?}");
+            assert_eq!(&b[5..8], &[(2000u32 as u8) ^ 0x55; 3], "{b:?}");
+            assert_eq!(&b[..2], &[0, 0]);
+        }
     }
 
     /// S4: `copy_words` copies right at every alignment and length, and touches nothing else.

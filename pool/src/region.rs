@@ -8,7 +8,7 @@
 //! Offsets are `usize` byte offsets into the region. An offset or length outside the region is a
 //! programmer error and panics with the bounds in the message.
 
-use crate::persist::{Flags, Flusher, PersistError};
+use crate::persist::{self, Flags, Flusher, PersistError};
 
 /// A region of (possibly) persistent memory that code writes through.
 ///
@@ -17,18 +17,22 @@ use crate::persist::{Flags, Flusher, PersistError};
 /// until every earlier flush is complete. Only after `flush` + `drain` is a store guaranteed to
 /// survive a crash. Aligned 8-byte stores ([`write_u64`](Self::write_u64)) are never torn.
 ///
-/// # Concurrency (caller contract)
-/// Methods take `&self`, so a region can be shared between threads, but stores are plain
-/// (non-atomic) memory operations: two threads must never access overlapping ranges at the same
-/// time when at least one of them stores (`write`, `fill`, `write_u64`, `memcpy_persist`,
-/// `memset_persist`; `flush` of a range another thread is storing to also reads it when it fans
-/// out). For the hardware region such a race is a data race, which is undefined behaviour in
-/// Rust's memory model, not merely torn data. The safe API does not prevent it — per-range locks
-/// on every store would cost the hot path more than the layers above pay for their own
-/// serialization — so it is their duty: each lane, transaction or allocator structure owns the
-/// ranges it writes, and hands them over with proper synchronization (a lock or a channel).
-/// Disjoint ranges may be used concurrently; only the caller's 64-byte-line sharing then
-/// matters for performance, not correctness.
+/// # Concurrency
+/// Methods take `&self`, so a region can be shared between threads, and every implementation
+/// must stay sound when they race: overlapping reads and stores from several threads at the
+/// same time are allowed and are never undefined behaviour. What a racing reader sees is
+/// defined per aligned 8-byte word: each such word is seen entirely as some store left it
+/// (never torn, [`write_u64`](Self::write_u64) included), but the words of a longer range
+/// being stored concurrently may be seen partly old and partly new. [`MappedRegion`] gets this
+/// from word-atomic accesses (see [`crate::persist#shared-memory-accesses`]); the in-memory
+/// implementations from a lock around every call.
+///
+/// Consistency beyond one word is the caller's duty: each lane, transaction or allocator
+/// structure owns the ranges it writes and hands them over with proper synchronization (a lock
+/// or a channel), or re-checks what it read (as the allocator's lock-free object lookup does).
+/// A reader that observes a word stored by `write_u64` (or by `write`) also observes every
+/// store the writer made to that region before it (release/acquire per word). Disjoint ranges
+/// may be used concurrently; only 64-byte-line sharing then matters, for performance.
 ///
 /// # Errors (contract relied on by palloc and tx)
 /// An error of kind [`PersistError::Replica`] from `flush`, `drain` or `persist` means the
@@ -145,9 +149,11 @@ pub(crate) fn check_bounds(off: usize, len: usize, size: usize) {
 
 /// A mapped range of memory with a hardware [`Flusher`].
 ///
-/// Stores go through raw pointers; no Rust reference to the mapped bytes is ever created,
-/// because the file behind a shared mapping can change under us (other mappings of it), which
-/// Rust references must never observe.
+/// Every access is word-atomic (the shared-memory contract of [`crate::persist`]), so threads
+/// may read and write overlapping ranges at the same time without a data race. No Rust
+/// reference to the mapped bytes is ever created except transient `&AtomicU64`s, which allow
+/// the bytes to change under them: the file behind a shared mapping can change under us (other
+/// mappings of it), which plain references must never observe.
 pub struct MappedRegion {
     ptr: *mut u8,
     len: usize,
@@ -158,25 +164,34 @@ pub struct MappedRegion {
 // SAFETY: the region owns its mapping (through `_owner`) and holds no thread-bound state, so
 // moving it to another thread is sound.
 unsafe impl Send for MappedRegion {}
-// SAFETY: shared use from several threads is sound only under the caller contract stated on
-// `Persister` ("Concurrency"): accesses to overlapping ranges, at least one of them a store,
-// must not happen at the same time. Such a race is a data race, undefined behaviour in Rust's
-// memory model (not merely torn data); the safe API does not prevent it, the layers above
-// serialize per range.
+// SAFETY: every access to the mapped bytes through `&self` is an atomic access of the aligned
+// 8-byte words it overlaps (`persist::load_shared`/`store_shared`/`fill_shared`/`*_u64_shared`),
+// or an inline-assembly streaming store or cache flush, which the compiler treats as opaque
+// (possibly atomic) accesses. Racing calls from several threads, on overlapping ranges too,
+// are therefore never a data race; `new`'s contract makes every such word valid and reachable
+// only through this region.
 unsafe impl Sync for MappedRegion {}
 
 impl MappedRegion {
     /// A region over `[ptr, ptr+len)`, kept alive by `owner` (e.g. the mapping).
     ///
     /// # Safety
-    /// `[ptr, ptr+len)` must be readable and writable for as long as `owner` lives, and must not
-    /// be accessed through Rust references while this region exists.
+    /// Every aligned 8-byte word overlapping `[ptr, ptr+len)` (edge words included: a range at
+    /// the region's edge loads or merges its whole word) must be readable and writable for as
+    /// long as `owner` lives, and must not be accessed through Rust references, nor by plain
+    /// (non-atomic) accesses from this process, while this region exists. A page-granular
+    /// mapping used only through this region meets this.
     pub unsafe fn new(
         ptr: *mut u8,
         len: usize,
         flusher: Flusher,
         owner: Box<dyn Send + Sync>,
     ) -> Self {
+        // Offsets that are multiples of 8 must be aligned words (`write_u64`, the word lattice).
+        assert!(
+            ptr as usize % 8 == 0,
+            "MappedRegion at {ptr:p}: base must be 8-byte aligned"
+        );
         MappedRegion {
             ptr,
             len,
@@ -212,29 +227,43 @@ impl Persister for MappedRegion {
 
     fn read(&self, off: usize, buf: &mut [u8]) {
         check_bounds(off, buf.len(), self.len);
-        // SAFETY: bounds checked; the mapping lives as long as self; `buf` is ordinary memory.
-        unsafe { core::ptr::copy_nonoverlapping(self.ptr.add(off), buf.as_mut_ptr(), buf.len()) }
+        // SAFETY: bounds checked; the words overlapping the range are valid and accessed only
+        // atomically (`new`'s contract); `buf` is ordinary memory, exclusive (`&mut`), and
+        // cannot alias the mapping (no references into it exist).
+        unsafe { persist::load_shared(buf.as_mut_ptr(), self.ptr.add(off), buf.len()) }
     }
 
     fn write(&self, off: usize, data: &[u8]) {
         check_bounds(off, data.len(), self.len);
-        // SAFETY: bounds checked; `data` cannot alias the mapping (no references into it exist).
-        // Word-wise, so an aligned 8-byte word is never torn (see `copy_words`).
-        unsafe { crate::persist::copy_words(self.ptr.add(off), data.as_ptr(), data.len()) }
+        // SAFETY: as in `read`; `data` cannot alias the mapping. Word-atomic, so an aligned
+        // 8-byte word is never torn and concurrent readers never race (see `store_shared`).
+        unsafe { persist::store_shared(self.ptr.add(off), data.as_ptr(), data.len()) }
     }
 
     fn fill(&self, off: usize, byte: u8, len: usize) {
         check_bounds(off, len, self.len);
-        // SAFETY: bounds checked.
-        unsafe { core::ptr::write_bytes(self.ptr.add(off), byte, len) }
+        // SAFETY: as in `write`.
+        unsafe { persist::fill_shared(self.ptr.add(off), byte, len) }
+    }
+
+    fn read_u64(&self, off: usize) -> u64 {
+        check_bounds(off, 8, self.len);
+        if off % 8 != 0 {
+            let mut b = [0u8; 8];
+            self.read(off, &mut b);
+            return u64::from_le_bytes(b);
+        }
+        // SAFETY: in bounds and 8-byte aligned (mappings are page aligned, `new`'s contract
+        // makes the word valid and atomic-only): one atomic load, never torn.
+        u64::from_le(unsafe { persist::load_u64_shared(self.ptr.add(off)) })
     }
 
     fn write_u64(&self, off: usize, v: u64) {
         assert!(off % 8 == 0, "write_u64 at unaligned offset {off}");
         check_bounds(off, 8, self.len);
-        // SAFETY: in bounds and 8-byte aligned (mappings are page aligned); a volatile aligned
-        // u64 store compiles to one `mov`, which x86 performs atomically.
-        unsafe { core::ptr::write_volatile(self.ptr.add(off) as *mut u64, v.to_le()) }
+        // SAFETY: in bounds and 8-byte aligned (mappings are page aligned): one atomic store,
+        // a single `mov` on x86, never torn.
+        unsafe { persist::store_u64_shared(self.ptr.add(off), v.to_le()) }
     }
 
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
@@ -250,7 +279,8 @@ impl Persister for MappedRegion {
 
     fn memcpy_persist(&self, off: usize, data: &[u8], flags: Flags) -> Result<(), PersistError> {
         check_bounds(off, data.len(), self.len);
-        // SAFETY: in bounds; `data` does not alias the mapping.
+        // SAFETY: in bounds; the destination meets the shared-memory contract (`new`); `data`
+        // does not alias the mapping.
         unsafe {
             self.flusher
                 .memcpy_raw(self.ptr.add(off), data.as_ptr(), data.len(), flags)
@@ -265,7 +295,7 @@ impl Persister for MappedRegion {
         flags: Flags,
     ) -> Result<(), PersistError> {
         check_bounds(off, len, self.len);
-        // SAFETY: in bounds.
+        // SAFETY: in bounds; the destination meets the shared-memory contract (`new`).
         unsafe { self.flusher.memset_raw(self.ptr.add(off), byte, len, flags) }
     }
 }

@@ -395,6 +395,13 @@ impl<P: Persister + ?Sized> ObjPool<P> {
     }
 
     /// A copy of the object `ptr` points to.
+    ///
+    /// Takes no lock, so it may run while another thread's transaction writes the same object
+    /// (isolation is none beyond locks, as libpmemobj). That race is sound — every `Persister`
+    /// must allow concurrent reads and stores, the hardware region through word-atomic
+    /// accesses — and its outcome is defined per aligned 8-byte word: each word of the copy is
+    /// whole, as the writer (or its roll-back) left it, but the copy may mix old and new words.
+    /// Hold a persistent lock ([`crate::PMutex`], [`crate::PRwLock`]) for a consistent copy.
     pub fn read<T: PType>(&self, ptr: &PPtr<T>) -> Result<T, Error> {
         let off = self.check_live(ptr)?;
         let mut v = T::new_zeroed();
