@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::error::DecodeError;
+use crate::inline::InlineRecords;
 use crate::msg::{EncodeError, Message};
 use crate::types::{MsgType, Secret};
 use crate::wire::{FrameHeader, LaneConnectWire};
@@ -103,6 +104,30 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
 /// Decodes exactly one frame: `frame` must hold the header and the whole body and nothing more
 /// (a lane receive buffer, for instance).
 pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+    let (head, body) = split_frame(frame)?;
+    Message::decode_body(head.msg_type, body)
+}
+
+/// A frame received on a data lane: a PERSIST_INLINE, checked but not copied, or any other
+/// message.
+#[derive(Debug)]
+pub enum LaneFrame<'a> {
+    Inline(InlineRecords<'a>),
+    Message(Message),
+}
+
+/// Decodes one whole frame as rpmemd's lanes do: exactly as [`decode`], except that a
+/// PERSIST_INLINE is checked in place instead of copied into a [`Message`].
+pub fn decode_lane_frame(frame: &[u8]) -> Result<LaneFrame<'_>, DecodeError> {
+    let (head, body) = split_frame(frame)?;
+    if head.msg_type == MsgType::PersistInline {
+        return InlineRecords::parse(body).map(LaneFrame::Inline);
+    }
+    Message::decode_body(head.msg_type, body).map(LaneFrame::Message)
+}
+
+/// The checked header and the body of one whole frame (no bytes missing, none after it).
+fn split_frame(frame: &[u8]) -> Result<(FrameHead, &[u8]), DecodeError> {
     let Some((head, body)) = frame.split_first_chunk::<HEADER_LEN>() else {
         return Err(DecodeError::Truncated {
             msg: "frame header",
@@ -123,7 +148,7 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
             extra: body.len() - want,
         });
     }
-    Message::decode_body(head.msg_type, body)
+    Ok((head, body))
 }
 
 /// Failure to read a message from a stream.

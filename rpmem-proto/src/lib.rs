@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod frame;
+pub mod inline;
 pub mod msg;
 pub mod session;
 pub mod types;
@@ -24,9 +25,10 @@ use std::time::Duration;
 
 pub use error::{DecodeError, ProtocolError};
 pub use frame::{
-    decode, decode_header, encode, encode_into, read_message, write_message, FrameHead,
-    LaneConnect, ReadError, WriteError,
+    decode, decode_header, decode_lane_frame, encode, encode_into, read_message, write_message,
+    FrameHead, LaneConnect, LaneFrame, ReadError, WriteError,
 };
+pub use inline::{InlineBatch, InlineRecord, InlineRecords};
 pub use msg::{check_range, EncodeError, Hello, HelloResp, Message, PoolRequest, PoolResp};
 pub use types::{
     Capabilities, MsgType, PersistMethod, PoolAttr, Provider, Secret, Status, UnknownStatus,
@@ -37,7 +39,7 @@ pub use write_data::WriteData;
 /// Protocol major version: bumped for any incompatible change of a byte map.
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version: bumped when message types or capability bits are added.
-pub const PROTO_MINOR: u16 = 1;
+pub const PROTO_MINOR: u16 = 2;
 
 /// Frame magic, bytes `R P M F` on the wire.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"RPMF");
@@ -59,6 +61,8 @@ pub const MAX_LANES: u32 = 1024;
 /// Largest frame on a data lane (a PERSIST: header + 24 bytes). Lane receive buffers must hold
 /// at least this much.
 pub const LANE_FRAME_MAX: usize = HEADER_LEN + 24;
+/// Largest PERSIST_INLINE frame (protocol 1.2): rpmemd's lane receive buffers hold this much.
+pub const LANE_INLINE_FRAME_MAX: usize = 4096;
 /// Size of the lane connection-request data.
 pub const LANE_CONNECT_LEN: usize = 48;
 
@@ -84,6 +88,23 @@ pub fn fuzz_decode(data: &[u8]) {
     if let Ok(m) = decode(data) {
         let again = encode(&m).expect("a decoded message re-encodes");
         assert_eq!(again, data, "decode -> encode changed the bytes of {m:?}");
+    }
+    // Lane framing (rpmemd's lanes): accepts exactly what `decode` accepts, with the same records.
+    match (decode_lane_frame(data), decode(data)) {
+        (
+            Ok(LaneFrame::Inline(r)),
+            Ok(Message::PersistInline {
+                lane,
+                relaxed,
+                records,
+            }),
+        ) => {
+            assert_eq!((r.lane, r.relaxed), (lane, relaxed));
+            assert_eq!(r.to_owned_records(), records);
+        }
+        (Ok(LaneFrame::Message(a)), Ok(b)) => assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("lane decode {a:?} disagrees with decode {b:?}"),
     }
     // Stream framing, as the control channel is read: same property for the consumed prefix.
     let mut cursor = std::io::Cursor::new(data);

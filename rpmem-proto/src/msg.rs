@@ -140,6 +140,13 @@ pub enum Message {
         offset: u64,
         length: u64,
     },
+    /// (1.2) Store each record's bytes at its offset and make them durable, in message order
+    /// on the lane (§8.6).
+    PersistInline {
+        lane: u32,
+        relaxed: bool,
+        records: Vec<crate::inline::InlineRecord>,
+    },
     PersistResp {
         lane: u32,
         status: Status,
@@ -183,6 +190,7 @@ impl Message {
             Message::RemoveResp(_) => MsgType::RemoveResp,
             Message::Error { .. } => MsgType::Error,
             Message::Persist { .. } => MsgType::Persist,
+            Message::PersistInline { .. } => MsgType::PersistInline,
             Message::PersistResp { .. } => MsgType::PersistResp,
         }
     }
@@ -329,6 +337,48 @@ impl Message {
                     length: (*length).into(),
                 },
             ),
+            Message::PersistInline {
+                lane,
+                relaxed,
+                records,
+            } => {
+                if records.is_empty() {
+                    return Err(EncodeError {
+                        msg: name,
+                        field: "records",
+                        why: "is empty, a PERSIST_INLINE carries at least one".into(),
+                    });
+                }
+                let start = out.len();
+                crate::inline::encode_body(out, *lane, *relaxed, records);
+                let bad = records
+                    .iter()
+                    .find(|r| r.data.is_empty() || r.data.len() > crate::inline::INLINE_DATA_MAX);
+                if let Some(r) = bad {
+                    out.truncate(start);
+                    return Err(EncodeError {
+                        msg: name,
+                        field: "record length",
+                        why: format!(
+                            "is {}, must be 1 ..= {}",
+                            r.data.len(),
+                            crate::inline::INLINE_DATA_MAX
+                        ),
+                    });
+                }
+                if out.len() - start > crate::inline::INLINE_BODY_MAX {
+                    let len = out.len() - start;
+                    out.truncate(start);
+                    return Err(EncodeError {
+                        msg: name,
+                        field: "records",
+                        why: format!(
+                            "make a body of {len} bytes, the maximum is {}",
+                            crate::inline::INLINE_BODY_MAX
+                        ),
+                    });
+                }
+            }
             Message::PersistResp { lane, status } => put(
                 out,
                 &PersistRespWire {
@@ -453,6 +503,15 @@ impl Message {
                     deep: flags & PERSIST_DEEP != 0,
                     offset: w.offset.get(),
                     length: w.length.get(),
+                }
+            }
+            MsgType::PersistInline => {
+                let p = crate::inline::InlineRecords::parse(r.buf)?;
+                r.buf = &[];
+                Message::PersistInline {
+                    lane: p.lane,
+                    relaxed: p.relaxed,
+                    records: p.to_owned_records(),
                 }
             }
             MsgType::PersistResp => {

@@ -226,6 +226,30 @@ pub fn check_write_data(
     crate::msg::check_range(wd.offset, wd.length, pool_size)
 }
 
+/// rpmemd's checks on a PERSIST_INLINE (§8.6) arriving on the endpoint of lane
+/// `endpoint_lane`: the message must name that lane and every record's range must lie inside
+/// the pool. On failure rpmemd answers PERSIST_RESP with [`ProtocolError::status`], stores
+/// none of the records, and keeps the lane open.
+///
+/// Whether PERSIST_INLINE may arrive at all (INLINE_PERSIST negotiated) is the caller's check:
+/// without it the message is malformed and ends the session, like write data (§8.5).
+pub fn check_inline(
+    msg: &crate::inline::InlineRecords<'_>,
+    endpoint_lane: u32,
+    pool_size: u64,
+) -> Result<(), ProtocolError> {
+    if msg.lane != endpoint_lane {
+        return Err(ProtocolError::Illegal {
+            field: "lane",
+            value: msg.lane.into(),
+            why: "differs from the lane this endpoint connected as",
+        });
+    }
+    msg.iter().try_for_each(|(offset, data)| {
+        crate::msg::check_range(offset, data.len() as u64, pool_size)
+    })
+}
+
 impl ProtocolError {
     /// The status code that reports this error to the peer.
     pub fn status(&self) -> Status {

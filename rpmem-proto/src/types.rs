@@ -18,6 +18,7 @@ pub enum MsgType {
     Close = 0x0005,
     Remove = 0x0006,
     Persist = 0x0101,
+    PersistInline = 0x0102,
     HelloResp = 0x8001,
     CreateResp = 0x8002,
     OpenResp = 0x8003,
@@ -33,7 +34,7 @@ pub const RESPONSE_BIT: u16 = 0x8000;
 
 impl MsgType {
     /// All message types, in wire-value order of requests then responses.
-    pub const ALL: [MsgType; 15] = [
+    pub const ALL: [MsgType; 16] = [
         MsgType::Hello,
         MsgType::Create,
         MsgType::Open,
@@ -41,6 +42,7 @@ impl MsgType {
         MsgType::Close,
         MsgType::Remove,
         MsgType::Persist,
+        MsgType::PersistInline,
         MsgType::HelloResp,
         MsgType::CreateResp,
         MsgType::OpenResp,
@@ -70,6 +72,7 @@ impl MsgType {
             MsgType::Close => "CLOSE",
             MsgType::Remove => "REMOVE",
             MsgType::Persist => "PERSIST",
+            MsgType::PersistInline => "PERSIST_INLINE",
             MsgType::HelloResp => "HELLO_RESP",
             MsgType::CreateResp => "CREATE_RESP",
             MsgType::OpenResp => "OPEN_RESP",
@@ -81,10 +84,13 @@ impl MsgType {
         }
     }
 
-    /// Whether the message travels on a data lane (PERSIST, PERSIST_RESP) rather than on the
-    /// control channel.
+    /// Whether the message travels on a data lane (PERSIST, PERSIST_INLINE, PERSIST_RESP)
+    /// rather than on the control channel.
     pub fn is_lane(self) -> bool {
-        matches!(self, MsgType::Persist | MsgType::PersistResp)
+        matches!(
+            self,
+            MsgType::Persist | MsgType::PersistInline | MsgType::PersistResp
+        )
     }
 
     pub fn is_response(self) -> bool {
@@ -323,14 +329,20 @@ impl Capabilities {
     /// immediate of [`crate::write_data::WriteData`]) instead of a PERSIST message. Used only
     /// where the lane's provider carries at least 8 bytes of CQ data.
     pub const WRITE_DATA: Capabilities = Capabilities(1 << 4);
+    /// Small persists may be PERSIST_INLINE messages carrying their bytes, which rpmemd copies
+    /// into the pool in message order (protocol 1.2): the initiator may then send the next
+    /// persist of a lane before the answer to the previous one, and rpmemd still makes them
+    /// durable in order.
+    pub const INLINE_PERSIST: Capabilities = Capabilities(1 << 5);
     /// Every bit defined by this version.
-    pub const KNOWN: Capabilities = Capabilities(0b1_1111);
+    pub const KNOWN: Capabilities = Capabilities(0b11_1111);
 
     /// The bits protocol `1.minor` defines: a session never uses a bit its negotiated minor
     /// does not define, whatever the peers offered.
     pub fn defined_in_minor(minor: u16) -> Capabilities {
         match minor {
             0 => Capabilities(0b1111),
+            1 => Capabilities(0b1_1111),
             _ => Capabilities::KNOWN,
         }
     }

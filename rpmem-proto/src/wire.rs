@@ -170,3 +170,25 @@ pub struct LaneConnectWire {
     pub reserved: U32,
     pub secret: [u8; 32],
 }
+
+/// PERSIST_INLINE body, fixed part (protocol 1.2); records follow (docs/PROTOCOL.md §8.6).
+#[derive(
+    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
+)]
+#[repr(C)]
+pub struct PersistInlineWire {
+    pub lane: U32,
+    pub flags: U32,
+}
+
+/// One record of a PERSIST_INLINE body: `length` data bytes follow, then zero padding to a
+/// multiple of 8.
+#[derive(
+    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
+)]
+#[repr(C)]
+pub struct InlineRecordWire {
+    pub offset: U64,
+    pub length: U32,
+    pub reserved: U32,
+}

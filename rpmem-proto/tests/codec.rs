@@ -159,6 +159,22 @@ fn message() -> impl Strategy<Value = Message> {
                 offset,
                 length
             }),
+        (
+            any::<u32>(),
+            any::<bool>(),
+            proptest::collection::vec(
+                (any::<u64>(), proptest::collection::vec(any::<u8>(), 1..300)),
+                1..8
+            )
+        )
+            .prop_map(|(lane, relaxed, recs)| Message::PersistInline {
+                lane,
+                relaxed,
+                records: recs
+                    .into_iter()
+                    .map(|(offset, data)| InlineRecord { offset, data })
+                    .collect(),
+            }),
         (any::<u32>(), status()).prop_map(|(lane, status)| Message::PersistResp { lane, status }),
     ]
 }
@@ -727,4 +743,82 @@ fn short_reads_and_interrupts() {
     assert_eq!(read_message(&mut r).unwrap(), msgs[0]);
     assert_eq!(read_message(&mut r).unwrap(), msgs[1]);
     assert!(matches!(read_message(&mut r), Err(ReadError::Closed)));
+}
+
+fn inline(records: Vec<(u64, Vec<u8>)>) -> Message {
+    Message::PersistInline {
+        lane: 2,
+        relaxed: false,
+        records: records
+            .into_iter()
+            .map(|(offset, data)| InlineRecord { offset, data })
+            .collect(),
+    }
+}
+
+/// PERSIST_INLINE: each way a body can be wrong is refused naming the field.
+#[test]
+fn persist_inline_refusals() {
+    let is_bad = |e: &DecodeError, field: &str| matches!(e, DecodeError::BadField { field: f, .. } if *f == field);
+    let m = inline(vec![(64, vec![7u8; 5]), (4096, vec![9u8; 16])]);
+    let good = encode(&m).unwrap();
+    assert_eq!(decode(&good).unwrap(), m);
+    // Body: lane(4) flags(4) | rec0: off(8) len(4) res(4) data(5) pad(3) | rec1 ...
+    let body = HEADER_LEN;
+    let cases = [
+        (body + 4, 4, "flags"),
+        (body + 8 + 12, 1, "record reserved"),
+        (body + 8 + 16 + 6, 1, "record padding"),
+        (body + 8 + 8, 0, "record length"),
+    ];
+    for (at, value, field) in cases {
+        let mut b = good.clone();
+        b[at] = value;
+        let e = decode(&b).unwrap_err();
+        assert!(is_bad(&e, field), "byte {at} = {value}: {e}");
+    }
+    // A record length running past the body is truncated data.
+    let mut b = good.clone();
+    b[body + 8 + 8] = 200;
+    assert!(matches!(
+        decode(&b).unwrap_err(),
+        DecodeError::Truncated {
+            field: "record data",
+            ..
+        }
+    ));
+    // No record at all.
+    let mut b = good[..body + 8].to_vec();
+    set_body_len(&mut b, 8);
+    assert!(is_bad(&decode(&b).unwrap_err(), "records"));
+    // Encode refuses what decode refuses: empty list, empty record, too much data.
+    assert!(encode(&inline(vec![])).is_err());
+    assert!(encode(&inline(vec![(0, vec![])])).is_err());
+    assert!(encode(&inline(vec![(0, vec![1u8; 3000]), (0, vec![1u8; 3000])])).is_err());
+}
+
+/// InlineBatch builds exactly the frame `encode` gives for the same records, and stops
+/// accepting records when the frame is full.
+#[test]
+fn inline_batch_matches_encode_and_fills_up() {
+    let mut b = InlineBatch::new(2);
+    assert!(b.is_empty());
+    assert!(b.push_with(64, 5, |d| d.fill(7)));
+    assert!(b.push_with(4096, 16, |d| d.fill(9)));
+    assert_eq!(b.hull(), (64, 4096 + 16 - 64));
+    let m = inline(vec![(64, vec![7u8; 5]), (4096, vec![9u8; 16])]);
+    assert_eq!(b.frame(), encode(&m).unwrap().as_slice());
+    let mut b = InlineBatch::new(0);
+    let mut n = 0;
+    while b.push_with(n * 64, 64, |d| d.fill(1)) {
+        n += 1;
+    }
+    // 4096-byte frame: 16 header + 8 fixed + n * (16 + 64).
+    assert_eq!(n, (LANE_INLINE_FRAME_MAX as u64 - 16 - 8) / 80);
+    assert!(!b.fits(0), "an empty record never fits");
+    let frame = b.frame().to_vec();
+    assert_eq!(frame.len(), 16 + 8 + n as usize * 80);
+    assert!(
+        matches!(decode(&frame).unwrap(), Message::PersistInline { records, .. } if records.len() == n as usize)
+    );
 }

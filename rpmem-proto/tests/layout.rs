@@ -100,6 +100,44 @@ const_assert_eq!(align_of::<PoolRespWire>(), 1);
 const_assert_eq!(align_of::<PoolAttrWire>(), 1);
 const_assert_eq!(align_of::<PersistWire>(), 1);
 
+const_assert_eq!(size_of::<PersistInlineWire>(), 8);
+const_assert_eq!(offset_of!(PersistInlineWire, lane), 0);
+const_assert_eq!(offset_of!(PersistInlineWire, flags), 4);
+const_assert_eq!(size_of::<InlineRecordWire>(), 16);
+const_assert_eq!(offset_of!(InlineRecordWire, offset), 0);
+const_assert_eq!(offset_of!(InlineRecordWire, length), 8);
+const_assert_eq!(offset_of!(InlineRecordWire, reserved), 12);
+const_assert_eq!(align_of::<InlineRecordWire>(), 1);
+
+/// PERSIST_INLINE golden bytes: one 3-byte record, padded to 8.
+#[test]
+fn persist_inline_frame_golden_bytes() {
+    let m = rpmem_proto::Message::PersistInline {
+        lane: 1,
+        relaxed: false,
+        records: vec![rpmem_proto::InlineRecord {
+            offset: 0x2000,
+            data: vec![0xAA, 0xBB, 0xCC],
+        }],
+    };
+    let bytes = rpmem_proto::encode(&m).unwrap();
+    let want: Vec<u8> = [
+        &b"RPMF"[..],                       // magic
+        &[0x02, 0x01],                      // type PERSIST_INLINE = 0x0102
+        &[0, 0],                            // flags
+        &[32, 0, 0, 0],                     // body length: 8 + 16 + 8
+        &[0, 0, 0, 0],                      // reserved
+        &[1, 0, 0, 0],                      // lane
+        &[0, 0, 0, 0],                      // flags
+        &[0, 0x20, 0, 0, 0, 0, 0, 0],       // record offset
+        &[3, 0, 0, 0],                      // record length
+        &[0, 0, 0, 0],                      // record reserved
+        &[0xAA, 0xBB, 0xCC, 0, 0, 0, 0, 0], // data + zero padding
+    ]
+    .concat();
+    assert_eq!(bytes, want);
+}
+
 /// A golden frame pins the bytes end to end, including endianness and the magic's spelling.
 #[test]
 fn persist_frame_golden_bytes() {
@@ -133,8 +171,8 @@ fn fnv1a(data: &str) -> u64 {
     })
 }
 
-/// The byte maps (`src/wire.rs`), the wire values (`src/types.rs`) and the write-data bit map
-/// (`src/write_data.rs`) cannot change without
+/// The byte maps (`src/wire.rs`), the wire values (`src/types.rs`), the write-data bit map
+/// (`src/write_data.rs`) and the PERSIST_INLINE rules (`src/inline.rs`) cannot change without
 /// docs/PROTOCOL.md being looked at: the document records their hash. If this fails, update the
 /// document for the change (and the protocol version if a byte map changed), then the hash line.
 #[test]
@@ -142,7 +180,8 @@ fn protocol_doc_tracks_wire_sources() {
     let doc = include_str!("../../docs/PROTOCOL.md");
     let hash = fnv1a(include_str!("../src/wire.rs"))
         ^ fnv1a(include_str!("../src/types.rs")).rotate_left(1)
-        ^ fnv1a(include_str!("../src/write_data.rs")).rotate_left(2);
+        ^ fnv1a(include_str!("../src/write_data.rs")).rotate_left(2)
+        ^ fnv1a(include_str!("../src/inline.rs")).rotate_left(3);
     let line = format!("wire-sources-hash: {hash:016x}");
     assert!(
         doc.contains(&line),

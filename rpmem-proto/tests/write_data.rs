@@ -182,5 +182,25 @@ fn write_data_capability_needs_minor_1() {
     assert!(!r.capabilities.contains(Capabilities::WRITE_DATA));
     assert_eq!(Capabilities::WRITE_DATA.0, 1 << 4);
     assert_eq!(Capabilities::defined_in_minor(0).0, 0b1111);
-    assert_eq!(Capabilities::defined_in_minor(1), Capabilities::KNOWN);
+    assert_eq!(Capabilities::defined_in_minor(1).0, 0b1_1111);
+    assert_eq!(Capabilities::defined_in_minor(2), Capabilities::KNOWN);
+}
+
+#[test]
+fn inline_persist_capability_needs_minor_2() {
+    let hello = |minor| Hello {
+        major: 1,
+        minor,
+        capabilities: Capabilities::KNOWN,
+    };
+    assert_eq!(Capabilities::INLINE_PERSIST.0, 1 << 5);
+    let r = negotiate(1, 2, Capabilities::KNOWN, &hello(2));
+    assert!(r.capabilities.contains(Capabilities::INLINE_PERSIST));
+    // A 1.1 peer on either side never gets it, whatever is offered.
+    let r = negotiate(1, 2, Capabilities::KNOWN, &hello(1));
+    assert_eq!(r.minor, 1);
+    assert!(!r.capabilities.contains(Capabilities::INLINE_PERSIST));
+    assert!(r.capabilities.contains(Capabilities::WRITE_DATA));
+    let r = negotiate(1, 1, Capabilities::KNOWN, &hello(2));
+    assert!(!r.capabilities.contains(Capabilities::INLINE_PERSIST));
 }

@@ -11,7 +11,15 @@
 //! remote CQ data, a persist whose range fits the 64-bit immediate is one RMA write with data
 //! (the last chunk's, describing the whole range) followed by the PERSIST_RESP wait, instead of
 //! write + PERSIST. `RPMEM_NO_WRITE_DATA=1` keeps the capability out of HELLO.
+//!
+//! Protocol 1.2 (capability INLINE_PERSIST, §8.6): `flush` of a small range copies its bytes
+//! into the lane's pending PERSIST_INLINE instead of posting an RMA write; [`RpmemPool::barrier`]
+//! sends it without waiting for the answer (rpmemd stores messages in order, so the target's
+//! media still follow the order of the barriers) and [`RpmemPool::drain`] reads every answer.
+//! A chain of dependent fences (undo entry → data → commit) then costs one round trip. A range
+//! too large for a message goes by RMA write, after every answer pending on the lane.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -23,9 +31,10 @@ use fabric::{
 };
 use rpmem_proto::{
     check_range,
+    inline::INLINE_DATA_MAX,
     session::{accept_hello_resp, check_reply},
-    Capabilities, Hello, LaneConnect, Message, PersistMethod, PoolAttr, PoolRequest, PoolResp,
-    Provider, ReadError, Status, WriteData, LANE_FRAME_MAX, PROTO_MAJOR, PROTO_MINOR,
+    Capabilities, Hello, InlineBatch, LaneConnect, Message, PersistMethod, PoolAttr, PoolRequest,
+    PoolResp, Provider, ReadError, Status, WriteData, LANE_FRAME_MAX, PROTO_MAJOR, PROTO_MINOR,
 };
 
 use crate::memory::PoolMemory;
@@ -38,6 +47,9 @@ use crate::Error;
 const LANE_BUFF_BYTES: usize = 64;
 /// Largest single RMA transfer we post (bounded again by the provider's max_msg_size).
 const RMA_CHUNK_MAX: usize = 16 << 20;
+/// Most persists a lane sends ahead of their answers (`barrier`); the next one first reads the
+/// oldest answer. Inline persists are what makes this safe (docs/PROTOCOL.md §8.6).
+const MAX_UNANSWERED: usize = 3;
 /// Bounce buffer of `read`, per lane.
 const READ_BOUNCE_BYTES: usize = 1 << 20;
 /// What HELLO offers: every capability this version knows (minus WRITE_DATA when
@@ -316,6 +328,12 @@ struct Lane {
     /// endpoint carries 8 bytes of CQ data).
     write_data: bool,
     bounce: Option<OwnedRegion>,
+    /// The PERSIST_INLINE `flush` is filling (INLINE_PERSIST negotiated, general method;
+    /// docs/PROTOCOL.md §8.6); `None` when the lane does not use inline persists.
+    inline: Option<InlineBatch>,
+    /// Persists sent by `barrier` whose PERSIST_RESP is still to be read, oldest first:
+    /// `(offset, length, deadline)`. At most [`MAX_UNANSWERED`].
+    unanswered: VecDeque<(u64, u64, Instant)>,
 }
 
 /// A remote pool replica (librpmem's `RPMEMpool`).
@@ -474,8 +492,10 @@ impl RpmemPool {
             source,
         })?;
         let cfg = EndpointConfig {
-            msg_bytes_max: LANE_BUFF_BYTES,
-            rx_slots: 2,
+            // Sends carry up to a whole PERSIST_INLINE; receives are PERSIST_RESPs.
+            msg_bytes_max: LANE_BUFF_BYTES.max(rpmem_proto::LANE_INLINE_FRAME_MAX),
+            // A PERSIST_RESP for each of MAX_UNANSWERED barriers plus the one being waited for.
+            rx_slots: MAX_UNANSWERED + 1,
             cq_size: 32,
             spin: LANE_SPIN,
         };
@@ -501,12 +521,17 @@ impl RpmemPool {
                     }
                 })?;
             let write_data = caps.contains(Capabilities::WRITE_DATA) && ep.supports_write_data();
+            let inline = (caps.contains(Capabilities::INLINE_PERSIST)
+                && resp.persist_method == PersistMethod::General)
+                .then(|| InlineBatch::new(lane));
             lanes.push(Mutex::new(Lane {
                 ep,
                 broken: None,
                 flushed: None,
                 write_data,
                 bounce: None,
+                inline,
+                unanswered: VecDeque::new(),
             }));
         }
         let max_rma = info.max_msg_size().clamp(4096, RMA_CHUNK_MAX);
@@ -535,6 +560,12 @@ impl RpmemPool {
     /// WRITE_DATA negotiated and the provider carries 8 bytes of CQ data).
     pub fn uses_write_data(&self, lane: u32) -> bool {
         self.lane(lane).map(|l| l.write_data).unwrap_or(false)
+    }
+
+    /// Whether `flush` on `lane` sends small ranges as PERSIST_INLINE (protocol 1.2,
+    /// INLINE_PERSIST negotiated, general method), so that `barrier` need not wait.
+    pub fn uses_inline_persist(&self, lane: u32) -> bool {
+        self.lane(lane).map(|l| l.inline.is_some()).unwrap_or(false)
     }
 
     /// Number of lanes granted.
@@ -705,7 +736,7 @@ impl RpmemPool {
             r.map_err(|source| self.lane_err(lane, "RMA write with data", source))?;
             done += n;
         }
-        self.await_persist_resp(l, lane, offset, length, deadline)
+        self.read_persist_resp(l, lane, offset, length, deadline)
     }
 
     fn persist_msg(
@@ -740,7 +771,7 @@ impl RpmemPool {
             return Ok(());
         }
         let deadline = self.send_persist(l, lane, offset, length, relaxed, deep)?;
-        self.await_persist_resp(l, lane, offset, length, deadline)
+        self.read_persist_resp(l, lane, offset, length, deadline)
     }
 
     /// Sends PERSIST for the range on the lane; returns the deadline of its answer.
@@ -768,7 +799,7 @@ impl RpmemPool {
     }
 
     /// Waits for the PERSIST_RESP of the PERSIST sent on the lane.
-    fn await_persist_resp(
+    fn read_persist_resp(
         &self,
         l: &mut Lane,
         lane: u32,
@@ -827,6 +858,9 @@ impl RpmemPool {
         self.check(offset, length)?;
         let relaxed = flags.contains(PersistFlags::RELAXED);
         self.with_lane(lane, |l| {
+            // Earlier flushes and barriers first: their answers come before this one's, and
+            // this persist's RMA bytes must not land ahead of them.
+            self.quiesce(l, lane)?;
             // Appliance persists are read-after-write and never involve rpmemd.
             if self.method == PersistMethod::General {
                 if let Some(wd) = self.write_data_for(l, offset, length, relaxed, false) {
@@ -849,6 +883,7 @@ impl RpmemPool {
         }
         self.check(offset, length)?;
         self.with_lane(lane, |l| {
+            self.quiesce(l, lane)?;
             if let Some(wd) = self.write_data_for(l, offset, length, false, true) {
                 return self.persist_write_data(l, lane, wd);
             }
@@ -862,6 +897,15 @@ impl RpmemPool {
     pub fn flush(&self, offset: u64, length: u64, lane: u32) -> Result<(), Error> {
         self.check(offset, length)?;
         self.with_lane(lane, |l| {
+            if length == 0 {
+                return Ok(());
+            }
+            if l.inline.is_some() && length as usize <= INLINE_DATA_MAX {
+                return self.flush_inline(l, lane, offset, length as usize);
+            }
+            // By RMA: its bytes land when they arrive, so every earlier persist of the lane
+            // must be durable on the target first (§8.6).
+            self.quiesce(l, lane)?;
             self.write_range(l, lane, offset, length)?;
             let end = offset + length;
             l.flushed = Some(match l.flushed {
@@ -876,11 +920,110 @@ impl RpmemPool {
     /// the hull of the flushed ranges: bytes in between are persisted too, which is harmless).
     pub fn drain(&self, lane: u32) -> Result<(), Error> {
         self.with_lane(lane, |l| {
-            let Some((s, e)) = l.flushed.take() else {
-                return Ok(());
-            };
-            self.persist_msg(l, lane, s, e - s, false, false)
+            if self.method == PersistMethod::Appliance {
+                let Some((s, e)) = l.flushed.take() else {
+                    return Ok(());
+                };
+                return self.persist_msg(l, lane, s, e - s, false, false);
+            }
+            self.send_pending(l, lane)?;
+            self.settle(l, lane)
         })
+    }
+
+    /// Orders every range flushed on `lane` so far before every later one, on the target,
+    /// without waiting: the pending persist is sent and its answer left for a later
+    /// [`drain`](Self::drain) (or the fourth barrier) to read. With the appliance method, or
+    /// without inline persists, a barrier is a drain: RMA bytes sent after it could otherwise
+    /// land on the target ahead of it.
+    pub fn barrier(&self, lane: u32) -> Result<(), Error> {
+        let inline = self.lane(lane)?.inline.is_some();
+        if !inline {
+            return self.drain(lane);
+        }
+        self.with_lane(lane, |l| self.send_pending(l, lane))
+    }
+
+    /// Copies `[offset, offset+length)` of the local memory into the lane's PERSIST_INLINE
+    /// (sending the pending persists first when it is full, or when RMA ranges wait for their
+    /// PERSIST: they were flushed earlier and go first).
+    fn flush_inline(
+        &self,
+        l: &mut Lane,
+        lane: u32,
+        offset: u64,
+        length: usize,
+    ) -> Result<(), Error> {
+        let full = l.inline.as_ref().is_some_and(|b| !b.fits(length));
+        if full || l.flushed.is_some() {
+            self.send_pending(l, lane)?;
+        }
+        let mut copied = Ok(());
+        let pushed = l.inline.as_mut().is_some_and(|b| {
+            b.push_with(offset, length, |d| {
+                copied = self.memory.read(offset as usize, d)
+            })
+        });
+        copied?;
+        if !pushed {
+            return Err(Error::InvalidArgument(format!(
+                "inline persist of {length} bytes at {offset} does not fit an empty message"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends what `flush` left pending on the lane — the RMA ranges' PERSIST, then the
+    /// PERSIST_INLINE (at most one of them is non-empty: see `flush_inline`/`flush`) — as
+    /// unanswered persists.
+    fn send_pending(&self, l: &mut Lane, lane: u32) -> Result<(), Error> {
+        if let Some((s, e)) = l.flushed.take() {
+            self.make_room(l, lane)?;
+            let deadline = self.send_persist(l, lane, s, e - s, false, false)?;
+            l.unanswered.push_back((s, e - s, deadline));
+        }
+        if l.inline.as_ref().is_none_or(|b| b.is_empty()) {
+            return Ok(());
+        }
+        self.make_room(l, lane)?;
+        let deadline = Instant::now() + self.persist_deadline;
+        let Lane { ep, inline, .. } = l;
+        let Some(b) = inline.as_mut() else {
+            return Ok(());
+        };
+        let (s, len) = b.hull();
+        let sent = ep.send(b.frame(), deadline);
+        b.clear();
+        sent.map_err(|source| self.lane_err(lane, "sending PERSIST_INLINE", source))?;
+        l.unanswered.push_back((s, len, deadline));
+        Ok(())
+    }
+
+    /// Reads the oldest unanswered persist's answer when the lane has [`MAX_UNANSWERED`].
+    fn make_room(&self, l: &mut Lane, lane: u32) -> Result<(), Error> {
+        if l.unanswered.len() >= MAX_UNANSWERED {
+            if let Some((o, n, dl)) = l.unanswered.pop_front() {
+                self.read_persist_resp(l, lane, o, n, dl)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every unanswered persist's answer, oldest first.
+    fn settle(&self, l: &mut Lane, lane: u32) -> Result<(), Error> {
+        while let Some((o, n, dl)) = l.unanswered.pop_front() {
+            self.read_persist_resp(l, lane, o, n, dl)?;
+        }
+        Ok(())
+    }
+
+    /// Sends whatever is pending and reads every answer: nothing of the lane is in flight.
+    fn quiesce(&self, l: &mut Lane, lane: u32) -> Result<(), Error> {
+        if l.inline.as_ref().is_some_and(|b| !b.is_empty()) || !l.unanswered.is_empty() {
+            self.send_pending(l, lane)?;
+            self.settle(l, lane)?;
+        }
+        Ok(())
     }
 
     /// The first half of [`drain`](Self::drain): sends the PERSIST covering every range
@@ -896,14 +1039,14 @@ impl RpmemPool {
                 why: why.clone(),
             });
         }
-        let Some((s, e)) = l.flushed.take() else {
-            return Ok(PendingDrain {
-                pool: self,
-                lane,
-                state: None,
-            });
-        };
         if self.method == PersistMethod::Appliance {
+            let Some((s, e)) = l.flushed.take() else {
+                return Ok(PendingDrain {
+                    pool: self,
+                    lane,
+                    state: None,
+                });
+            };
             let r = self.persist_msg(&mut l, lane, s, e - s, false, false);
             if let Err(err) = &r {
                 mark_broken(&mut l, err);
@@ -914,17 +1057,16 @@ impl RpmemPool {
                 state: None,
             });
         }
-        match self.send_persist(&mut l, lane, s, e - s, false, false) {
-            Ok(deadline) => Ok(PendingDrain {
-                pool: self,
-                lane,
-                state: Some((l, s, e - s, deadline)),
-            }),
-            Err(err) => {
-                mark_broken(&mut l, &err);
-                Err(err)
-            }
+        if let Err(err) = self.send_pending(&mut l, lane) {
+            mark_broken(&mut l, &err);
+            return Err(err);
         }
+        let state = (!l.unanswered.is_empty()).then_some(l);
+        Ok(PendingDrain {
+            pool: self,
+            lane,
+            state,
+        })
     }
 
     /// Reads `out.len()` bytes at `offset` of the remote pool (RMA read; rpmemd's CPU is not
@@ -933,6 +1075,9 @@ impl RpmemPool {
         check_range(offset, out.len() as u64, self.remote.len)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.with_lane(lane, |l| {
+            // Inline persists are stored by rpmemd only when it handles them: a read after
+            // them on this lane sees their bytes.
+            self.quiesce(l, lane)?;
             let mut done = 0usize;
             while done < out.len() {
                 let n = (out.len() - done).min(READ_BOUNCE_BYTES).min(self.max_rma);
@@ -1012,20 +1157,18 @@ impl RpmemPool {
 pub struct PendingDrain<'a> {
     pool: &'a RpmemPool,
     lane: u32,
-    /// `None` when there is nothing to wait for.
-    state: Option<(MutexGuard<'a, Lane>, u64, u64, Instant)>,
+    /// The lane, with answers to read; `None` when there is nothing to wait for.
+    state: Option<MutexGuard<'a, Lane>>,
 }
 
 impl PendingDrain<'_> {
     /// Waits for the answer: `Ok` once every range flushed on the lane before
     /// [`RpmemPool::drain_begin`] is durable on the target.
     pub fn wait(mut self) -> Result<(), Error> {
-        let Some((mut l, offset, length, deadline)) = self.state.take() else {
+        let Some(mut l) = self.state.take() else {
             return Ok(());
         };
-        let r = self
-            .pool
-            .await_persist_resp(&mut l, self.lane, offset, length, deadline);
+        let r = self.pool.settle(&mut l, self.lane);
         if let Err(e) = &r {
             mark_broken(&mut l, e);
         }
@@ -1035,7 +1178,7 @@ impl PendingDrain<'_> {
 
 impl Drop for PendingDrain<'_> {
     fn drop(&mut self) {
-        if let Some((mut l, ..)) = self.state.take() {
+        if let Some(mut l) = self.state.take() {
             l.broken = Some("a drain was started and never waited for".into());
         }
     }

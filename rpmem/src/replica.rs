@@ -488,6 +488,13 @@ impl Replica for RpmemReplica {
             .map_err(|e| self.fail(e))
     }
 
+    fn barrier(&self) -> Result<(), PersistError> {
+        self.check_ok()?;
+        self.pool()
+            .barrier(thread_lane(self.nlanes))
+            .map_err(|e| self.fail(e))
+    }
+
     fn reads_primary(&self) -> bool {
         self.direct
     }

@@ -1,7 +1,9 @@
 //! The data plane of one session: the libfabric listener, the registration of the served pool,
 //! the admission of exactly `nlanes` lane endpoints that present the session secret, and one
 //! thread per lane answering PERSIST — or, with WRITE_DATA negotiated (protocol 1.1, §8.5), the
-//! remote CQ data of an RMA write describing a persist — with PERSIST_RESP.
+//! remote CQ data of an RMA write describing a persist, or, with INLINE_PERSIST (1.2, §8.6), a
+//! PERSIST_INLINE whose records it stores and makes durable — with PERSIST_RESP, one message at
+//! a time and in order, so a lane's persists become durable in the order they were sent.
 //!
 //! Invariants: the listener is bound to one address (never the wildcard), it is closed once every
 //! lane is connected, a connection request is accepted only with valid lane-connect data (right
@@ -9,12 +11,12 @@
 //! peer sends can panic a lane thread: every frame is decoded and checked before use.
 //!
 //! A lane frame that does not decode, or a receive truncated because the frame was longer than
-//! a PERSIST (docs/PROTOCOL.md §8.1), means the peer is broken or hostile: the lane answers
+//! a PERSIST_INLINE (docs/PROTOCOL.md §8.1), means the peer is broken or hostile: the lane answers
 //! PERSIST_RESP `Malformed` (best effort), closes, and raises the session's [`Fault`], which
 //! ends the whole session (ERROR `Malformed` on the control channel, pool closed, exit 1). So
 //! does write data on a session that did not negotiate WRITE_DATA (or on an endpoint whose
 //! provider carries less than 8 bytes of CQ data): the peer sent what the session does not
-//! define. Write data that decodes (every `u64` does) but names a range outside the pool, or
+//! define; likewise a PERSIST_INLINE without INLINE_PERSIST. Write data that decodes (every `u64` does) but names a range outside the pool, or
 //! DEEP without DEEP_PERSIST, is refused in step like the same PERSIST.
 
 use std::net::IpAddr;
@@ -25,16 +27,17 @@ use std::time::{Duration, Instant};
 
 use fabric::Incoming;
 use fabric::{Access, Domain, Endpoint, EndpointConfig, Fabric, Hints, Info, MemoryRegion};
+use rpmem_proto::LaneFrame;
 use rpmem_proto::{
-    session::{check_persist, check_write_data},
+    session::{check_inline, check_persist, check_write_data},
     Capabilities, LaneConnect, Message, Provider, Secret, Status, WriteData, LANE_CONNECT_LEN,
 };
 
 use crate::log::{debug, info, warning};
 use crate::store::{Failure, Served};
 
-/// Size of the message slots of a lane endpoint (a PERSIST frame is 40 bytes).
-pub const LANE_MSG_BYTES: usize = 64;
+/// Size of the message slots of a lane endpoint: a whole PERSIST_INLINE (a PERSIST is 40 bytes).
+pub const LANE_MSG_BYTES: usize = rpmem_proto::LANE_INLINE_FRAME_MAX;
 /// How long a lane thread blocks in one receive before looking at the stop flag.
 const LANE_POLL: Duration = Duration::from_millis(100);
 /// How long a lane's waits spin (yielding) before they block, at least.
@@ -335,8 +338,20 @@ fn serve_lane(
                 last_length = wd.length;
                 persist_write_data(lane, wd, served, caps)
             }
-            Incoming::Message(n) => match rpmem_proto::decode(&buf[..n]) {
-                Ok(msg) => {
+            Incoming::Message(n) => match rpmem_proto::decode_lane_frame(&buf[..n]) {
+                Ok(LaneFrame::Inline(_)) if !caps.contains(Capabilities::INLINE_PERSIST) => {
+                    let why = format!(
+                        "lane {lane}: malformed input: PERSIST_INLINE, but INLINE_PERSIST is not \
+                         in use on this session"
+                    );
+                    malformed(&mut ep, why);
+                    return;
+                }
+                Ok(LaneFrame::Inline(records)) => {
+                    last_length = records.iter().map(|(_, d)| d.len() as u64).sum();
+                    persist_inline(lane, &records, served, pool_size)
+                }
+                Ok(LaneFrame::Message(msg)) => {
                     if let Message::Persist { length, .. } = msg {
                         last_length = length;
                     }
@@ -376,6 +391,30 @@ fn persist_message(
         } => make_durable(lane, served, offset, length, deep),
         // check_persist accepts only PERSIST.
         _ => Status::Internal,
+    }
+}
+
+/// Answers a PERSIST_INLINE (§8.6): every range checked first (a refusal stores nothing),
+/// then the records stored and made durable.
+fn persist_inline(
+    lane: u32,
+    records: &rpmem_proto::InlineRecords<'_>,
+    served: &Served,
+    pool_size: u64,
+) -> Status {
+    if let Err(e) = check_inline(records, lane, pool_size) {
+        warning!("lane {lane}: PERSIST_INLINE refused: {e}");
+        return e.status();
+    }
+    match served.store_inline(records) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            crate::log::err!(
+                "lane {lane}: storing {} inline record(s) failed: {e}",
+                records.len()
+            );
+            Status::Io
+        }
     }
 }
 

@@ -31,12 +31,14 @@ pub const LANES_GRANTED_MAX: u32 = 128;
 const FAULT_POLL: Duration = Duration::from_millis(50);
 
 /// What this rpmemd offers in HELLO_RESP. WRITE_DATA: the lanes handle persists described by
-/// remote CQ data (`lanes.rs`, docs/PROTOCOL.md §8.5).
+/// remote CQ data (§8.5); INLINE_PERSIST: they handle PERSIST_INLINE (§8.6) in message order
+/// (`lanes.rs`, docs/PROTOCOL.md).
 pub const OUR_CAPABILITIES: Capabilities = Capabilities(
     Capabilities::DEEP_PERSIST.0
         | Capabilities::APPLIANCE.0
         | Capabilities::SOCKETS.0
-        | Capabilities::WRITE_DATA.0,
+        | Capabilities::WRITE_DATA.0
+        | Capabilities::INLINE_PERSIST.0,
 );
 
 pub struct Settings {

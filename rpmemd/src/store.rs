@@ -264,6 +264,25 @@ impl Served {
         Ok(())
     }
 
+    /// Stores the records of a PERSIST_INLINE (§8.6) and makes them durable: each record's
+    /// range flushed (cache lines on pmem, msync otherwise), then one fence. The caller has
+    /// checked every range against [`size`](Self::size) (`rpmem_proto::session::check_inline`).
+    pub fn store_inline(&self, records: &rpmem_proto::InlineRecords<'_>) -> Result<(), String> {
+        for (offset, data) in records.iter() {
+            let Some(off) = usize::try_from(offset)
+                .ok()
+                .and_then(|o| o.checked_add(ATTR_AREA_BYTES))
+            else {
+                return Err(format!("offset {offset} does not fit this machine"));
+            };
+            self.pool.write(off, data);
+            self.pool
+                .flush(off, data.len())
+                .map_err(|e| e.to_string())?;
+        }
+        self.pool.drain().map_err(|e| e.to_string())
+    }
+
     /// Makes the whole remote pool durable (CLOSE, end of session).
     pub fn persist_all(&self) -> Result<(), String> {
         self.persist(0, self.size(), false)

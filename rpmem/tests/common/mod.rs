@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+#[allow(dead_code)] // each test binary uses only some of these
+pub mod raw;
 use std::path::PathBuf;
 use std::time::Duration;
 

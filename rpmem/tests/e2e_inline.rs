@@ -1,0 +1,200 @@
+//! Protocol 1.2 inline persists (docs/PROTOCOL.md §8.6) against a real rpmemd.
+//!
+//! Through rpmem: small flushes travel as PERSIST_INLINE, barriers send without waiting and a
+//! drain reads every answer; mixed with RMA-sized flushes the bytes land exactly. Through a raw
+//! lane (a hostile or broken peer): several messages in flight are answered in order; a message
+//! with one out-of-range record is refused whole (`OutOfRange`, nothing stored, lane usable); a
+//! wrong lane number is `BadLane`; PERSIST_INLINE on a session that did not negotiate
+//! INLINE_PERSIST ends the session (ERROR `Malformed`, exit 1).
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::raw::*;
+use common::*;
+use rpmem::{PoolMemory, RpmemPool};
+use rpmem_proto::{Capabilities, InlineRecord, Message, Status};
+
+const TARGET: &str = "127.0.0.1";
+
+#[test]
+fn flushes_and_barriers_land_byte_exact() {
+    let site = Site::new();
+    let parts = site.poolset("inl.set", &[8]);
+    let size = 4 << 20;
+    let seed = seed();
+    let mem = PoolMemory::new(size).unwrap();
+    mem.write(0, &pattern(seed, size)).unwrap();
+    let mut nlanes = 2;
+    let pool = RpmemPool::create(
+        TARGET,
+        "inl.set",
+        mem,
+        &mut nlanes,
+        &attr(50),
+        &site.local(),
+    )
+    .unwrap();
+    for lane in 0..nlanes {
+        assert!(pool.uses_inline_persist(lane), "lane {lane}");
+    }
+    // The whole pool once by RMA (one big flush), then many small overwrites: records that
+    // share a message, messages that fill up, barriers ahead of their answers (more than the
+    // three a lane may have outstanding), and RMA-sized flushes in between, which must wait
+    // for the inline persists before them.
+    pool.flush(0, size as u64, 0).unwrap();
+    pool.drain(0).unwrap();
+    let mut want = pattern(seed, size);
+    let mut rng = seed | 1;
+    for step in 0..400u64 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let lane = (step % 2) as u32;
+        let len = match step % 7 {
+            0 => 8,
+            1 => 4056,
+            2 => 300_000,
+            _ => 1 + (rng % 2000) as usize,
+        };
+        let off = (rng >> 20) as usize % (size - len);
+        let byte = (step % 251) as u8;
+        pool.memory().write(off, &vec![byte; len]).unwrap();
+        want[off..off + len].fill(byte);
+        pool.flush(off as u64, len as u64, lane).unwrap();
+        if step % 3 == 0 {
+            pool.barrier(lane).unwrap();
+        }
+    }
+    for lane in 0..nlanes {
+        pool.drain(lane).unwrap();
+    }
+    let mut back = vec![0u8; size];
+    pool.read(&mut back, 0, 1).unwrap();
+    assert!(back == want, "read back differs (seed {seed})");
+    pool.close(false).unwrap();
+    let file = std::fs::read(&parts[0]).unwrap();
+    let at = PART0_DATA_OFFSET as usize;
+    assert!(
+        file[at..at + size] == want[..],
+        "part file differs (seed {seed})"
+    );
+}
+
+fn inline(lane: u32, records: &[(u64, &[u8])]) -> Vec<u8> {
+    rpmem_proto::encode(&Message::PersistInline {
+        lane,
+        relaxed: false,
+        records: records
+            .iter()
+            .map(|&(offset, data)| InlineRecord {
+                offset,
+                data: data.to_vec(),
+            })
+            .collect(),
+    })
+    .unwrap()
+}
+
+impl RawLane {
+    fn send(&mut self, frame: &[u8]) {
+        self.ep
+            .send(frame, Instant::now() + Duration::from_secs(5))
+            .unwrap();
+    }
+
+    fn answer(&mut self) -> Option<Status> {
+        let frame = self.ep.recv(Instant::now() + Duration::from_secs(5)).ok()?;
+        match rpmem_proto::decode(&frame) {
+            Ok(Message::PersistResp { lane: 0, status }) => Some(status),
+            other => panic!("expected PERSIST_RESP for lane 0, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn inline_messages_are_answered_in_order_and_refused_whole() {
+    let site = Site::new();
+    let parts = site.poolset("raw.set", &[4]);
+    let mut child = spawn(&site);
+    let (resp, minor, caps) = create(&mut child, rpmem_proto::PROTO_MINOR, Capabilities::KNOWN);
+    assert_eq!(minor, 2);
+    assert!(caps.contains(Capabilities::INLINE_PERSIST), "{caps:?}");
+    let size = resp.pool_size;
+    let mut lane = connect(&resp, minor);
+    // Three messages in flight before the first answer is read.
+    lane.send(&inline(0, &[(0, &[1; 100]), (200, &[2; 3])]));
+    lane.send(&inline(0, &[(100, &[3; 50])]));
+    lane.send(&inline(0, &[(0, &[4; 10]), (size - 1, &[5])]));
+    for i in 0..3 {
+        assert_eq!(lane.answer(), Some(Status::Ok), "message {i}");
+    }
+    // One bad record refuses the whole message: the good record before it is not stored.
+    lane.send(&inline(0, &[(300, &[6; 8]), (size, &[7])]));
+    assert_eq!(lane.answer(), Some(Status::OutOfRange));
+    lane.send(&inline(0, &[(400, &[6; 8]), (u64::MAX - 2, &[7; 8])]));
+    assert_eq!(lane.answer(), Some(Status::OutOfRange));
+    // Another lane's number.
+    lane.send(&inline(7, &[(500, &[8; 8])]));
+    assert_eq!(lane.answer(), Some(Status::BadLane));
+    // Still in step.
+    lane.send(&inline(0, &[(600, &[9; 8])]));
+    assert_eq!(lane.answer(), Some(Status::Ok));
+    let close = call(&mut child, &Message::Close { remove: false });
+    assert!(matches!(close, Message::CloseResp(Status::Ok)), "{close:?}");
+    assert!(child.wait().unwrap().success());
+    let err = stderr_of(&mut child);
+    assert!(err.contains("PERSIST_INLINE refused"), "rpmemd log: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let file = std::fs::read(&parts[0]).unwrap();
+    let at = PART0_DATA_OFFSET as usize;
+    let mut want = vec![0u8; 700];
+    want[..100].fill(1);
+    want[200..203].fill(2);
+    want[100..150].fill(3);
+    want[..10].fill(4);
+    want[600..608].fill(9);
+    assert_eq!(&file[at..at + 700], &want[..]);
+    assert_eq!(file[at + size as usize - 1], 5);
+}
+
+#[test]
+fn inline_without_the_capability_ends_the_session() {
+    let site = Site::new();
+    site.poolset("raw.set", &[4]);
+    let mut child = spawn(&site);
+    // A 1.1 session: INLINE_PERSIST is not defined there, whatever is offered.
+    let (resp, minor, caps) = create(&mut child, 1, Capabilities::KNOWN);
+    assert_eq!(minor, 1);
+    assert!(!caps.contains(Capabilities::INLINE_PERSIST));
+    let mut lane = connect(&resp, minor);
+    lane.send(&inline(0, &[(0, &[1; 8])]));
+    let answer = lane.answer();
+    assert!(
+        matches!(answer, None | Some(Status::Malformed)),
+        "{answer:?}"
+    );
+    match rpmem_proto::read_message(child.stdout.as_mut().unwrap()) {
+        Ok(Message::Error {
+            status: Status::Malformed,
+            in_reply_to: 0,
+            message,
+        }) => assert!(
+            message.contains("lane 0") && message.contains("INLINE_PERSIST"),
+            "{message}"
+        ),
+        other => panic!("expected ERROR Malformed, got {other:?}"),
+    }
+    let _ = child.stdin.as_mut().unwrap().flush();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "rpmemd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+}
