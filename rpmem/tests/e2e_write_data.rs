@@ -10,12 +10,15 @@
 //! variable and other tests of this binary run in parallel threads.
 
 mod common;
+#[path = "common/raw.rs"]
+#[allow(dead_code)] // each test binary uses only some of these
+mod raw;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::raw::*;
 use common::*;
+use raw::*;
 use rpmem::{PersistFlags, PoolMemory, RpmemPool};
 use rpmem_proto::write_data::{WRITE_DATA_LENGTH_MAX, WRITE_DATA_OFFSET_MAX};
 use rpmem_proto::{Capabilities, Message, Status, WriteData};

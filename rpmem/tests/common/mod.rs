@@ -4,9 +4,6 @@
 //! The rpmemd binary and the `PATH` an sshd needs to find it come from [`testkit::rpmemd`].
 
 #![allow(dead_code)]
-
-#[allow(dead_code)] // each test binary uses only some of these
-pub mod raw;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! A raw rpmemd session for hostile-peer tests: rpmemd spawned directly (local transport, no
 //! rpmem), HELLO/CREATE by hand, and lane 0 connected with a plain fabric endpoint, so a test
-//! can send what a correct initiator never would.
+//! can send what a correct initiator never would. Included by the tests that need it as
+//! `#[path = "common/raw.rs"] mod raw;` (beside `mod common;`, which other crates' tests share
+//! without the fabric dependency).
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +16,7 @@ use rpmem_proto::{
     Status,
 };
 
-use super::{attr, Site};
+use crate::common::{attr, Site};
 
 pub fn spawn(site: &Site) -> Child {
     Command::new(testkit::rpmemd::binary())
