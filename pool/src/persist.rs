@@ -29,8 +29,9 @@
 //! of [`Flusher`]) works on the **8-byte word lattice** of absolute addresses:
 //!
 //! - each aligned 8-byte word is accessed only as one `AtomicU64` (release stores, acquire
-//!   loads; on x86 plain `mov`s), or by an inline-assembly streaming store or cache flush
-//!   (opaque to the compiler, and writing aligned words whole);
+//!   loads; on x86 plain `mov`s), or by inline assembly — streaming stores, cache flushes, and
+//!   for long loads and fills aligned 16-byte `movdqa` moves on CPUs where those are atomic —
+//!   which the compiler cannot see into and which moves aligned words whole;
 //! - a range that covers a word only partly loads the whole word and keeps the wanted bytes,
 //!   or stores by an atomic compare-exchange merge, so that all accesses to a word have the
 //!   same size (racing atomics of different sizes on overlapping bytes are undefined

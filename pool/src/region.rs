@@ -30,9 +30,11 @@ use crate::persist::{self, Flags, Flusher, PersistError};
 /// Consistency beyond one word is the caller's duty: each lane, transaction or allocator
 /// structure owns the ranges it writes and hands them over with proper synchronization (a lock
 /// or a channel), or re-checks what it read (as the allocator's lock-free object lookup does).
-/// A reader that observes a word stored by `write_u64` (or by `write`) also observes every
-/// store the writer made to that region before it (release/acquire per word). Disjoint ranges
-/// may be used concurrently; only 64-byte-line sharing then matters, for performance.
+/// A reader that observes a word stored by `write_u64`, `write` or `fill` also observes every
+/// store the writer made to that region before it (release/acquire per word). Streaming stores
+/// (`memcpy_persist`/`memset_persist` of long ranges) are weakly ordered until the writer's
+/// `drain`; they give only the per-word guarantee. Disjoint ranges may be used concurrently;
+/// only 64-byte-line sharing then matters, for performance.
 ///
 /// # Errors (contract relied on by palloc and tx)
 /// An error of kind [`PersistError::Replica`] from `flush`, `drain` or `persist` means the
