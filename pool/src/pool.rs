@@ -1252,6 +1252,17 @@ impl Pool {
         Pool::create(&single_file_set(path, size), layout, OpenOptions::default())
     }
 
+    /// Create a pool in a new single file of `size` bytes that appears at `path` only when
+    /// the returned [`Staged`] is published: a layer that lays out more (a heap, a root object)
+    /// publishes after that, so a crash in between leaves no file at `path`.
+    pub fn create_file_staged(
+        path: &Path,
+        size: u64,
+        layout: &str,
+    ) -> Result<(Pool, Staged), Error> {
+        Pool::create_staged(&single_file_set(path, size), layout, OpenOptions::default())
+    }
+
     /// Open a single-file pool; `layout`, when given, must match.
     pub fn open_file(path: &Path, layout: Option<&str>) -> Result<Pool, Error> {
         let size = std::fs::metadata(path).map_err(io_err(path, "stat"))?.len();

@@ -24,8 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// Slot 0 value: "RSTXOBJ" and format version 1 in the last byte.
-pub const OBJ_MAGIC: u64 = u64::from_le_bytes(*b"RSTXOBJ\x01");
+/// Slot 0 value: "RSTXOBJ" and format version 2 in the last byte. Version 2 binds each undo
+/// entry's CRC to its lane and position (docs/FORMAT.md, "Transactions (undo log)").
+pub const OBJ_MAGIC: u64 = u64::from_le_bytes(*b"RSTXOBJ\x02");
+/// Slot 0 value of format version 1 (undo entries checked without their position). Opened only
+/// when no transaction was in flight, and then upgraded to [`OBJ_MAGIC`].
+pub const OBJ_MAGIC_V1: u64 = u64::from_le_bytes(*b"RSTXOBJ\x01");
 /// User slot holding [`OBJ_MAGIC`].
 pub const SLOT_MAGIC: usize = 0;
 /// User slot holding the pool id.
@@ -222,6 +226,31 @@ pub struct ObjPool<P: Persister + ?Sized = Pool> {
     pub(crate) locks: LockTable,
 }
 
+/// Opens a format-1 pool as format 2: possible when no lane has a transaction in flight (an
+/// active v1 undo log would not check under v2's CRCs, so it could not be rolled back); then
+/// the magic is rewritten, durably, before anything else runs.
+fn upgrade_v1<P: Persister + ?Sized>(
+    heap: &Heap<P>,
+    area: usize,
+    magic_slot: usize,
+) -> Result<(), Error> {
+    let hdr = heap.header();
+    let p = heap.persister();
+    let active: Vec<usize> = (0..hdr.lane_count as usize)
+        .filter(|&i| area >= MIN_EXTRA && undo::is_active(&**p, hdr.lane_extra_off(i)))
+        .collect();
+    if !active.is_empty() {
+        return Err(Error::NotObjPool(format!(
+            "pool format 1 (\"RSTXOBJ\" v1) with a transaction in flight on lane(s) {active:?}: \
+             this version cannot roll it back; open the pool once with the version that wrote \
+             it, then with this one"
+        )));
+    }
+    p.write_u64(magic_slot, OBJ_MAGIC);
+    p.persist(magic_slot, 8)?;
+    Ok(())
+}
+
 fn lock_undo(m: &Mutex<UndoLog>) -> MutexGuard<'_, UndoLog> {
     // A panic while holding an undo log poisons the mutex; the lane's transaction was then
     // dropped (and rolled back) while unwinding, so the log itself is consistent.
@@ -247,6 +276,11 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         let hdr = *heap.header();
         let p = heap.persister().clone();
         let area = hdr.lane_extra_bytes as usize;
+        let slot = |i| heap.user_slot(i) as usize;
+        let magic = p.read_u64(slot(SLOT_MAGIC));
+        if magic == OBJ_MAGIC_V1 {
+            upgrade_v1(&heap, area, slot(SLOT_MAGIC))?;
+        }
         let mut recovered = Vec::new();
         let mut undo = Vec::new();
         for i in 0..hdr.lane_count as usize {
@@ -259,7 +293,6 @@ impl<P: Persister + ?Sized> ObjPool<P> {
             recovered.push(undo::recover(&*p, base, area)?);
             undo.push(Mutex::new(UndoLog::open(&*p, base, area)?));
         }
-        let slot = |i| heap.user_slot(i) as usize;
         let magic = p.read_u64(slot(SLOT_MAGIC));
         if magic == 0 {
             if let Some(o) = heap.objects().next() {
@@ -280,7 +313,7 @@ impl<P: Persister + ?Sized> ObjPool<P> {
             ])?;
         } else if magic != OBJ_MAGIC {
             return Err(Error::NotObjPool(format!(
-                "user slot 0 holds {magic:#018x}, expected {OBJ_MAGIC:#018x} (\"RSTXOBJ\" v1)"
+                "user slot 0 holds {magic:#018x}, expected {OBJ_MAGIC:#018x} (\"RSTXOBJ\" v2)"
             )));
         }
         let id = p.read_u64(slot(SLOT_POOL_ID));
@@ -594,10 +627,14 @@ impl<Root: PType, P: Persister + ?Sized> std::ops::Deref for PoolTyped<Root, P> 
 }
 
 impl<Root: PType> PoolTyped<Root, Pool> {
-    /// Create a single-file pool of `size` bytes at `path` (which must not exist).
+    /// Create a single-file pool of `size` bytes at `path` (which must not exist). The file
+    /// appears at `path` only once the heap and the root object are laid out: a crash during
+    /// create leaves no pool file (at most a temporary one the next create removes).
     pub fn create(path: &Path, size: u64) -> Result<Self, Error> {
-        let p = Pool::create_file(path, size, LAYOUT)?;
-        PoolTyped::create_in(Arc::new(p), &TxOptions::default())
+        let (p, staged) = Pool::create_file_staged(path, size, LAYOUT)?;
+        let pool = PoolTyped::create_in(Arc::new(p), &TxOptions::default())?;
+        staged.publish()?;
+        Ok(pool)
     }
 
     /// Open the single-file pool at `path`.

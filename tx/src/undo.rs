@@ -222,6 +222,11 @@ fn overlaps_log(segs: &[Seg], base: usize, off: u64, len: usize) -> bool {
         || segs.iter().any(|g| hit(g.start - SEG_HEADER_BYTES, g.end))
 }
 
+/// Whether the log at `base` has a transaction in flight (its `state` word's active bit).
+pub(crate) fn is_active<P: Persister + ?Sized>(p: &P, base: usize) -> bool {
+    p.read_u64(base + STATE_WORD) & 1 == 1
+}
+
 /// Roll back the transaction in flight in the log at `[base, base+area)`, if any. Run at open,
 /// after the heap replayed its redo logs and before anything else touches the pool.
 pub(crate) fn recover<P: Persister + ?Sized>(
