@@ -849,6 +849,17 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// reserved until the heap is reopened (a volatile leak; see `reserve_unfenced` for why
     /// releasing them unfenced is not safe).
     pub fn cancel(&self, actions: Vec<Action>) {
+        // A failed fence is not the caller's error here: the blocks stay reserved (see
+        // `try_cancel`), which only leaks them until the next open.
+        let _ = self.try_cancel(actions);
+    }
+
+    /// [`cancel`](Self::cancel), reporting a failure of the fence that unfenced headers need:
+    /// then those reservations stay reserved until the next open (a volatile leak) and the
+    /// error — typically a replica that failed — is returned, so that a caller in the middle
+    /// of an operation (a transaction freeing what it allocated) fails instead of going on
+    /// as if every copy of the pool had kept up.
+    pub fn try_cancel(&self, actions: Vec<Action>) -> Result<(), Error> {
         let mine: Vec<Reservation> = actions
             .into_iter()
             .filter_map(|a| match a {
@@ -858,10 +869,15 @@ impl<P: Persister + ?Sized> Heap<P> {
             .collect();
         // The unfenced headers durable (this thread's flushes, and every replica's copy of
         // them) before another reservation of the same blocks may trust them or write its own.
-        let fenced = !mine.iter().any(|r| r.unfenced) || self.p.drain().is_ok();
-        for r in mine.iter().filter(|r| fenced || !r.unfenced) {
+        let fenced = if mine.iter().any(|r| r.unfenced) {
+            self.p.drain()
+        } else {
+            Ok(())
+        };
+        for r in mine.iter().filter(|r| fenced.is_ok() || !r.unfenced) {
             self.release(r);
         }
+        fenced.map_err(Error::from)
     }
 
     /// The live object at `off`, or [`Error::NotAllocated`]. Takes no lock: the chunk's

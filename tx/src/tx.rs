@@ -347,7 +347,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             self.flush.retain(|&(s, _)| !(s >= obj && s < end));
             // Fences first when the header was flushed unfenced (this thread holds the lane
             // that reserved it): the block may be reserved again at once, trusting its header.
-            self.pool.heap().cancel(vec![Action::Alloc(r)]);
+            // A failed fence fails the operation (and so the transaction): a replica fell
+            // behind.
+            self.pool.heap().try_cancel(vec![Action::Alloc(r)])?;
             return Ok(());
         }
         if self.frees.contains(&obj) {
