@@ -348,7 +348,27 @@ struct Arena {
     active: Vec<Option<usize>>,
 }
 
+/// A value alone in its cache line(s): the locks of different arenas and of different chunks
+/// are taken by different threads at once, and side by side in one line every lock and unlock
+/// of one would evict the line from the other's core (2-thread alloc+free ran slower than 1).
+/// Costs 64 bytes per chunk of volatile state (0.025 % of the pool with 256 KiB chunks).
+#[repr(align(64))]
+struct CacheAligned<T>(T);
+
+impl<T> std::ops::Deref for CacheAligned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// One shard of the statistics. Each thread updates the shard of its home lane, so two
+/// threads allocating at once do not bounce one cache line between their cores (shared
+/// counters made 2-thread alloc+free slower than 1 thread); a shard may go "negative" (an
+/// object allocated on one shard and freed on another), so values wrap and only their sum
+/// over all shards means anything.
 #[derive(Default)]
+#[repr(align(128))]
 struct Counters {
     allocated_bytes: AtomicU64,
     objects: AtomicU64,
@@ -380,7 +400,7 @@ pub struct Heap<P: Persister + ?Sized> {
     p: Arc<P>,
     hdr: HeapHeader,
     zones: Vec<Zone>,
-    chunks: Vec<Mutex<ChunkState>>,
+    chunks: Vec<CacheAligned<Mutex<ChunkState>>>,
     /// One `info` word per chunk (see the `info` module).
     info: Vec<AtomicU64>,
     /// Geometries of runs: the classes' (same indexes as `geoms`), then any other found at open.
@@ -389,9 +409,9 @@ pub struct Heap<P: Persister + ?Sized> {
     geoms: Vec<RunGeom>,
     avail: Vec<Mutex<Vec<usize>>>,
     spans: Mutex<FreeSpans>,
-    arenas: Vec<Mutex<Arena>>,
+    arenas: Vec<CacheAligned<Mutex<Arena>>>,
     id: u64,
-    counters: Counters,
+    counters: Box<[Counters]>,
     recovered: Vec<Recovered>,
     /// Shared by every lane's redo log: set once any log (or the upper layer's own log, see
     /// [`Heap::poison_until_reopen`]) is left undecided; every commit path refuses from then on.
@@ -493,10 +513,10 @@ impl<P: Persister + ?Sized> Heap<P> {
             let (mut ulog, rec) = Ulog::open(&*p, hdr.lane_off(i), hdr.lane_redo_bytes as usize)?;
             ulog.share_poison(&poison);
             recovered.push(rec);
-            arenas.push(Mutex::new(Arena {
+            arenas.push(CacheAligned(Mutex::new(Arena {
                 ulog,
                 active: vec![None; geoms.len()],
-            }));
+            })));
         }
         let zones = hdr.zones();
         let total: usize = zones.iter().map(|z| z.chunks).sum();
@@ -507,7 +527,10 @@ impl<P: Persister + ?Sized> Heap<P> {
             zone_first: zones.iter().map(|z| z.first_chunk).collect(),
             free_chunks: 0,
         };
-        let counters = Counters::default();
+        let counters: Box<[Counters]> = (0..arenas.len().max(1))
+            .map(|_| Counters::default())
+            .collect();
+        let counters_at_open = &counters[0];
         let mut avail: Vec<Vec<usize>> = vec![Vec::new(); geoms.len()];
         let mut infos: Vec<u64> = vec![info::NONE; total];
         let mut run_geoms = geoms.clone();
@@ -544,8 +567,8 @@ impl<P: Persister + ?Sized> Heap<P> {
                         for s in &mut states[g + 1..g + size] {
                             *s = ChunkState::Interior { start: g };
                         }
-                        counters.objects.fetch_add(1, Ordering::Relaxed);
-                        counters.allocated_bytes.fetch_add(
+                        counters_at_open.objects.fetch_add(1, Ordering::Relaxed);
+                        counters_at_open.allocated_bytes.fetch_add(
                             size as u64 * hdr.chunk_size - ALLOC_HEADER_BYTES,
                             Ordering::Relaxed,
                         );
@@ -579,12 +602,14 @@ impl<P: Persister + ?Sized> Heap<P> {
                                 avail[c].push(g);
                             }
                         }
-                        counters.objects.fetch_add(used as u64, Ordering::Relaxed);
-                        counters.allocated_bytes.fetch_add(
+                        counters_at_open
+                            .objects
+                            .fetch_add(used as u64, Ordering::Relaxed);
+                        counters_at_open.allocated_bytes.fetch_add(
                             used as u64 * (geom.block_size - ALLOC_HEADER_BYTES),
                             Ordering::Relaxed,
                         );
-                        counters.runs.fetch_add(1, Ordering::Relaxed);
+                        counters_at_open.runs.fetch_add(1, Ordering::Relaxed);
                         states[g] = ChunkState::Run(Box::new(RunState {
                             geom,
                             class,
@@ -609,7 +634,10 @@ impl<P: Persister + ?Sized> Heap<P> {
             p,
             hdr,
             zones,
-            chunks: states.into_iter().map(Mutex::new).collect(),
+            chunks: states
+                .into_iter()
+                .map(|st| CacheAligned(Mutex::new(st)))
+                .collect(),
             info: infos.into_iter().map(AtomicU64::new).collect(),
             run_geoms,
             classes,
@@ -968,12 +996,24 @@ impl<P: Persister + ?Sized> Heap<P> {
         }
     }
 
+    /// The statistics shard of the calling thread (its home lane's).
+    fn counters(&self) -> &Counters {
+        &self.counters[THREAD_NO.with(|n| *n) % self.counters.len()]
+    }
+
+    /// The sum of one counter over every shard (each shard's value wraps, the sum does not).
+    fn sum_counters(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.counters.iter().fold(0u64, |a, c| {
+            a.wrapping_add(field(c).load(Ordering::Relaxed))
+        })
+    }
+
     /// Current statistics.
     pub fn stats(&self) -> Stats {
         Stats {
-            allocated_bytes: self.counters.allocated_bytes.load(Ordering::Relaxed),
-            objects: self.counters.objects.load(Ordering::Relaxed),
-            runs: self.counters.runs.load(Ordering::Relaxed),
+            allocated_bytes: self.sum_counters(|c| &c.allocated_bytes),
+            objects: self.sum_counters(|c| &c.objects),
+            runs: self.sum_counters(|c| &c.runs),
             free_chunks: lock(&self.spans).free_chunks as u64,
             total_chunks: self.chunks.len() as u64,
         }
@@ -1115,7 +1155,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             )?;
             *g = ChunkState::Free;
             self.info[c].store(info::NONE, Ordering::Release);
-            self.counters.runs.fetch_sub(1, Ordering::Relaxed);
+            self.counters().runs.fetch_sub(1, Ordering::Relaxed);
             lock(&self.spans).insert(c, 1);
         }
         Ok(())
@@ -1158,7 +1198,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             owner: Some(ai),
             in_avail: false,
         }));
-        self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        self.counters().runs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1297,8 +1337,8 @@ impl<P: Persister + ?Sized> Heap<P> {
         }
         // Freed (also when a committed batch reports a later replica failure).
         self.unset_block(c, rs, bit);
-        self.counters.objects.fetch_sub(1, Ordering::Relaxed);
-        self.counters
+        self.counters().objects.fetch_sub(1, Ordering::Relaxed);
+        self.counters()
             .allocated_bytes
             .fetch_sub(rs.geom.block_size - ALLOC_HEADER_BYTES, Ordering::Relaxed);
         r.map(|_| true)
@@ -1524,8 +1564,8 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         if r.as_ref().is_err_and(|e| !e.is_committed()) {
             return r.map(|_| off);
         }
-        h.counters.objects.fetch_add(1, Ordering::Relaxed);
-        h.counters
+        h.counters().objects.fetch_add(1, Ordering::Relaxed);
+        h.counters()
             .allocated_bytes
             .fetch_add(usable, Ordering::Relaxed);
         r.map(|_| off)
@@ -1581,8 +1621,8 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
             h.info[chunk].store(info::SPAN | info::INTERNAL | n as u64, Ordering::Release);
             *g = ChunkState::Span { n, used: true };
             drop(g);
-            h.counters.objects.fetch_add(1, Ordering::Relaxed);
-            h.counters
+            h.counters().objects.fetch_add(1, Ordering::Relaxed);
+            h.counters()
                 .allocated_bytes
                 .fetch_add(r.usable, Ordering::Relaxed);
             extended?;
@@ -1803,8 +1843,8 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         for a in &actions {
             match a {
                 Action::Alloc(r) => {
-                    h.counters.objects.fetch_add(1, Ordering::Relaxed);
-                    h.counters
+                    h.counters().objects.fetch_add(1, Ordering::Relaxed);
+                    h.counters()
                         .allocated_bytes
                         .fetch_add(r.usable, Ordering::Relaxed);
                     match r.kind {
@@ -1845,8 +1885,8 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                         }
                         _ => unreachable!("validated by build_entries"),
                     };
-                    h.counters.objects.fetch_sub(1, Ordering::Relaxed);
-                    h.counters
+                    h.counters().objects.fetch_sub(1, Ordering::Relaxed);
+                    h.counters()
                         .allocated_bytes
                         .fetch_sub(usable, Ordering::Relaxed);
                 }
@@ -1887,8 +1927,8 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
         if res.as_ref().is_err_and(|e| !e.is_committed()) {
             return res.map(|_| false);
         }
-        h.counters.objects.fetch_add(1, Ordering::Relaxed);
-        h.counters
+        h.counters().objects.fetch_add(1, Ordering::Relaxed);
+        h.counters()
             .allocated_bytes
             .fetch_add(r.usable, Ordering::Relaxed);
         res.map(|_| true)
