@@ -246,8 +246,9 @@ impl Connector {
 
 /// Statuses of a refused OPEN that mean "a pool is there, but it cannot be used as it is", on
 /// which resync's rebuild removes and recreates it: `BadPoolset`, which rpmemd gives for a part
-/// file of the wrong size (truncated), a damaged or foreign pool header, a missing or damaged
-/// attribute block (docs/PROTOCOL.md §14), and for a poolset file that does not parse (then
+/// file of the wrong size (truncated), a part file missing while other parts exist, a damaged or
+/// foreign pool header, a missing or damaged attribute block (docs/PROTOCOL.md §14), and for a
+/// poolset file that does not parse (then
 /// REMOVE fails the same way and nothing is removed). Not `PoolTooSmall`: the size rpmemd
 /// compares comes from the poolset file itself (a truncated part is `BadPoolset`), so a new pool
 /// would be just as small — removing would destroy a pool for nothing. Never `PoolBusy`,

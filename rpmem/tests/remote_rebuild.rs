@@ -6,6 +6,8 @@
 //!   says so, and the replica is then identical to the primary;
 //! - another pool set's replica in the remote replica's place: refused by every open, replaced
 //!   by resync only (the operator's consent), and the report names the foreign `poolset_uuid`;
+//! - a multi-part remote pool with one part file deleted: refused (`BadPoolset`, "missing"),
+//!   rebuilt by resync, and its bytes read back through rpmemd equal the primary's;
 //! - a remote pool held by another session is never removed: resync fails naming it and leaves
 //!   the bytes alone, and succeeds once the session is gone;
 //! - the connector removes nothing unless called with `create && resync` (resync's rebuild
@@ -285,4 +287,52 @@ fn the_connector_removes_nothing_outside_a_resync_rebuild() {
     assert_eq!(rep.len(), len);
     drop(rep);
     assert_eq!(std::fs::metadata(&s.remote).unwrap().len(), 6 << 20);
+}
+
+#[test]
+fn a_deleted_part_of_a_multi_part_remote_pool_is_rebuilt_by_resync() {
+    // The remote replica in two 4 MiB parts; its second part file is deleted while closed.
+    let mut s = setup();
+    let site = Site::new();
+    let parts = site.poolset("r.set", &[4, 4]);
+    s.opts = site.local();
+    s.opts.persist_deadline = Duration::from_secs(2);
+    s.remote = parts[0].clone();
+    let len = s.create_with_data();
+    std::fs::remove_file(&parts[1]).unwrap();
+    let e = s
+        .open()
+        .err()
+        .expect("a remote pool missing a part must be refused");
+    assert!(
+        e.to_string().contains("BadPoolset") && e.to_string().contains("missing"),
+        "{e}"
+    );
+    let report = s
+        .resync()
+        .expect("resync rebuilds the incomplete remote pool");
+    assert!(rebuilt_line(&report).contains("missing"), "{report:?}");
+    assert!(parts[1].exists(), "the deleted part is back");
+    // The remote pool's bytes, read back through rpmemd, equal the primary's.
+    let p = s.open().expect("fail-stop open after resync");
+    let mut primary = vec![0u8; len];
+    p.read(0, &mut primary);
+    drop(p);
+    let mut n = 1;
+    let remote = RpmemPool::open(
+        "localhost",
+        "r.set",
+        PoolMemory::new(len).unwrap(),
+        &mut n,
+        &s.opts,
+    )
+    .unwrap()
+    .0;
+    let mut back = vec![0u8; len];
+    remote.read(&mut back, 0, 0).unwrap();
+    remote.close(false).unwrap();
+    assert!(
+        back == primary,
+        "remote replica differs from the primary after resync"
+    );
 }

@@ -154,6 +154,31 @@ fn pool_failure(descriptor: &str, e: pool::Error) -> Failure {
     Failure::new(status, format!("pool {descriptor:?}: {e}"))
 }
 
+/// OPEN's failure: as [`pool_failure`], except that a part file missing while another part of
+/// the pool exists is a damaged pool (`BadPoolset`, which resync's rebuild acts on: the pool
+/// is removed and created anew), not an I/O error. With no part at all there is no pool, and
+/// the I/O error says which file was looked for.
+fn open_failure(descriptor: &str, set: &poolset::PoolSet, e: pool::Error) -> Failure {
+    let missing = match &e {
+        pool::Error::Io { path, source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            Some(path.clone())
+        }
+        _ => None,
+    };
+    let parts = part_paths(set);
+    match missing {
+        Some(path) if parts.contains(&path) && parts.iter().any(|p| p.exists()) => Failure::new(
+            Status::BadPoolset,
+            format!(
+                "pool {descriptor:?} is incomplete: part {} is missing while other parts exist \
+                 (a resync from a healthy replica rebuilds it)",
+                path.display()
+            ),
+        ),
+        _ => pool_failure(descriptor, e),
+    }
+}
+
 impl Served {
     /// CREATE: creates every part of the poolset, checks the size, stores `attr`.
     pub fn create(
@@ -196,7 +221,7 @@ impl Served {
     ) -> Result<(Served, PoolAttr), Failure> {
         let (_, set) = load_set(poolset_dir, descriptor)?;
         let pool = Pool::open(&set, Some(LAYOUT), OpenOptions::default())
-            .map_err(|e| pool_failure(descriptor, e))?;
+            .map_err(|e| open_failure(descriptor, &set, e))?;
         let served = Served {
             pool,
             descriptor: descriptor.to_string(),
