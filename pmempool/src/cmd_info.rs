@@ -471,14 +471,6 @@ fn to_text(r: &Report, verbose: bool) -> String {
     o
 }
 
-fn type_name(t: u64) -> String {
-    if t == tx::undo::OVERFLOW_TYPE {
-        format!("{t:#018x} (tx undo overflow)")
-    } else {
-        format!("{t:#018x}")
-    }
-}
-
 fn heap_text(o: &mut String, h: &HeapSurvey, verbose: bool) {
     use std::fmt::Write;
     let hs = poolset::human_size;
@@ -544,8 +536,8 @@ fn heap_text(o: &mut String, h: &HeapSurvey, verbose: bool) {
                 for (t, c) in &a.types {
                     let _ = writeln!(
                         o,
-                        "  type {}: {} object(s), {}",
-                        type_name(*t),
+                        "  type {:#018x}: {} object(s), {}",
+                        t,
                         c.objects,
                         hs(c.bytes)
                     );

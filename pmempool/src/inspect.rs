@@ -468,7 +468,8 @@ fn after_open(img: &Arc<Image>, progress: bool) -> Result<AfterOpen, String> {
         t.objects += 1;
         t.bytes += o.usable_size;
         let Some(meta) = &obj else { continue };
-        if o.type_num == tx::undo::OVERFLOW_TYPE || bad_pointers.len() >= 100 {
+        // (`objects()` lists user objects only: tx's undo overflow blocks are internal.)
+        if bad_pointers.len() >= 100 {
             continue;
         }
         // A PPtr is (off, pool id); the id is random, so a word pair ending in it is a pointer.
