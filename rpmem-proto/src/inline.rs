@@ -1,9 +1,11 @@
 //! PERSIST_INLINE (protocol 1.2, capability INLINE_PERSIST): persists that carry their bytes.
 //!
 //! rpmemd copies the records of one message into the pool and makes them durable before it
-//! looks at the next message of the lane, so an initiator may send several of them without
-//! waiting for the answers and the target still makes them durable in order — which RMA
-//! writes cannot promise (their bytes land when they arrive, ahead of the PERSIST before them).
+//! stores the message with the next sequence number, whichever lane that one arrives on. So an
+//! initiator may send several of them without waiting for the answers, and the target still
+//! makes them durable in the order the initiator copied their bytes — which RMA writes cannot
+//! promise (their bytes land when they arrive, ahead of the PERSIST before them, and two lanes'
+//! writes of one cache line land in either order).
 //!
 //! [`InlineBatch`] builds one frame in place (the initiator copies pool bytes straight into
 //! it), [`InlineRecords`] checks a received body and iterates it without copying (rpmemd), and
@@ -20,7 +22,7 @@ use crate::{FRAME_MAGIC, HEADER_LEN, LANE_INLINE_FRAME_MAX};
 
 /// Largest PERSIST_INLINE body.
 pub const INLINE_BODY_MAX: usize = LANE_INLINE_FRAME_MAX - HEADER_LEN;
-/// Bytes of the fixed part of the body (`lane`, `flags`).
+/// Bytes of the fixed part of the body (`lane`, `flags`, `seq`).
 pub const INLINE_FIXED_LEN: usize = std::mem::size_of::<PersistInlineWire>();
 /// Bytes of a record header (`offset`, `length`, `reserved`).
 pub const INLINE_RECORD_HEADER_LEN: usize = std::mem::size_of::<InlineRecordWire>();
@@ -47,6 +49,8 @@ pub struct InlineRecord {
 pub struct InlineRecords<'a> {
     pub lane: u32,
     pub relaxed: bool,
+    /// Session-wide sequence number (≥ 1).
+    pub seq: u64,
     /// The records part of the body (after the fixed part), already checked.
     records: &'a [u8],
     count: usize,
@@ -73,6 +77,13 @@ impl<'a> InlineRecords<'a> {
                 field: "lane..flags",
             })?;
         let flags = fixed.flags.get();
+        if fixed.seq.get() == 0 {
+            return Err(DecodeError::bad(
+                MSG,
+                "seq",
+                "0, sequence numbers start at 1",
+            ));
+        }
         if flags & !PERSIST_RELAXED != 0 {
             return Err(DecodeError::bad(
                 MSG,
@@ -129,6 +140,7 @@ impl<'a> InlineRecords<'a> {
         Ok(InlineRecords {
             lane: fixed.lane.get(),
             relaxed: flags & PERSIST_RELAXED != 0,
+            seq: fixed.seq.get(),
             records,
             count,
         })
@@ -169,12 +181,19 @@ impl<'a> InlineRecords<'a> {
 }
 
 /// Appends the body of a PERSIST_INLINE (fixed part and records) to `out`.
-pub(crate) fn encode_body(out: &mut Vec<u8>, lane: u32, relaxed: bool, records: &[InlineRecord]) {
+pub(crate) fn encode_body(
+    out: &mut Vec<u8>,
+    lane: u32,
+    relaxed: bool,
+    seq: u64,
+    records: &[InlineRecord],
+) {
     let flags = if relaxed { PERSIST_RELAXED } else { 0 };
     out.extend_from_slice(
         PersistInlineWire {
             lane: lane.into(),
             flags: flags.into(),
+            seq: seq.into(),
         }
         .as_bytes(),
     );
@@ -197,8 +216,9 @@ fn put_record(out: &mut Vec<u8>, offset: u64, len: usize, fill: impl FnOnce(&mut
     fill(&mut out[at..at + len]);
 }
 
-/// One PERSIST_INLINE frame being built on the initiator: records are appended until the
-/// next one does not fit, then [`frame`](Self::frame) gives the bytes to send.
+/// One PERSIST_INLINE frame being built on the initiator: records are appended (with their
+/// data, or reserved to be filled just before sending) until the next one does not fit, then
+/// the sequence number is set and [`frame`](Self::frame) gives the bytes to send.
 #[derive(Debug)]
 pub struct InlineBatch {
     buf: Vec<u8>,
@@ -229,6 +249,7 @@ impl InlineBatch {
             PersistInlineWire {
                 lane: self.lane.into(),
                 flags: 0.into(),
+                seq: 0.into(),
             }
             .as_bytes(),
         );
@@ -262,6 +283,34 @@ impl InlineBatch {
             None => (offset, end),
         });
         true
+    }
+
+    /// Adds a record of `len` bytes for pool offset `offset` whose data is written later by
+    /// [`fill`](Self::fill). Returns false (and adds nothing) when it does not fit.
+    pub fn reserve(&mut self, offset: u64, len: usize) -> bool {
+        self.push_with(offset, len, |_| {})
+    }
+
+    /// Calls `f(offset, data)` for every record in order, so the caller writes the data of
+    /// records added by [`reserve`](Self::reserve) (or overwrites any record's).
+    pub fn fill<E>(&mut self, mut f: impl FnMut(u64, &mut [u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut at = HEADER_LEN + INLINE_FIXED_LEN;
+        while at < self.buf.len() {
+            let Ok((h, _)) = InlineRecordWire::ref_from_prefix(&self.buf[at..]) else {
+                break;
+            };
+            let (offset, len) = (h.offset.get(), h.length.get() as usize);
+            let data = at + INLINE_RECORD_HEADER_LEN;
+            f(offset, &mut self.buf[data..data + len])?;
+            at = data + padded(len);
+        }
+        Ok(())
+    }
+
+    /// Sets the message's session-wide sequence number (≥ 1).
+    pub fn set_seq(&mut self, seq: u64) {
+        let at = HEADER_LEN + std::mem::offset_of!(PersistInlineWire, seq);
+        self.buf[at..at + 8].copy_from_slice(&seq.to_le_bytes());
     }
 
     /// Hull `(offset, length)` of the records' ranges, for error messages.

@@ -96,10 +96,11 @@ pub fn fuzz_decode(data: &[u8]) {
             Ok(Message::PersistInline {
                 lane,
                 relaxed,
+                seq,
                 records,
             }),
         ) => {
-            assert_eq!((r.lane, r.relaxed), (lane, relaxed));
+            assert_eq!((r.lane, r.relaxed, r.seq), (lane, relaxed, seq));
             assert_eq!(r.to_owned_records(), records);
         }
         (Ok(LaneFrame::Message(a)), Ok(b)) => assert_eq!(a, b),

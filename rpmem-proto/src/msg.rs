@@ -145,6 +145,8 @@ pub enum Message {
     PersistInline {
         lane: u32,
         relaxed: bool,
+        /// Session-wide order over all lanes, from 1.
+        seq: u64,
         records: Vec<crate::inline::InlineRecord>,
     },
     PersistResp {
@@ -340,8 +342,16 @@ impl Message {
             Message::PersistInline {
                 lane,
                 relaxed,
+                seq,
                 records,
             } => {
+                if *seq == 0 {
+                    return Err(EncodeError {
+                        msg: name,
+                        field: "seq",
+                        why: "is 0, sequence numbers start at 1".into(),
+                    });
+                }
                 if records.is_empty() {
                     return Err(EncodeError {
                         msg: name,
@@ -350,7 +360,7 @@ impl Message {
                     });
                 }
                 let start = out.len();
-                crate::inline::encode_body(out, *lane, *relaxed, records);
+                crate::inline::encode_body(out, *lane, *relaxed, *seq, records);
                 let bad = records
                     .iter()
                     .find(|r| r.data.is_empty() || r.data.len() > crate::inline::INLINE_DATA_MAX);
@@ -511,6 +521,7 @@ impl Message {
                 Message::PersistInline {
                     lane: p.lane,
                     relaxed: p.relaxed,
+                    seq: p.seq,
                     records: p.to_owned_records(),
                 }
             }

@@ -179,6 +179,8 @@ pub struct LaneConnectWire {
 pub struct PersistInlineWire {
     pub lane: U32,
     pub flags: U32,
+    /// Session-wide order of PERSIST_INLINE messages over all lanes, from 1.
+    pub seq: U64,
 }
 
 /// One record of a PERSIST_INLINE body: `length` data bytes follow, then zero padding to a

@@ -162,14 +162,16 @@ fn message() -> impl Strategy<Value = Message> {
         (
             any::<u32>(),
             any::<bool>(),
+            1..=u64::MAX,
             proptest::collection::vec(
                 (any::<u64>(), proptest::collection::vec(any::<u8>(), 1..300)),
                 1..8
             )
         )
-            .prop_map(|(lane, relaxed, recs)| Message::PersistInline {
+            .prop_map(|(lane, relaxed, seq, recs)| Message::PersistInline {
                 lane,
                 relaxed,
+                seq,
                 records: recs
                     .into_iter()
                     .map(|(offset, data)| InlineRecord { offset, data })
@@ -749,6 +751,7 @@ fn inline(records: Vec<(u64, Vec<u8>)>) -> Message {
     Message::PersistInline {
         lane: 2,
         relaxed: false,
+        seq: 1,
         records: records
             .into_iter()
             .map(|(offset, data)| InlineRecord { offset, data })
@@ -763,13 +766,14 @@ fn persist_inline_refusals() {
     let m = inline(vec![(64, vec![7u8; 5]), (4096, vec![9u8; 16])]);
     let good = encode(&m).unwrap();
     assert_eq!(decode(&good).unwrap(), m);
-    // Body: lane(4) flags(4) | rec0: off(8) len(4) res(4) data(5) pad(3) | rec1 ...
+    // Body: lane(4) flags(4) seq(8) | rec0: off(8) len(4) res(4) data(5) pad(3) | rec1 ...
     let body = HEADER_LEN;
     let cases = [
         (body + 4, 4, "flags"),
-        (body + 8 + 12, 1, "record reserved"),
-        (body + 8 + 16 + 6, 1, "record padding"),
-        (body + 8 + 8, 0, "record length"),
+        (body + 8, 0, "seq"),
+        (body + 16 + 12, 1, "record reserved"),
+        (body + 16 + 16 + 6, 1, "record padding"),
+        (body + 16 + 8, 0, "record length"),
     ];
     for (at, value, field) in cases {
         let mut b = good.clone();
@@ -779,7 +783,7 @@ fn persist_inline_refusals() {
     }
     // A record length running past the body is truncated data.
     let mut b = good.clone();
-    b[body + 8 + 8] = 200;
+    b[body + 16 + 8] = 200;
     assert!(matches!(
         decode(&b).unwrap_err(),
         DecodeError::Truncated {
@@ -788,8 +792,8 @@ fn persist_inline_refusals() {
         }
     ));
     // No record at all.
-    let mut b = good[..body + 8].to_vec();
-    set_body_len(&mut b, 8);
+    let mut b = good[..body + 16].to_vec();
+    set_body_len(&mut b, 16);
     assert!(is_bad(&decode(&b).unwrap_err(), "records"));
     // Encode refuses what decode refuses: empty list, empty record, too much data.
     assert!(encode(&inline(vec![])).is_err());
@@ -806,18 +810,30 @@ fn inline_batch_matches_encode_and_fills_up() {
     assert!(b.push_with(64, 5, |d| d.fill(7)));
     assert!(b.push_with(4096, 16, |d| d.fill(9)));
     assert_eq!(b.hull(), (64, 4096 + 16 - 64));
+    b.set_seq(1);
     let m = inline(vec![(64, vec![7u8; 5]), (4096, vec![9u8; 16])]);
     assert_eq!(b.frame(), encode(&m).unwrap().as_slice());
+    // Reserved records filled at the end give the same frame.
+    let mut r = InlineBatch::new(2);
+    assert!(r.reserve(64, 5) && r.reserve(4096, 16));
+    r.set_seq(1);
+    r.fill(|off, d| -> Result<(), ()> {
+        d.fill(if off == 64 { 7 } else { 9 });
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(r.frame(), encode(&m).unwrap().as_slice());
     let mut b = InlineBatch::new(0);
     let mut n = 0;
     while b.push_with(n * 64, 64, |d| d.fill(1)) {
         n += 1;
     }
-    // 4096-byte frame: 16 header + 8 fixed + n * (16 + 64).
-    assert_eq!(n, (LANE_INLINE_FRAME_MAX as u64 - 16 - 8) / 80);
+    // 4096-byte frame: 16 header + 16 fixed + n * (16 + 64).
+    assert_eq!(n, (LANE_INLINE_FRAME_MAX as u64 - 16 - 16) / 80);
     assert!(!b.fits(0), "an empty record never fits");
+    b.set_seq(7);
     let frame = b.frame().to_vec();
-    assert_eq!(frame.len(), 16 + 8 + n as usize * 80);
+    assert_eq!(frame.len(), 16 + 16 + n as usize * 80);
     assert!(
         matches!(decode(&frame).unwrap(), Message::PersistInline { records, .. } if records.len() == n as usize)
     );

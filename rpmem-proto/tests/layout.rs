@@ -100,9 +100,10 @@ const_assert_eq!(align_of::<PoolRespWire>(), 1);
 const_assert_eq!(align_of::<PoolAttrWire>(), 1);
 const_assert_eq!(align_of::<PersistWire>(), 1);
 
-const_assert_eq!(size_of::<PersistInlineWire>(), 8);
+const_assert_eq!(size_of::<PersistInlineWire>(), 16);
 const_assert_eq!(offset_of!(PersistInlineWire, lane), 0);
 const_assert_eq!(offset_of!(PersistInlineWire, flags), 4);
+const_assert_eq!(offset_of!(PersistInlineWire, seq), 8);
 const_assert_eq!(size_of::<InlineRecordWire>(), 16);
 const_assert_eq!(offset_of!(InlineRecordWire, offset), 0);
 const_assert_eq!(offset_of!(InlineRecordWire, length), 8);
@@ -115,6 +116,7 @@ fn persist_inline_frame_golden_bytes() {
     let m = rpmem_proto::Message::PersistInline {
         lane: 1,
         relaxed: false,
+        seq: 0x0102,
         records: vec![rpmem_proto::InlineRecord {
             offset: 0x2000,
             data: vec![0xAA, 0xBB, 0xCC],
@@ -125,10 +127,11 @@ fn persist_inline_frame_golden_bytes() {
         &b"RPMF"[..],                       // magic
         &[0x02, 0x01],                      // type PERSIST_INLINE = 0x0102
         &[0, 0],                            // flags
-        &[32, 0, 0, 0],                     // body length: 8 + 16 + 8
+        &[40, 0, 0, 0],                     // body length: 16 + 16 + 8
         &[0, 0, 0, 0],                      // reserved
         &[1, 0, 0, 0],                      // lane
         &[0, 0, 0, 0],                      // flags
+        &[0x02, 0x01, 0, 0, 0, 0, 0, 0],    // seq 0x0102
         &[0, 0x20, 0, 0, 0, 0, 0, 0],       // record offset
         &[3, 0, 0, 0],                      // record length
         &[0, 0, 0, 0],                      // record reserved

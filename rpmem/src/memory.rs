@@ -88,18 +88,22 @@ impl PoolMemory {
     }
 
     /// Copies `data` into the memory at `offset` (a plain store; persist makes it remote).
+    /// Word-atomic (`pool::persist::store_shared`): the memory may be a pool's primary mapping
+    /// that other threads read and write at the same time.
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         self.check(offset, data.len())?;
-        // SAFETY: in bounds of the live memory; `data` is a distinct Rust slice.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), data.len()) };
+        // SAFETY: in bounds of the live memory, which is 8-byte aligned (page-aligned here, a
+        // mapping in `from_raw`) and accessed by this crate only through word-atomic copies
+        // (pool's shared-memory contract); `data` is a distinct Rust slice.
+        unsafe { pool::persist::store_shared(self.ptr.add(offset), data.as_ptr(), data.len()) };
         Ok(())
     }
 
-    /// Copies bytes at `offset` into `out`.
+    /// Copies bytes at `offset` into `out` (word-atomic, as [`write`](Self::write)).
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
         self.check(offset, out.len())?;
-        // SAFETY: in bounds of the live memory; `out` is a distinct Rust slice.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), out.len()) };
+        // SAFETY: as in `write`; `out` is a distinct Rust slice.
+        unsafe { pool::persist::load_shared(out.as_mut_ptr(), self.ptr.add(offset), out.len()) };
         Ok(())
     }
 }

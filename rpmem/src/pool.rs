@@ -14,8 +14,9 @@
 //!
 //! Protocol 1.2 (capability INLINE_PERSIST, §8.6): `flush` of a small range copies its bytes
 //! into the lane's pending PERSIST_INLINE instead of posting an RMA write; [`RpmemPool::barrier`]
-//! sends it without waiting for the answer (rpmemd stores messages in order, so the target's
-//! media still follow the order of the barriers) and [`RpmemPool::drain`] reads every answer.
+//! sends it without waiting for the answer (rpmemd stores these messages in their session-wide
+//! sequence order, so the target's media follow the order of the barriers, and of the copies
+//! when two lanes send the same bytes) and [`RpmemPool::drain`] reads every answer.
 //! A chain of dependent fences (undo entry → data → commit) then costs one round trip. A range
 //! too large for a message goes by RMA write, after every answer pending on the lane.
 
@@ -357,6 +358,10 @@ pub struct RpmemPool {
     /// carry its write data on the last chunk (§8.5).
     writes_ordered: bool,
     persist_deadline: Duration,
+    /// The next PERSIST_INLINE sequence number (session-wide, from 1). Held while a message's
+    /// bytes are copied, so messages are numbered in the order their copies were taken and
+    /// rpmemd, storing them in that order, ends with the newest copy of every byte (§8.6).
+    inline_seq: Mutex<u64>,
 }
 
 enum Kind<'a> {
@@ -553,6 +558,7 @@ impl RpmemPool {
             max_rma,
             writes_ordered: info.msg_order() & FI_ORDER_WAW != 0,
             persist_deadline: opts.persist_deadline,
+            inline_seq: Mutex::new(1),
         })
     }
 
@@ -944,9 +950,9 @@ impl RpmemPool {
         self.with_lane(lane, |l| self.send_pending(l, lane))
     }
 
-    /// Copies `[offset, offset+length)` of the local memory into the lane's PERSIST_INLINE
-    /// (sending the pending persists first when it is full, or when RMA ranges wait for their
-    /// PERSIST: they were flushed earlier and go first).
+    /// Adds `[offset, offset+length)` to the lane's PERSIST_INLINE, whose bytes are copied from
+    /// the local memory when it is sent (sending the pending persists first when it is full, or
+    /// when RMA ranges wait for their PERSIST: they were flushed earlier and go first).
     fn flush_inline(
         &self,
         l: &mut Lane,
@@ -958,13 +964,7 @@ impl RpmemPool {
         if full || l.flushed.is_some() {
             self.send_pending(l, lane)?;
         }
-        let mut copied = Ok(());
-        let pushed = l.inline.as_mut().is_some_and(|b| {
-            b.push_with(offset, length, |d| {
-                copied = self.memory.read(offset as usize, d)
-            })
-        });
-        copied?;
+        let pushed = l.inline.as_mut().is_some_and(|b| b.reserve(offset, length));
         if !pushed {
             return Err(Error::InvalidArgument(format!(
                 "inline persist of {length} bytes at {offset} does not fit an empty message"
@@ -992,6 +992,15 @@ impl RpmemPool {
             return Ok(());
         };
         let (s, len) = b.hull();
+        {
+            // Numbered and copied under one lock: a later number has a later copy.
+            let mut next = self.inline_seq.lock().unwrap_or_else(|p| p.into_inner());
+            b.set_seq(*next);
+            *next += 1;
+            // The ranges were checked against the memory at flush; a failure here would leave
+            // a number unsent, and rpmemd ends the session when it waits for it in vain.
+            b.fill(|off, d| self.memory.read(off as usize, d))?;
+        }
         let sent = ep.send(b.frame(), deadline);
         b.clear();
         sent.map_err(|source| self.lane_err(lane, "sending PERSIST_INLINE", source))?;

@@ -1,11 +1,13 @@
 //! Protocol 1.2 inline persists (docs/PROTOCOL.md §8.6) against a real rpmemd.
 //!
 //! Through rpmem: small flushes travel as PERSIST_INLINE, barriers send without waiting and a
-//! drain reads every answer; mixed with RMA-sized flushes the bytes land exactly. Through a raw
-//! lane (a hostile or broken peer): several messages in flight are answered in order; a message
-//! with one out-of-range record is refused whole (`OutOfRange`, nothing stored, lane usable); a
-//! wrong lane number is `BadLane`; PERSIST_INLINE on a session that did not negotiate
-//! INLINE_PERSIST ends the session (ERROR `Malformed`, exit 1).
+//! drain reads every answer; mixed with RMA-sized flushes the bytes land exactly. Through raw
+//! lanes (a hostile or broken peer): messages are stored in sequence order across lanes (the
+//! later number wins even when it arrives first); several messages in flight are answered in
+//! order; a message with
+//! one out-of-range record is refused whole (`OutOfRange`, nothing stored, lane usable); a
+//! wrong lane number is `BadLane`; a reused sequence number, or PERSIST_INLINE on a session
+//! that did not negotiate INLINE_PERSIST, ends the session (ERROR `Malformed`, exit 1).
 
 mod common;
 #[path = "common/raw.rs"]
@@ -90,10 +92,11 @@ fn flushes_and_barriers_land_byte_exact() {
     );
 }
 
-fn inline(lane: u32, records: &[(u64, &[u8])]) -> Vec<u8> {
+fn inline(lane: u32, seq: u64, records: &[(u64, &[u8])]) -> Vec<u8> {
     rpmem_proto::encode(&Message::PersistInline {
         lane,
         relaxed: false,
+        seq,
         records: records
             .iter()
             .map(|&(offset, data)| InlineRecord {
@@ -110,6 +113,15 @@ impl RawLane {
         self.ep
             .send(frame, Instant::now() + Duration::from_secs(5))
             .unwrap();
+    }
+
+    /// The next PERSIST_RESP: `(lane, status)`.
+    fn any_answer(&mut self) -> Option<(u32, Status)> {
+        let frame = self.ep.recv(Instant::now() + Duration::from_secs(5)).ok()?;
+        match rpmem_proto::decode(&frame) {
+            Ok(Message::PersistResp { lane, status }) => Some((lane, status)),
+            other => panic!("expected PERSIST_RESP, got {other:?}"),
+        }
     }
 
     fn answer(&mut self) -> Option<Status> {
@@ -132,22 +144,22 @@ fn inline_messages_are_answered_in_order_and_refused_whole() {
     let size = resp.pool_size;
     let mut lane = connect(&resp, minor);
     // Three messages in flight before the first answer is read.
-    lane.send(&inline(0, &[(0, &[1; 100]), (200, &[2; 3])]));
-    lane.send(&inline(0, &[(100, &[3; 50])]));
-    lane.send(&inline(0, &[(0, &[4; 10]), (size - 1, &[5])]));
+    lane.send(&inline(0, 1, &[(0, &[1; 100]), (200, &[2; 3])]));
+    lane.send(&inline(0, 2, &[(100, &[3; 50])]));
+    lane.send(&inline(0, 3, &[(0, &[4; 10]), (size - 1, &[5])]));
     for i in 0..3 {
         assert_eq!(lane.answer(), Some(Status::Ok), "message {i}");
     }
     // One bad record refuses the whole message: the good record before it is not stored.
-    lane.send(&inline(0, &[(300, &[6; 8]), (size, &[7])]));
+    lane.send(&inline(0, 4, &[(300, &[6; 8]), (size, &[7])]));
     assert_eq!(lane.answer(), Some(Status::OutOfRange));
-    lane.send(&inline(0, &[(400, &[6; 8]), (u64::MAX - 2, &[7; 8])]));
+    lane.send(&inline(0, 5, &[(400, &[6; 8]), (u64::MAX - 2, &[7; 8])]));
     assert_eq!(lane.answer(), Some(Status::OutOfRange));
     // Another lane's number.
-    lane.send(&inline(7, &[(500, &[8; 8])]));
+    lane.send(&inline(7, 6, &[(500, &[8; 8])]));
     assert_eq!(lane.answer(), Some(Status::BadLane));
-    // Still in step.
-    lane.send(&inline(0, &[(600, &[9; 8])]));
+    // Still in step (a refused message used its sequence number too).
+    lane.send(&inline(0, 7, &[(600, &[9; 8])]));
     assert_eq!(lane.answer(), Some(Status::Ok));
     let close = call(&mut child, &Message::Close { remove: false });
     assert!(matches!(close, Message::CloseResp(Status::Ok)), "{close:?}");
@@ -177,7 +189,7 @@ fn inline_without_the_capability_ends_the_session() {
     assert_eq!(minor, 1);
     assert!(!caps.contains(Capabilities::INLINE_PERSIST));
     let mut lane = connect(&resp, minor);
-    lane.send(&inline(0, &[(0, &[1; 8])]));
+    lane.send(&inline(0, 1, &[(0, &[1; 8])]));
     let answer = lane.answer();
     assert!(
         matches!(answer, None | Some(Status::Malformed)),
@@ -204,4 +216,78 @@ fn inline_without_the_capability_ends_the_session() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(status.code(), Some(1));
+}
+
+/// rpmemd waits for the exit of a killed or faulted session (status 1 within 5 s).
+fn assert_exits_with_1(child: &mut std::process::Child) {
+    let _ = child.stdin.as_mut().unwrap().flush();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "rpmemd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn a_reused_sequence_number_ends_the_session() {
+    let site = Site::new();
+    site.poolset("raw.set", &[4]);
+    let mut child = spawn(&site);
+    let (resp, minor, _) = create(&mut child, rpmem_proto::PROTO_MINOR, Capabilities::KNOWN);
+    let mut lane = connect(&resp, minor);
+    lane.send(&inline(0, 1, &[(0, &[1; 8])]));
+    assert_eq!(lane.answer(), Some(Status::Ok));
+    // A replayed (or confused) message: its number was handled already.
+    lane.send(&inline(0, 1, &[(0, &[2; 8])]));
+    let answer = lane.answer();
+    assert!(
+        matches!(answer, None | Some(Status::Malformed)),
+        "{answer:?}"
+    );
+    match rpmem_proto::read_message(child.stdout.as_mut().unwrap()) {
+        Ok(Message::Error {
+            status: Status::Malformed,
+            message,
+            ..
+        }) => assert!(message.contains("already used"), "{message}"),
+        other => panic!("expected ERROR Malformed, got {other:?}"),
+    }
+    assert_exits_with_1(&mut child);
+}
+
+/// The session-wide order across lanes, deterministically: message 2 (on lane 1) arrives
+/// before message 1 (on lane 0) and both write the same bytes. rpmemd must hold message 2 back
+/// until message 1 is stored, so the bytes of message 2 — the later copy — are what remains.
+/// (Stored on arrival, lane by lane, message 1 would overwrite them.)
+#[test]
+fn the_later_number_wins_whatever_lane_arrives_first() {
+    let site = Site::new();
+    let parts = site.poolset("raw.set", &[4]);
+    let mut child = spawn(&site);
+    let (resp, minor, _) =
+        create_lanes(&mut child, rpmem_proto::PROTO_MINOR, Capabilities::KNOWN, 2);
+    assert_eq!(resp.nlanes, 2);
+    let mut lane0 = connect_lane(&resp, minor, 0);
+    let mut lane1 = connect_lane(&resp, minor, 1);
+    lane1.send(&inline(1, 2, &[(64, &[0xBB; 64])]));
+    // Give lane 1's thread every chance to store out of turn.
+    std::thread::sleep(Duration::from_millis(100));
+    lane0.send(&inline(0, 1, &[(64, &[0xAA; 64]), (256, &[0xCC; 8])]));
+    assert_eq!(lane0.any_answer(), Some((0, Status::Ok)));
+    assert_eq!(lane1.any_answer(), Some((1, Status::Ok)));
+    let close = call(&mut child, &Message::Close { remove: false });
+    assert!(matches!(close, Message::CloseResp(Status::Ok)), "{close:?}");
+    assert!(child.wait().unwrap().success());
+    let file = std::fs::read(&parts[0]).unwrap();
+    let at = PART0_DATA_OFFSET as usize;
+    assert_eq!(
+        &file[at + 64..at + 128],
+        &[0xBB; 64][..],
+        "message 2's bytes win"
+    );
+    assert_eq!(&file[at + 256..at + 264], &[0xCC; 8][..]);
 }

@@ -232,6 +232,61 @@ impl Fault {
     }
 }
 
+/// The session-wide order of PERSIST_INLINE messages (docs/PROTOCOL.md §8.6): the message with
+/// sequence number `n` is stored only after the one with `n - 1`, whichever lanes they came on.
+#[derive(Default)]
+pub struct InlineOrder {
+    /// Highest sequence number stored (or refused) so far.
+    done: Mutex<u64>,
+    turn: std::sync::Condvar,
+}
+
+/// How long a PERSIST_INLINE waits for the message before it (on another lane) to be handled;
+/// past it the session ends (a peer that skips a number, or a lane that stopped, never sends it).
+const INLINE_TURN_WAIT: Duration = Duration::from_secs(5);
+
+impl InlineOrder {
+    /// Waits until message `seq` is next. `Err` says why it never will be: a number already
+    /// used (a broken or hostile peer), the wait ran out, or the session is stopping.
+    fn wait_turn(&self, seq: u64, stop: &AtomicBool) -> Result<(), String> {
+        let deadline = Instant::now() + INLINE_TURN_WAIT;
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if seq <= *done {
+                return Err(format!(
+                    "PERSIST_INLINE sequence number {seq} was already used (last handled: {})",
+                    *done
+                ));
+            }
+            if seq == *done + 1 {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline || stop.load(Ordering::SeqCst) {
+                return Err(format!(
+                    "PERSIST_INLINE {seq} waited {} ms for {} (the last handled is {}), which \
+                     never came",
+                    INLINE_TURN_WAIT.as_millis(),
+                    seq - 1,
+                    *done
+                ));
+            }
+            let slice = deadline.saturating_duration_since(now).min(LANE_POLL);
+            done = self
+                .turn
+                .wait_timeout(done, slice)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Message `seq` (which had its turn) is handled: the next one may go.
+    fn finish(&self, seq: u64) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = seq;
+        self.turn.notify_all();
+    }
+}
+
 /// The running lanes of a session.
 pub struct Lanes {
     stop: Arc<AtomicBool>,
@@ -246,6 +301,7 @@ impl Lanes {
         fault: Arc<Fault>,
     ) -> Lanes {
         let stop = Arc::new(AtomicBool::new(false));
+        let order = Arc::new(InlineOrder::default());
         let threads = endpoints
             .into_iter()
             .enumerate()
@@ -253,9 +309,19 @@ impl Lanes {
                 let stop = stop.clone();
                 let served = served.clone();
                 let fault = fault.clone();
+                let order = order.clone();
                 std::thread::Builder::new()
                     .name(format!("lane-{lane}"))
-                    .spawn(move || serve_lane(lane as u32, ep, &served, caps, &stop, &fault))
+                    .spawn(move || {
+                        let session = LaneSession {
+                            served: &served,
+                            caps,
+                            stop: &stop,
+                            fault: &fault,
+                            order: &order,
+                        };
+                        serve_lane(lane as u32, ep, &session)
+                    })
             })
             .filter_map(|r| match r {
                 Ok(h) => Some(h),
@@ -277,14 +343,23 @@ impl Lanes {
     }
 }
 
-fn serve_lane(
-    lane: u32,
-    mut ep: Endpoint,
-    served: &Served,
+/// What every lane thread of a session shares.
+struct LaneSession<'a> {
+    served: &'a Served,
     caps: Capabilities,
-    stop: &AtomicBool,
-    fault: &Fault,
-) {
+    stop: &'a AtomicBool,
+    fault: &'a Fault,
+    order: &'a InlineOrder,
+}
+
+fn serve_lane(lane: u32, mut ep: Endpoint, session: &LaneSession<'_>) {
+    let LaneSession {
+        served,
+        caps,
+        stop,
+        fault,
+        order,
+    } = *session;
     let mut buf = [0u8; LANE_MSG_BYTES];
     let pool_size = served.size();
     // Write data is defined only when negotiated, and readable only when this endpoint's
@@ -349,7 +424,13 @@ fn serve_lane(
                 }
                 Ok(LaneFrame::Inline(records)) => {
                     last_length = records.iter().map(|(_, d)| d.len() as u64).sum();
-                    persist_inline(lane, &records, served, pool_size)
+                    if let Err(why) = order.wait_turn(records.seq, stop) {
+                        malformed(&mut ep, format!("lane {lane}: {why}"));
+                        return;
+                    }
+                    let status = persist_inline(lane, &records, served, pool_size);
+                    order.finish(records.seq);
+                    status
                 }
                 Ok(LaneFrame::Message(msg)) => {
                     if let Message::Persist { length, .. } = msg {

@@ -36,6 +36,16 @@ pub fn call(child: &mut Child, m: &Message) -> Message {
 /// HELLO offering `caps` as protocol 1.`minor`, then CREATE; returns the grant and the
 /// negotiated (minor, capabilities).
 pub fn create(child: &mut Child, minor: u16, caps: Capabilities) -> (PoolResp, u16, Capabilities) {
+    create_lanes(child, minor, caps, 1)
+}
+
+/// [`create`] asking for `nlanes` lanes.
+pub fn create_lanes(
+    child: &mut Child,
+    minor: u16,
+    caps: Capabilities,
+    nlanes: u32,
+) -> (PoolResp, u16, Capabilities) {
     let h = call(
         child,
         &Message::Hello(Hello {
@@ -53,7 +63,7 @@ pub fn create(child: &mut Child, minor: u16, caps: Capabilities) -> (PoolResp, u
         &Message::Create {
             pool: PoolRequest {
                 pool_size: 1 << 20,
-                nlanes: 1,
+                nlanes,
                 buff_size: 64,
                 provider: Provider::Tcp,
                 persist_method: PersistMethod::General,
@@ -78,6 +88,11 @@ pub struct RawLane {
 }
 
 pub fn connect(resp: &PoolResp, minor: u16) -> RawLane {
+    connect_lane(resp, minor, 0)
+}
+
+/// [`connect`] as lane `lane`.
+pub fn connect_lane(resp: &PoolResp, minor: u16, lane: u32) -> RawLane {
     let port = resp.port.to_string();
     let addr = resp.addr.to_string();
     let info = Info::get(&Hints::connect(fabric::Provider::Tcp, &addr, &port)).unwrap();
@@ -86,7 +101,7 @@ pub fn connect(resp: &PoolResp, minor: u16) -> RawLane {
     let data = LaneConnect {
         major: rpmem_proto::PROTO_MAJOR,
         minor,
-        lane: 0,
+        lane,
         secret: resp.secret,
     }
     .encode();
