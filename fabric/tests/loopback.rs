@@ -98,10 +98,10 @@ fn accept_checked(l: &Listener) -> Result<Option<Endpoint>> {
 }
 
 /// The `sockets` provider cases run one at a time. A sockets connect timed out (3 s, nothing
-/// answered) twice on 2026-11-25: once in a CI run, once in 20 runs with both cores busy; the
+/// answered) twice on 2026-11-25: once in a CI run, once in 60 runs with both cores busy; the
 /// provider's connection manager is shared by every fabric of a process, and these cases ran in
-/// parallel threads. Serialized, 40 runs under the same load passed (as had 39 of 40 before, so
-/// this is a precaution, not a proven cause). rpmem connects its lanes one after another.
+/// parallel threads. Serialized, 40 runs under the same load passed — at that rate a
+/// precaution, not a proven cause. rpmem connects its lanes one after another.
 static SOCKETS_ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn sockets_turn() -> std::sync::MutexGuard<'static, ()> {
