@@ -364,12 +364,13 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
     pub(crate) fn commit(&mut self) -> Result<Vec<Hook<'a>>, Error> {
         debug_assert!(!self.failed, "commit of a failed transaction");
         let p = &**self.pool.heap().persister();
-        // Sort and merge in place.
+        // Sort and merge in place, by cache line: two ranges in one line flushed separately
+        // would write the line back twice, and the second write-back costs a whole fence's wait.
         let fl = &mut self.flush;
         fl.sort_unstable();
         let mut n = 0;
         for i in 0..fl.len() {
-            if n > 0 && fl[i].0 <= fl[n - 1].1 {
+            if n > 0 && fl[i].0 / 64 <= fl[n - 1].1.saturating_sub(1) / 64 {
                 fl[n - 1].1 = fl[n - 1].1.max(fl[i].1);
             } else {
                 fl[n] = fl[i];
