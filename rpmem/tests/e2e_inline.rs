@@ -14,7 +14,6 @@ mod common;
 #[allow(dead_code)] // each test binary uses only some of these
 mod raw;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -195,41 +194,7 @@ fn inline_without_the_capability_ends_the_session() {
         matches!(answer, None | Some(Status::Malformed)),
         "{answer:?}"
     );
-    match rpmem_proto::read_message(child.stdout.as_mut().unwrap()) {
-        Ok(Message::Error {
-            status: Status::Malformed,
-            in_reply_to: 0,
-            message,
-        }) => assert!(
-            message.contains("lane 0") && message.contains("INLINE_PERSIST"),
-            "{message}"
-        ),
-        other => panic!("expected ERROR Malformed, got {other:?}"),
-    }
-    let _ = child.stdin.as_mut().unwrap().flush();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "rpmemd did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(status.code(), Some(1));
-}
-
-/// rpmemd waits for the exit of a killed or faulted session (status 1 within 5 s).
-fn assert_exits_with_1(child: &mut std::process::Child) {
-    let _ = child.stdin.as_mut().unwrap().flush();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "rpmemd did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(status.code(), Some(1));
+    expect_malformed_end(&mut child, &["lane 0", "INLINE_PERSIST"], "no capability");
 }
 
 #[test]
@@ -248,15 +213,7 @@ fn a_reused_sequence_number_ends_the_session() {
         matches!(answer, None | Some(Status::Malformed)),
         "{answer:?}"
     );
-    match rpmem_proto::read_message(child.stdout.as_mut().unwrap()) {
-        Ok(Message::Error {
-            status: Status::Malformed,
-            message,
-            ..
-        }) => assert!(message.contains("already used"), "{message}"),
-        other => panic!("expected ERROR Malformed, got {other:?}"),
-    }
-    assert_exits_with_1(&mut child);
+    expect_malformed_end(&mut child, &["already used"], "reused number");
 }
 
 /// The session-wide order across lanes, deterministically: message 2 (on lane 1) arrives

@@ -4,6 +4,9 @@
 //! refused PERSIST keeps the session, a malformed frame (control or lane) ends it.
 
 mod common;
+#[path = "common/raw.rs"]
+#[allow(dead_code)] // each test binary uses only some of these
+mod raw;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -11,57 +14,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fabric::{Domain, Endpoint, EndpointConfig, Fabric, Hints, Info};
-use rpmem_proto::{
-    Capabilities, Hello, LaneConnect, Message, PersistMethod, PoolRequest, PoolResp, Provider,
-    Secret, Status,
-};
+use raw::{call, create_lanes, spawn};
+use rpmem_proto::{Capabilities, Hello, LaneConnect, Message, PoolResp, Secret, Status};
 
-fn spawn(site: &Site) -> Child {
-    Command::new(testkit::rpmemd::binary())
-        .args(site.rpmemd_args())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn call(child: &mut Child, m: &Message) -> Message {
-    rpmem_proto::write_message(child.stdin.as_mut().unwrap(), m).unwrap();
-    rpmem_proto::read_message(child.stdout.as_mut().unwrap()).unwrap()
-}
-
+/// HELLO (this version, every capability) and CREATE of `raw.set` with `nlanes` lanes.
 fn create(child: &mut Child, nlanes: u32) -> PoolResp {
-    let h = call(
-        child,
-        &Message::Hello(Hello {
-            major: rpmem_proto::PROTO_MAJOR,
-            minor: rpmem_proto::PROTO_MINOR,
-            capabilities: Capabilities::KNOWN,
-        }),
-    );
-    assert!(
-        matches!(h, Message::HelloResp(ref r) if r.status == Status::Ok),
-        "{h:?}"
-    );
-    let r = call(
-        child,
-        &Message::Create {
-            pool: PoolRequest {
-                pool_size: 1 << 20,
-                nlanes,
-                buff_size: 64,
-                provider: Provider::Tcp,
-                persist_method: PersistMethod::General,
-                descriptor: "raw.set".into(),
-            },
-            attr: attr(1),
-        },
-    );
-    match r {
-        Message::CreateResp(r) => r,
-        other => panic!("CREATE: {other:?}"),
-    }
+    create_lanes(child, rpmem_proto::PROTO_MINOR, Capabilities::KNOWN, nlanes).0
 }
 
 fn connect(resp: &PoolResp, lane: u32, secret: Secret) -> fabric::Result<(Domain, Endpoint)> {

@@ -14,9 +14,6 @@ mod common;
 #[allow(dead_code)] // each test binary uses only some of these
 mod raw;
 
-use std::io::Write;
-use std::time::{Duration, Instant};
-
 use common::*;
 use raw::*;
 use rpmem::{PersistFlags, PoolMemory, RpmemPool};
@@ -178,28 +175,7 @@ fn write_data_without_the_capability_ends_the_session() {
             "{name}: {answer:?}"
         );
         // ERROR Malformed on the control channel naming the lane, exit status 1, pool kept.
-        let stdout = child.stdout.as_mut().unwrap();
-        match rpmem_proto::read_message(stdout) {
-            Ok(Message::Error {
-                status: Status::Malformed,
-                in_reply_to: 0,
-                message,
-            }) => assert!(
-                message.contains("lane 0") && message.contains("WRITE_DATA"),
-                "{name}: {message}"
-            ),
-            other => panic!("{name}: expected ERROR Malformed, got {other:?}"),
-        }
-        let _ = child.stdin.as_mut().unwrap().flush();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "{name}: rpmemd did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        assert_eq!(status.code(), Some(1), "{name}");
+        expect_malformed_end(&mut child, &["lane 0", "WRITE_DATA"], name);
         assert!(parts[0].exists(), "{name}: the pool must not be removed");
         let err = stderr_of(&mut child);
         assert!(err.contains("malformed input"), "{name}: {err}");

@@ -318,19 +318,7 @@ fn a_deleted_part_of_a_multi_part_remote_pool_is_rebuilt_by_resync() {
     let mut primary = vec![0u8; len];
     p.read(0, &mut primary);
     drop(p);
-    let mut n = 1;
-    let remote = RpmemPool::open(
-        "localhost",
-        "r.set",
-        PoolMemory::new(len).unwrap(),
-        &mut n,
-        &s.opts,
-    )
-    .unwrap()
-    .0;
-    let mut back = vec![0u8; len];
-    remote.read(&mut back, 0, 0).unwrap();
-    remote.close(false).unwrap();
+    let back = remote_bytes("r.set", len, &s.opts);
     assert!(
         back == primary,
         "remote replica differs from the primary after resync"

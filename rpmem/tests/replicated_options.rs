@@ -13,7 +13,6 @@ use common::*;
 use pool::persist::Flags;
 use pool::{FailurePolicy, OpenOptions, Persister, Pool};
 use rpmem::replica::Connector;
-use rpmem::{PoolMemory, RpmemPool};
 
 fn pool_with(
     dir: &Path,
@@ -71,18 +70,7 @@ fn round_trip(remote_text: impl Fn(&Path) -> String) {
     p.read(0, &mut primary);
     assert!(primary == data, "primary differs after reopen");
     drop(p);
-    let mut n = 1;
-    let (remote, _) = RpmemPool::open(
-        "localhost",
-        "r.set",
-        PoolMemory::new(len).unwrap(),
-        &mut n,
-        &site.local(),
-    )
-    .unwrap();
-    let mut back = vec![0u8; len];
-    remote.read(&mut back, 0, 0).unwrap();
-    remote.close(false).unwrap();
+    let back = remote_bytes("r.set", len, &site.local());
     assert!(
         back == data,
         "remote replica differs from the data persisted"

@@ -173,3 +173,21 @@ pub fn ssh_options(sshd: &testkit::Sshd, site: &Site, remote_program: &str) -> O
         ..Options::default()
     }
 }
+
+/// The first `len` bytes of the remote pool `desc` on this host, read back through a new
+/// rpmemd session (RMA read), which is then closed.
+pub fn remote_bytes(desc: &str, len: usize, opts: &Options) -> Vec<u8> {
+    let mut nlanes = 1;
+    let (remote, _) = rpmem::RpmemPool::open(
+        "localhost",
+        desc,
+        rpmem::PoolMemory::new(len).unwrap(),
+        &mut nlanes,
+        opts,
+    )
+    .unwrap();
+    let mut back = vec![0u8; len];
+    remote.read(&mut back, 0, 0).unwrap();
+    remote.close(false).unwrap();
+    back
+}

@@ -4,7 +4,7 @@
 //! `#[path = "common/raw.rs"] mod raw;` (beside `mod common;`, which other crates' tests share
 //! without the fabric dependency).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -157,4 +157,31 @@ pub fn stderr_of(child: &mut Child) -> String {
         .read_to_string(&mut err)
         .unwrap();
     err
+}
+
+/// The session ended as §8.1 says for malformed lane input: an unsolicited ERROR `Malformed`
+/// (`in_reply_to` 0) on the control channel whose text contains every one of `says`, then
+/// rpmemd exits with status 1 within 5 s. `ctx` prefixes the failure messages.
+pub fn expect_malformed_end(child: &mut Child, says: &[&str], ctx: &str) {
+    match rpmem_proto::read_message(child.stdout.as_mut().unwrap()) {
+        Ok(Message::Error {
+            status: Status::Malformed,
+            in_reply_to: 0,
+            message,
+        }) => assert!(
+            says.iter().all(|w| message.contains(w)),
+            "{ctx}: ERROR text {message:?} lacks one of {says:?}"
+        ),
+        other => panic!("{ctx}: expected ERROR Malformed, got {other:?}"),
+    }
+    let _ = child.stdin.as_mut().unwrap().flush();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{ctx}: rpmemd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1), "{ctx}");
 }
