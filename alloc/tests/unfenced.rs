@@ -26,6 +26,26 @@ fn layout() -> CreateOptions {
 type State = (u64, Vec<(u64, u64, u64)>);
 
 /// Open a heap on `img`; the checker must pass; returns its [`State`].
+/// Every crash image `rec` recorded recovers to `before` or `after`; returns how many there were.
+fn every_image_is(rec: &Recorder, before: &State, after: &State, ctx: &str) -> usize {
+    rec.check_crash_images(
+        &Enumerate {
+            exhaustive_max: 1 << 12,
+            samples: 64,
+            seed: None,
+        },
+        |img| {
+            let s = recovered(img)?;
+            if s == *before || s == *after {
+                Ok(())
+            } else {
+                Err(format!("neither before nor after: {s:?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|f| panic!("{ctx}: {f}"))
+}
+
 fn recovered(img: &[u8]) -> Result<State, String> {
     let r = Arc::new(Recorder::from_image(img));
     r.set_capture(false);
@@ -62,23 +82,7 @@ fn reuse_after_cancel(dest: bool, zero: bool) {
     let usable = h.usable_size(off).unwrap();
     let before = (0u64, Vec::new());
     let after = (if dest { off } else { 0 }, vec![(off, type_num, usable)]);
-    let n = rec
-        .check_crash_images(
-            &Enumerate {
-                exhaustive_max: 1 << 12,
-                samples: 64,
-                seed: None,
-            },
-            |img| {
-                let s = recovered(img)?;
-                if s == before || s == after {
-                    Ok(())
-                } else {
-                    Err(format!("neither before nor after: {s:?}"))
-                }
-            },
-        )
-        .unwrap_or_else(|f| panic!("dest {dest} zero {zero}: {f}"));
+    let n = every_image_is(&rec, &before, &after, &format!("dest {dest} zero {zero}"));
     eprintln!("dest {dest} zero {zero}: {n} crash images");
 }
 
@@ -125,20 +129,5 @@ fn a_cancelled_unfenced_block_reserved_again_and_published_has_a_durable_header(
     let usable = h.usable_size(off).unwrap();
     let before = (0u64, Vec::new());
     let after = (0u64, vec![(off, 5, usable)]);
-    rec.check_crash_images(
-        &Enumerate {
-            exhaustive_max: 1 << 12,
-            samples: 64,
-            seed: None,
-        },
-        |img| {
-            let s = recovered(img)?;
-            if s == before || s == after {
-                Ok(())
-            } else {
-                Err(format!("neither before nor after: {s:?}"))
-            }
-        },
-    )
-    .unwrap_or_else(|f| panic!("{f}"));
+    every_image_is(&rec, &before, &after, "reserve again + publish");
 }

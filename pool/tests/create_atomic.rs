@@ -10,7 +10,7 @@
 //! (`POOL_CREATE_KILL_SEED` replays a run).
 
 use pool::pool::{remove_stale_stages, stage_path};
-use pool::{Error, OpenOptions, Persister, Pool};
+use pool::{Error, Persister, Pool};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -255,8 +255,7 @@ fn stale_temporary_files_are_removed_only_when_their_creator_is_gone() {
 fn staged_pool_appears_only_at_publish_and_never_replaces_a_file() {
     let d = testkit::shm_tempdir();
     let dest = d.path().join("s.pool");
-    let set = single(&dest, 2 * MIB);
-    let (p, staged) = Pool::create_staged(&set, LAYOUT, OpenOptions::default()).unwrap();
+    let (p, staged) = Pool::create_file_staged(&dest, 2 * MIB, LAYOUT).unwrap();
     let temp = staged.temp_path().to_path_buf();
     assert!(temp.exists() && !dest.exists());
     // Stores into the pool before publish are in the published file.
@@ -274,16 +273,14 @@ fn staged_pool_appears_only_at_publish_and_never_replaces_a_file() {
 
     // Dropped unpublished: the temporary file goes, nothing appears.
     let dest2 = d.path().join("t.pool");
-    let (p, staged) =
-        Pool::create_staged(&single(&dest2, 2 * MIB), LAYOUT, OpenOptions::default()).unwrap();
+    let (p, staged) = Pool::create_file_staged(&dest2, 2 * MIB, LAYOUT).unwrap();
     let temp = staged.temp_path().to_path_buf();
     drop(p);
     drop(staged);
     assert!(!temp.exists() && !dest2.exists());
 
     // A file that appears at the destination meanwhile is never replaced.
-    let (p, staged) =
-        Pool::create_staged(&single(&dest2, 2 * MIB), LAYOUT, OpenOptions::default()).unwrap();
+    let (p, staged) = Pool::create_file_staged(&dest2, 2 * MIB, LAYOUT).unwrap();
     let temp = staged.temp_path().to_path_buf();
     std::fs::write(&dest2, b"someone else's").unwrap();
     let e = staged.publish().err().unwrap();
@@ -297,30 +294,13 @@ fn staged_pool_appears_only_at_publish_and_never_replaces_a_file() {
 
     // Two creates of one path: exactly one wins, the other reports Exists.
     let dest3 = d.path().join("race.pool");
-    let (pa, a) =
-        Pool::create_staged(&single(&dest3, 2 * MIB), LAYOUT, OpenOptions::default()).unwrap();
-    let (pb, b) =
-        Pool::create_staged(&single(&dest3, 2 * MIB), LAYOUT, OpenOptions::default()).unwrap();
+    let (pa, a) = Pool::create_file_staged(&dest3, 2 * MIB, LAYOUT).unwrap();
+    let (pb, b) = Pool::create_file_staged(&dest3, 2 * MIB, LAYOUT).unwrap();
     a.publish().unwrap();
     assert!(matches!(b.publish(), Err(Error::Exists { .. })));
     drop((pa, pb));
     drop(Pool::open_file(&dest3, Some(LAYOUT)).unwrap());
     assert!(temp_files(d.path()).is_empty());
-}
-
-fn single(path: &Path, size: u64) -> poolset::PoolSet {
-    poolset::PoolSet {
-        options: poolset::Options::default(),
-        replicas: vec![poolset::Replica::Local(poolset::LocalReplica {
-            parts: vec![poolset::Part {
-                size,
-                path: path.to_path_buf(),
-                is_directory: false,
-                line: 0,
-            }],
-            line: 0,
-        })],
-    }
 }
 
 #[test]
