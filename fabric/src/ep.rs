@@ -61,12 +61,15 @@ pub fn transfer_spin(base: Duration, bytes: u64) -> Duration {
     base + Duration::from_micros(bytes / TRANSFER_SPIN_BYTES_PER_US).min(TRANSFER_SPIN_MAX)
 }
 
+/// How long waits spin (yielding the core) before they block, unless configured otherwise.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
 impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
             msg_bytes_max: 4096,
             rx_slots: 4,
-            spin: Duration::from_micros(50),
+            spin: DEFAULT_SPIN,
             cq_size: 256,
         }
     }

@@ -31,7 +31,7 @@ mod sockaddr;
 pub use domain::{Completion, CompletionQueue, Domain, EventQueue, Fabric};
 pub use ep::{
     transfer_spin, ConnRequest, Endpoint, EndpointConfig, Incoming, PassiveEndpoint, Signal,
-    CM_DATA_BYTES_MIN,
+    CM_DATA_BYTES_MIN, DEFAULT_SPIN,
 };
 pub use error::{Error, Result};
 pub use info::{provider_available, Hints, Info, Provider};

@@ -56,9 +56,6 @@ const READ_BOUNCE_BYTES: usize = 1 << 20;
 /// What HELLO offers: every capability this version knows (minus WRITE_DATA when
 /// [`NO_WRITE_DATA_ENV`] is set, see [`capabilities_offered`]).
 const CAPABILITIES_OFFERED: Capabilities = Capabilities::KNOWN;
-/// How long a lane's waits spin (yielding) before they block; a PERSIST_RESP wait spins
-/// longer for a large range ([`fabric::transfer_spin`]).
-const LANE_SPIN: Duration = Duration::from_micros(50);
 
 /// Environment switch: `RPMEM_NO_WRITE_DATA=1` leaves WRITE_DATA out of HELLO, so every persist
 /// is RMA write + PERSIST as in protocol 1.0 (for comparison, and for providers misbehaving with
@@ -502,7 +499,7 @@ impl RpmemPool {
             // A PERSIST_RESP for each of MAX_UNANSWERED barriers plus the one being waited for.
             rx_slots: MAX_UNANSWERED + 1,
             cq_size: 32,
-            spin: LANE_SPIN,
+            ..EndpointConfig::default()
         };
         let deadline = Instant::now() + opts.lane_connect_deadline;
         let mut lanes = Vec::with_capacity(resp.nlanes as usize);
@@ -815,8 +812,12 @@ impl RpmemPool {
     ) -> Result<(), Error> {
         let mut buf = [0u8; LANE_BUFF_BYTES];
         let n =
-            l.ep.recv_into_spinning(&mut buf, fabric::transfer_spin(LANE_SPIN, length), deadline)
-                .map_err(|source| self.lane_err(lane, "waiting for PERSIST_RESP", source))?;
+            l.ep.recv_into_spinning(
+                &mut buf,
+                fabric::transfer_spin(fabric::DEFAULT_SPIN, length),
+                deadline,
+            )
+            .map_err(|source| self.lane_err(lane, "waiting for PERSIST_RESP", source))?;
         let protocol = |detail: String| Error::Protocol {
             target: self.target_name(),
             during: "PERSIST",
@@ -925,16 +926,7 @@ impl RpmemPool {
     /// Waits until every range flushed on `lane` is durable on the target (one PERSIST over
     /// the hull of the flushed ranges: bytes in between are persisted too, which is harmless).
     pub fn drain(&self, lane: u32) -> Result<(), Error> {
-        self.with_lane(lane, |l| {
-            if self.method == PersistMethod::Appliance {
-                let Some((s, e)) = l.flushed.take() else {
-                    return Ok(());
-                };
-                return self.persist_msg(l, lane, s, e - s, false, false);
-            }
-            self.send_pending(l, lane)?;
-            self.settle(l, lane)
-        })
+        self.with_lane(lane, |l| self.drain_locked(l, lane))
     }
 
     /// Orders every range flushed on `lane` so far before every later one, on the target,
@@ -943,11 +935,24 @@ impl RpmemPool {
     /// without inline persists, a barrier is a drain: RMA bytes sent after it could otherwise
     /// land on the target ahead of it.
     pub fn barrier(&self, lane: u32) -> Result<(), Error> {
-        let inline = self.lane(lane)?.inline.is_some();
-        if !inline {
-            return self.drain(lane);
+        self.with_lane(lane, |l| {
+            if l.inline.is_none() {
+                return self.drain_locked(l, lane);
+            }
+            self.send_pending(l, lane)
+        })
+    }
+
+    /// [`drain`](Self::drain) on a lane already locked.
+    fn drain_locked(&self, l: &mut Lane, lane: u32) -> Result<(), Error> {
+        if self.method == PersistMethod::Appliance {
+            let Some((s, e)) = l.flushed.take() else {
+                return Ok(());
+            };
+            return self.persist_msg(l, lane, s, e - s, false, false);
         }
-        self.with_lane(lane, |l| self.send_pending(l, lane))
+        self.send_pending(l, lane)?;
+        self.settle(l, lane)
     }
 
     /// Adds `[offset, offset+length)` to the lane's PERSIST_INLINE, whose bytes are copied from

@@ -40,8 +40,6 @@ use crate::store::{Failure, Served};
 pub const LANE_MSG_BYTES: usize = rpmem_proto::LANE_INLINE_FRAME_MAX;
 /// How long a lane thread blocks in one receive before looking at the stop flag.
 const LANE_POLL: Duration = Duration::from_millis(100);
-/// How long a lane's waits spin (yielding) before they block, at least.
-const LANE_SPIN: Duration = Duration::from_micros(50);
 /// Deadline for sending one PERSIST_RESP.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -50,7 +48,7 @@ pub fn endpoint_config() -> EndpointConfig {
         msg_bytes_max: LANE_MSG_BYTES,
         rx_slots: 4,
         cq_size: 32,
-        spin: LANE_SPIN,
+        ..EndpointConfig::default()
     }
 }
 
@@ -375,7 +373,7 @@ fn serve_lane(lane: u32, mut ep: Endpoint, session: &LaneSession<'_>) {
     // only once all of it has arrived: spin that long before blocking.
     let mut last_length = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let spin = fabric::transfer_spin(LANE_SPIN, last_length);
+        let spin = fabric::transfer_spin(fabric::DEFAULT_SPIN, last_length);
         let incoming = match ep.recv_any_into_spinning(&mut buf, spin, Instant::now() + LANE_POLL) {
             Ok(i) => i,
             Err(fabric::Error::Timeout { .. }) => continue,
