@@ -9,7 +9,7 @@
 //! The type names given to `ptype!` are part of the on-media format (type numbers are derived
 //! from them): they keep their `examples::pkv::` prefix so existing pools keep opening.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use pool::Persister;
 use tx::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use tx::{ptype, PPtr, PRwLock, PoolTyped, Tx};
@@ -248,4 +248,63 @@ pub fn check_len(what: &str, b: &[u8], max: usize) -> Result<()> {
         bail!("{what} of {} bytes, at most {max}", b.len());
     }
     Ok(())
+}
+
+/// The commands `pkv` and `replicated-kv` share — `put <key> <value>`, `get <key>`,
+/// `del <key>`, `list`, `check` — on an open pool; `operands` are the words after the command.
+/// Returns `Ok(false)` for any other command (the caller's own, or unknown).
+pub fn run_command<P: Persister + ?Sized>(
+    pool: &KvPool<P>,
+    cmd: &str,
+    operands: &[String],
+) -> Result<bool> {
+    let arg = |i: usize| -> Result<&[u8]> {
+        operands
+            .get(i)
+            .map(|s| s.as_bytes())
+            .with_context(|| format!("{cmd}: missing argument {}", i + 1))
+    };
+    let map = pool.root();
+    match cmd {
+        "put" => {
+            let (k, v) = (arg(0)?, arg(1)?);
+            check_len("key", k, KEY_MAX)?;
+            check_len("value", v, VAL_MAX)?;
+            let _w = pool.write_lock(&map, |m| &m.lock)?;
+            pool.tx(|tx| put(tx, &map, k, v))?;
+        }
+        "get" => {
+            let key = String::from_utf8_lossy(arg(0)?).into_owned();
+            let _r = pool.read_lock(&map, |m| &m.lock)?;
+            match entries(pool)?.into_iter().find(|(k, _)| *k == key) {
+                Some((_, v)) => println!("{v}"),
+                None => bail!("no key {key:?}"),
+            }
+        }
+        "del" => {
+            let k = arg(0)?;
+            let _w = pool.write_lock(&map, |m| &m.lock)?;
+            if !pool.tx(|tx| del(tx, &map, k))? {
+                bail!("no key {:?}", String::from_utf8_lossy(k));
+            }
+        }
+        "list" => {
+            for (k, v) in entries(pool)? {
+                println!("{k} = {v}");
+            }
+        }
+        "check" => {
+            let (n, steps) = check(pool)?;
+            let rolled = pool
+                .recovered()
+                .iter()
+                .filter(|r| matches!(r, tx::UndoRecovered::RolledBack { .. }))
+                .count();
+            println!(
+                "ok: {n} entries, {steps} run steps, {rolled} transaction(s) rolled back at open"
+            );
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }

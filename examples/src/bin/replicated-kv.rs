@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use examples::kv::{self, check_len, KvPool, KEY_MAX, VAL_MAX};
+use examples::kv::{self, KvPool};
 use pool::image::MemImage;
 use pool::{FailurePolicy, OpenOptions, Persister, Pool, ResyncMode};
 use poolset::{PoolSet, Replica};
@@ -180,12 +180,6 @@ fn main() -> Result<()> {
         return Ok(());
     };
     let set = parse_set(&cli.set_file)?;
-    let arg = |i: usize| -> Result<&[u8]> {
-        cli.args
-            .get(i)
-            .map(|s| s.as_bytes())
-            .with_context(|| format!("{}: missing argument {}", cli.cmd, i + 1))
-    };
     match cli.cmd.as_str() {
         "verify" => return verify(&cli, &set),
         "resync" => return resync(&cli, &set),
@@ -197,47 +191,14 @@ fn main() -> Result<()> {
         cli.policy
     };
     let pool = open_pool(&cli, &set, policy)?;
-    let map = pool.root();
-    match cli.cmd.as_str() {
-        "put" => {
-            let (k, v) = (arg(0)?, arg(1)?);
-            check_len("key", k, KEY_MAX)?;
-            check_len("value", v, VAL_MAX)?;
-            let _w = pool.write_lock(&map, |m| &m.lock)?;
-            pool.tx(|tx| kv::put(tx, &map, k, v))?;
-        }
-        "get" => {
-            let key = String::from_utf8_lossy(arg(0)?).into_owned();
-            let _r = pool.read_lock(&map, |m| &m.lock)?;
-            match kv::entries(&pool)?.into_iter().find(|(k, _)| *k == key) {
-                Some((_, v)) => println!("{v}"),
-                None => bail!("no key {key:?}"),
-            }
-        }
-        "del" => {
-            let k = arg(0)?;
-            let _w = pool.write_lock(&map, |m| &m.lock)?;
-            if !pool.tx(|tx| kv::del(tx, &map, k))? {
-                bail!("no key {:?}", String::from_utf8_lossy(k));
-            }
-        }
-        "list" => {
-            for (k, v) in kv::entries(&pool)? {
-                println!("{k} = {v}");
-            }
-        }
-        "check" => {
-            let (n, steps) = kv::check(&pool)?;
-            let rolled = pool
-                .recovered()
-                .iter()
-                .filter(|r| matches!(r, tx::UndoRecovered::RolledBack { .. }))
-                .count();
-            println!(
-                "ok: {n} entries, {steps} run steps, {rolled} transaction(s) rolled back at open"
-            );
+    if kv::run_command(&pool, &cli.cmd, &cli.args)? {
+        if cli.cmd == "check" {
             print_health(&pool);
         }
+        return Ok(());
+    }
+    let map = pool.root();
+    match cli.cmd.as_str() {
         "health" => print_health(&pool),
         "run" => {
             let limit: Option<u64> = match cli.args.first() {
