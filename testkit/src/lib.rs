@@ -22,6 +22,8 @@
 pub mod bench;
 mod error;
 mod netns;
+#[cfg(feature = "pmemobj")]
+pub mod pmemobj;
 mod process;
 pub mod rpmemd;
 mod sshd;

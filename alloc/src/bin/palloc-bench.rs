@@ -9,76 +9,13 @@
 
 use palloc::{CreateOptions, Heap, Options};
 use pool::Pool;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::CString;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PmemOid {
-    pool_uuid_lo: u64,
-    off: u64,
-}
-
-#[link(name = "pmemobj")]
-extern "C" {
-    fn pmemobj_create(
-        path: *const c_char,
-        layout: *const c_char,
-        size: usize,
-        mode: u32,
-    ) -> *mut c_void;
-    fn pmemobj_open(path: *const c_char, layout: *const c_char) -> *mut c_void;
-    fn pmemobj_close(pop: *mut c_void);
-    fn pmemobj_alloc(
-        pop: *mut c_void,
-        oid: *mut PmemOid,
-        size: usize,
-        type_num: u64,
-        constr: *const c_void,
-        arg: *mut c_void,
-    ) -> c_int;
-    fn pmemobj_free(oid: *mut PmemOid);
-    fn pmemobj_errormsg() -> *const c_char;
-}
+use testkit::pmemobj::{self, *};
 
 const POOL_BYTES: u64 = 512 << 20;
-
-/// The libpmemobj pool handle, shared by threads (libpmemobj is thread-safe).
-#[derive(Clone, Copy)]
-struct Pop(*mut c_void);
-// SAFETY: PMEMobjpool handles may be used from any thread; libpmemobj locks internally.
-unsafe impl Send for Pop {}
-// SAFETY: as above.
-unsafe impl Sync for Pop {}
-
-fn cstr(p: &Path) -> CString {
-    CString::new(p.to_str().expect("temp path is UTF-8")).expect("no NUL in temp path")
-}
-
-fn pmdk_error(what: &str) -> String {
-    // SAFETY: pmemobj_errormsg returns a thread-local NUL-terminated string.
-    let msg = unsafe { std::ffi::CStr::from_ptr(pmemobj_errormsg()) };
-    format!("{what}: {}", msg.to_string_lossy())
-}
-
-fn pmdk_create(path: &Path) -> Result<Pop, String> {
-    let layout = CString::new("bench").expect("literal");
-    // SAFETY: valid NUL-terminated strings; the file does not exist yet.
-    let pop = unsafe {
-        pmemobj_create(
-            cstr(path).as_ptr(),
-            layout.as_ptr(),
-            POOL_BYTES as usize,
-            0o600,
-        )
-    };
-    if pop.is_null() {
-        return Err(pmdk_error("pmemobj_create"));
-    }
-    Ok(Pop(pop))
-}
 
 fn ours_create(path: &Path) -> Result<Heap<Pool>, String> {
     let pool = Pool::create_file(path, POOL_BYTES, "bench").map_err(|e| e.to_string())?;
@@ -129,7 +66,7 @@ fn main() -> Result<(), String> {
     }
     let dir = tempfile::tempdir_in("/dev/shm").map_err(|e| e.to_string())?;
     let ours = ours_create(&dir.path().join("ours"))?;
-    let pop = pmdk_create(&dir.path().join("pmdk"))?;
+    let pop = pmemobj::create(&dir.path().join("pmdk"), POOL_BYTES)?;
     println!(
         "pool: {} MiB files in /dev/shm, is_pmem {}, {:.1}s per cell, {} cores",
         POOL_BYTES >> 20,
@@ -195,7 +132,7 @@ fn main() -> Result<(), String> {
     let fill_ours = t.elapsed();
     let t = Instant::now();
     {
-        let p = pmdk_create(&pp)?;
+        let p = pmemobj::create(&pp, POOL_BYTES)?;
         for _ in 0..objects {
             let mut oid = PmemOid {
                 pool_uuid_lo: 0,
@@ -206,7 +143,7 @@ fn main() -> Result<(), String> {
                 pmemobj_alloc(p.0, &mut oid, 64, 1, std::ptr::null(), std::ptr::null_mut())
             };
             if rc != 0 {
-                return Err(pmdk_error("pmemobj_alloc (fill)"));
+                return Err(pmemobj::error("pmemobj_alloc (fill)"));
             }
         }
         // SAFETY: handle from pmemobj_create, closed once.
@@ -226,9 +163,9 @@ fn main() -> Result<(), String> {
     let layout = CString::new("bench").expect("literal");
     let t = Instant::now();
     // SAFETY: valid strings; the pool was closed above.
-    let p = unsafe { pmemobj_open(cstr(&pp).as_ptr(), layout.as_ptr()) };
+    let p = unsafe { pmemobj_open(pmemobj::c_path(&pp).as_ptr(), layout.as_ptr()) };
     if p.is_null() {
-        return Err(pmdk_error("pmemobj_open"));
+        return Err(pmemobj::error("pmemobj_open"));
     }
     let open_pmdk = t.elapsed();
     let mut oid = PmemOid {

@@ -7,93 +7,14 @@
 //! Run: `PMEM_IS_PMEM_FORCE=1 cargo run --release -p tx --features bench --bin tx-bench`
 //! (optional argument: seconds per cell, default 0.5).
 
-use std::ffi::{c_char, c_int, c_void, CString};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::bench::throughput;
+use testkit::pmemobj::{self, *};
 use tx::{ObjPool, TxOptions};
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PmemOid {
-    pool_uuid_lo: u64,
-    off: u64,
-}
-
-#[link(name = "pmemobj")]
-extern "C" {
-    fn pmemobj_create(
-        path: *const c_char,
-        layout: *const c_char,
-        size: usize,
-        mode: u32,
-    ) -> *mut c_void;
-    fn pmemobj_close(pop: *mut c_void);
-    fn pmemobj_alloc(
-        pop: *mut c_void,
-        oid: *mut PmemOid,
-        size: usize,
-        type_num: u64,
-        constr: *const c_void,
-        arg: *mut c_void,
-    ) -> c_int;
-    fn pmemobj_free(oid: *mut PmemOid);
-    fn pmemobj_direct(oid: PmemOid) -> *mut c_void;
-    fn pmemobj_errormsg() -> *const c_char;
-    fn pmemobj_tx_begin(pop: *mut c_void, env: *mut c_void, ...) -> c_int;
-    fn pmemobj_tx_alloc(size: usize, type_num: u64) -> PmemOid;
-    fn pmemobj_tx_add_range(oid: PmemOid, off: u64, size: usize) -> c_int;
-    fn pmemobj_tx_commit();
-    fn pmemobj_tx_end() -> c_int;
-}
-
-/// `TX_PARAM_NONE` from libpmemobj/tx_base.h (the end of the variadic parameter list).
-const TX_PARAM_NONE: c_int = 0;
 const POOL_BYTES: u64 = 512 << 20;
 const BATCH: usize = 256;
-
-#[derive(Clone, Copy)]
-struct Pop(*mut c_void);
-// SAFETY: PMEMobjpool handles may be used from any thread; libpmemobj locks internally and
-// transactions are per thread.
-unsafe impl Send for Pop {}
-// SAFETY: as above.
-unsafe impl Sync for Pop {}
-
-fn pmdk_error(what: &str) -> String {
-    // SAFETY: pmemobj_errormsg returns a thread-local NUL-terminated string.
-    let msg = unsafe { std::ffi::CStr::from_ptr(pmemobj_errormsg()) };
-    format!("{what}: {}", msg.to_string_lossy())
-}
-
-fn pmdk_create(path: &Path) -> Result<Pop, String> {
-    let layout = CString::new("bench").expect("literal");
-    let p = CString::new(path.to_str().expect("UTF-8 temp path")).expect("no NUL");
-    // SAFETY: valid NUL-terminated strings; the file does not exist yet.
-    let pop = unsafe { pmemobj_create(p.as_ptr(), layout.as_ptr(), POOL_BYTES as usize, 0o600) };
-    if pop.is_null() {
-        return Err(pmdk_error("pmemobj_create"));
-    }
-    Ok(Pop(pop))
-}
-
-/// One libpmemobj transaction around `body`; panics with libpmemobj's message on failure.
-fn pmdk_tx(pop: Pop, body: impl FnOnce()) {
-    // SAFETY: valid pool; no jmp_buf (NULL): errors abort the transaction and are reported
-    // by pmemobj_tx_end's return value.
-    unsafe {
-        assert_eq!(
-            pmemobj_tx_begin(pop.0, std::ptr::null_mut(), TX_PARAM_NONE),
-            0,
-            "{}",
-            pmdk_error("pmemobj_tx_begin")
-        );
-        body();
-        pmemobj_tx_commit();
-        assert_eq!(pmemobj_tx_end(), 0, "{}", pmdk_error("pmemobj_tx_end"));
-    }
-}
 
 fn main() -> Result<(), String> {
     let secs: f64 = std::env::args()
@@ -110,7 +31,7 @@ fn main() -> Result<(), String> {
     let is_pmem = file.is_pmem();
     let ours =
         ObjPool::create_in(Arc::new(file), &TxOptions::default()).map_err(|e| e.to_string())?;
-    let pop = pmdk_create(&dir.path().join("pmdk"))?;
+    let pop = pmemobj::create(&dir.path().join("pmdk"), POOL_BYTES)?;
     println!(
         "pool: {} MiB files in /dev/shm, is_pmem {is_pmem}, {secs:.1}s per cell, {} cores",
         POOL_BYTES >> 20,
@@ -158,7 +79,7 @@ fn main() -> Result<(), String> {
                     let t = Instant::now();
                     for _ in 0..BATCH {
                         // SAFETY: inside a transaction of this thread.
-                        pmdk_tx(pop, || {
+                        pmemobj::tx(pop, || {
                             oids.push(unsafe { pmemobj_tx_alloc(size as usize, 1) })
                         });
                     }
@@ -209,13 +130,13 @@ fn main() -> Result<(), String> {
                         std::ptr::null_mut(),
                     )
                 };
-                assert_eq!(rc, 0, "{}", pmdk_error("pmemobj_alloc"));
+                assert_eq!(rc, 0, "{}", pmemobj::error("pmemobj_alloc"));
                 oid
             },
             |&mut oid| {
                 let t = Instant::now();
                 for i in 0..BATCH {
-                    pmdk_tx(pop, || {
+                    pmemobj::tx(pop, || {
                         // SAFETY: inside a transaction; the object is 64 bytes and only this
                         // thread uses it.
                         unsafe {
