@@ -137,16 +137,7 @@ fn both_header_slots_broken_is_not_repairable() {
 fn replica_data_difference_is_copied_from_the_primary() {
     let d = testkit::shm_tempdir();
     let p = |n: &str| d.path().join(n);
-    let set = write_set(
-        d.path(),
-        "pool.set",
-        &[
-            format!("8M {}", p("a0").display()),
-            format!("8M {}", p("a1").display()),
-            "REPLICA".into(),
-            format!("16M {}", p("b0").display()),
-        ],
-    );
+    let set = two_parts_and_a_replica(d.path());
     run_expect(&["create", s(&set)], 0);
     run_expect(&["check", s(&set)], 0);
     // 1 MiB into the replica's data (a free chunk: the heap would not notice).

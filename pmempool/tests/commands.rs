@@ -169,16 +169,7 @@ fn create_refuses_what_it_cannot_do() {
 fn poolset_with_parts_and_replica_create_info_check_rm() {
     let d = testkit::shm_tempdir();
     let p = |n: &str| d.path().join(n);
-    let set = write_set(
-        d.path(),
-        "pool.set",
-        &[
-            format!("8M {}", p("a0").display()),
-            format!("8M {}", p("a1").display()),
-            "REPLICA".into(),
-            format!("16M {}", p("b0").display()),
-        ],
-    );
+    let set = two_parts_and_a_replica(d.path());
     run_expect(&["create", "-v", "--progress", s(&set)], 0);
     let v = json(&run_expect(&["info", "--json", s(&set)], 0));
     assert_eq!(v["poolset"], true);

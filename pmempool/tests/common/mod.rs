@@ -48,6 +48,22 @@ pub fn write_set(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     path
 }
 
+/// `pool.set` in `dir`: a primary of two 8 MiB parts `a0`, `a1` and a local replica of one
+/// 16 MiB part `b0`.
+pub fn two_parts_and_a_replica(dir: &Path) -> PathBuf {
+    let p = |n: &str| dir.join(n);
+    write_set(
+        dir,
+        "pool.set",
+        &[
+            format!("8M {}", p("a0").display()),
+            format!("8M {}", p("a1").display()),
+            "REPLICA".into(),
+            format!("16M {}", p("b0").display()),
+        ],
+    )
+}
+
 pub fn read_at(path: &Path, off: u64, len: usize) -> Vec<u8> {
     let f = std::fs::File::open(path).expect("open part");
     let mut b = vec![0u8; len];
