@@ -224,15 +224,7 @@ fn run(seed: u64, ops: usize, opts: &Enumerate) -> usize {
 }
 
 fn seed() -> u64 {
-    std::env::var("PALLOC_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
+    testkit::seed("PALLOC_CRASH_SEED")
 }
 
 #[test]

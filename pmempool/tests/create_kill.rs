@@ -13,16 +13,7 @@ use common::*;
 
 #[test]
 fn killed_create_leaves_no_half_made_pool() {
-    let seed: u64 = std::env::var("PMEMPOOL_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("PMEMPOOL_KILL_SEED={seed}");
+    let seed = testkit::seed("PMEMPOOL_KILL_SEED");
     let mut rng = seed | 1;
     let dir = testkit::shm_tempdir();
     let (mut absent, mut complete) = (0, 0);

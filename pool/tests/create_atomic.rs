@@ -81,18 +81,9 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn kill_during_create() {
-    let seed = std::env::var("POOL_CREATE_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("POOL_CREATE_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
+    let seed = testkit::seed("POOL_CREATE_KILL_SEED");
+    // xorshift needs a non-zero state.
+    let mut rng = Rng(seed | 1);
 
     // Calibrate: how long a child takes to create all its pools, unkilled.
     let d = testkit::shm_tempdir();

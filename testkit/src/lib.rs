@@ -37,6 +37,23 @@ pub use netns::NetnsHost;
 pub use process::{command_line, output_with_timeout, which};
 pub use sshd::{KeyType, Sshd, SshdBuilder};
 
+/// The seed of a randomized test: the environment variable `var` when it holds a number (to
+/// replay a run), else one taken from the clock. Printed to stderr as `var=seed`, so that a
+/// failing run says how to replay it.
+pub fn seed(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("{var}={seed}");
+    seed
+}
+
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// The port is found by binding port 0 and closing the socket, so another process may take it

@@ -31,15 +31,7 @@ fn recovered_state(img: &[u8]) -> Result<Model, String> {
 
 #[test]
 fn every_crash_image_is_before_or_after_each_transaction() {
-    let seed = std::env::var("TX_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = testkit::seed("TX_CRASH_SEED");
     let txs: usize = std::env::var("TX_CRASH_TXS")
         .ok()
         .and_then(|s| s.parse().ok())

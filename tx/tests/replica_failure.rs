@@ -281,16 +281,7 @@ fn programs(seed: u64, random: usize) -> Vec<Prog> {
 }
 
 fn every_fence(sticky: bool) {
-    let seed = std::env::var("TX_REPLICA_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("TX_REPLICA_SEED={seed}");
+    let seed = testkit::seed("TX_REPLICA_SEED");
     let base = base_image();
     let opts = Enumerate {
         exhaustive_max: 64,
