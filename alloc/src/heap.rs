@@ -18,9 +18,9 @@
 //! bitmap word comes from `RunState::pbits`, a volatile copy of the bitmap as written to media
 //! (kept under the chunk lock by every path that writes a bitmap word), so media is never
 //! re-read. Without a destination the commit is the redo log's one-entry case: one aligned
-//! 8-byte store + flush + fence, i.e. one fence per alloc (when the block's header already
-//! holds the right bytes) and one per free — the minimum for an operation that is durable on
-//! return. A free without a destination takes no lane at all.
+//! 8-byte streaming store (`Persister::write_u64_flush`) + fence, i.e. one fence per alloc
+//! (when the block's header already holds the right bytes) and one per free — the minimum for
+//! an operation that is durable on return. A free without a destination takes no lane at all.
 //!
 //! # Concurrency
 //! Each lane has an arena: the arena owns a redo log and, per allocation class, one active run.
@@ -29,8 +29,10 @@
 //! holds, so a heap call inside a transaction (which holds its lane throughout) takes a second
 //! lane, and a thread holding a lane waits for another only for a bounded time
 //! ([`Error::NoLane`]), since that lane's holder may be waiting for it. The fast path locks the
-//! arena (uncontended while threads find different free lanes) and the chunk's own mutex;
-//! there is no heap-wide lock. The free-span index and the per-class lists of runs with free
+//! arena (uncontended while threads find different free lanes) and the chunk's own lock;
+//! there is no heap-wide lock. Arena and chunk locks are [`FenceLock`]s: the fast paths leave
+//! them right after their fence, and a `Mutex`'s locked-instruction unlock would wait there
+//! for the write-back to finish (see [`crate::lock`]). The free-span index and the per-class lists of runs with free
 //! blocks are shared and locked only on slow paths. Lock order: arena (a second one only as
 //! above: try-lock, or a bounded wait) → chunk (ascending index when several) → class list →
 //! free spans.
@@ -46,6 +48,7 @@
 //! publish of 10 000 actions costs linear time.
 
 use crate::layout::{self, HeapHeader, RunGeom, Zone, ALLOC_HEADER_BYTES, CHUNK_FREE, CHUNK_RUN};
+use crate::lock::{CacheAligned, FenceGuard, FenceLock};
 use crate::ulog::{Entry, Poison, Recovered, Ulog, UlogError};
 use crate::Error;
 use pool::Persister;
@@ -348,20 +351,6 @@ struct Arena {
     active: Vec<Option<usize>>,
 }
 
-/// A value alone in its cache line(s): the locks of different arenas and of different chunks
-/// are taken by different threads at once, and side by side in one line every lock and unlock
-/// of one would evict the line from the other's core (2-thread alloc+free ran slower than 1).
-/// Costs 64 bytes per chunk of volatile state (0.025 % of the pool with 256 KiB chunks).
-#[repr(align(64))]
-struct CacheAligned<T>(T);
-
-impl<T> std::ops::Deref for CacheAligned<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// One shard of the statistics. Each thread updates the shard of its home lane, so two
 /// threads allocating at once do not bounce one cache line between their cores (shared
 /// counters made 2-thread alloc+free slower than 1 thread); a shard may go "negative" (an
@@ -400,7 +389,7 @@ pub struct Heap<P: Persister + ?Sized> {
     p: Arc<P>,
     hdr: HeapHeader,
     zones: Vec<Zone>,
-    chunks: Vec<CacheAligned<Mutex<ChunkState>>>,
+    chunks: Vec<CacheAligned<FenceLock<ChunkState>>>,
     /// One `info` word per chunk (see the `info` module).
     info: Vec<AtomicU64>,
     /// Geometries of runs: the classes' (same indexes as `geoms`), then any other found at open.
@@ -409,7 +398,7 @@ pub struct Heap<P: Persister + ?Sized> {
     geoms: Vec<RunGeom>,
     avail: Vec<Mutex<Vec<usize>>>,
     spans: Mutex<FreeSpans>,
-    arenas: Vec<CacheAligned<Mutex<Arena>>>,
+    arenas: Vec<CacheAligned<FenceLock<Arena>>>,
     id: u64,
     counters: Box<[Counters]>,
     recovered: Vec<Recovered>,
@@ -420,11 +409,11 @@ pub struct Heap<P: Persister + ?Sized> {
 
 /// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
 /// it. Obtained with [`Heap::lane`]; upper layers (transactions) hold it for a whole
-/// transaction. Not `Send` (it holds a mutex guard): released on the thread that took it.
+/// transaction. Not `Send` (it holds a lock guard): released on the thread that took it.
 pub struct Lane<'h, P: Persister + ?Sized> {
     heap: &'h Heap<P>,
     index: usize,
-    arena: MutexGuard<'h, Arena>,
+    arena: FenceGuard<'h, Arena>,
 }
 
 impl<P: Persister + ?Sized> Drop for Lane<'_, P> {
@@ -513,7 +502,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             let (mut ulog, rec) = Ulog::open(&*p, hdr.lane_off(i), hdr.lane_redo_bytes as usize)?;
             ulog.share_poison(&poison);
             recovered.push(rec);
-            arenas.push(CacheAligned(Mutex::new(Arena {
+            arenas.push(CacheAligned(FenceLock::new(Arena {
                 ulog,
                 active: vec![None; geoms.len()],
             })));
@@ -636,7 +625,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             zones,
             chunks: states
                 .into_iter()
-                .map(|st| CacheAligned(Mutex::new(st)))
+                .map(|st| CacheAligned(FenceLock::new(st)))
                 .collect(),
             info: infos.into_iter().map(AtomicU64::new).collect(),
             run_geoms,
@@ -720,17 +709,13 @@ impl<P: Persister + ?Sized> Heap<P> {
             (0..lanes)
                 .map(|k| (home + k) % lanes)
                 .filter(|i| !held.contains(i))
-                .find_map(|i| match self.arenas[i].try_lock() {
-                    Ok(g) => Some((i, g)),
-                    Err(std::sync::TryLockError::Poisoned(e)) => Some((i, e.into_inner())),
-                    Err(std::sync::TryLockError::WouldBlock) => None,
-                })
+                .find_map(|i| self.arenas[i].try_lock().map(|g| (i, g)))
         };
         if let Some((i, g)) = try_all() {
             return Ok(self.hold(i, g));
         }
         if held.is_empty() {
-            return Ok(self.hold(home, lock(&self.arenas[home])));
+            return Ok(self.hold(home, self.arenas[home].lock()));
         }
         let no_lane = |waited_ms| Error::NoLane {
             lanes,
@@ -757,7 +742,7 @@ impl<P: Persister + ?Sized> Heap<P> {
     }
 
     /// Record lane `index` (whose arena `arena` guards) as held by this thread.
-    fn hold<'h>(&'h self, index: usize, arena: MutexGuard<'h, Arena>) -> Lane<'h, P> {
+    fn hold<'h>(&'h self, index: usize, arena: FenceGuard<'h, Arena>) -> Lane<'h, P> {
         HELD_LANES.with(|h| h.borrow_mut().push((self.id, index)));
         Lane {
             heap: self,
@@ -932,7 +917,7 @@ impl<P: Persister + ?Sized> Heap<P> {
                 return got;
             }
         }
-        let _g = lock(&self.chunks[c]);
+        let _g = self.chunks[c].lock();
         self.object_by_info(c, self.info[c].load(Ordering::Acquire), off)
     }
 
@@ -1131,7 +1116,7 @@ impl<P: Persister + ?Sized> Heap<P> {
     fn reclaim(&self, arena: &mut Arena) -> Result<(), Error> {
         for slot in arena.active.iter_mut() {
             if let Some(c) = *slot {
-                let mut g = lock(&self.chunks[c]);
+                let mut g = self.chunks[c].lock();
                 if let ChunkState::Run(rs) = &mut *g {
                     if rs.free == rs.geom.nblocks {
                         rs.owner = None;
@@ -1141,7 +1126,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             }
         }
         for c in 0..self.chunks.len() {
-            let mut g = lock(&self.chunks[c]);
+            let mut g = self.chunks[c].lock();
             let ChunkState::Run(rs) = &*g else { continue };
             if rs.owner.is_some() || rs.free != rs.geom.nblocks {
                 continue;
@@ -1186,7 +1171,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             lock(&self.spans).insert(c, 1);
             return Err(e.into());
         }
-        let mut g = lock(&self.chunks[c]);
+        let mut g = self.chunks[c].lock();
         self.info[c].store(info::RUN | class as u64, Ordering::Release);
         *g = ChunkState::Run(Box::new(RunState {
             geom,
@@ -1253,7 +1238,7 @@ impl<P: Persister + ?Sized> Heap<P> {
 
     /// Set (`alloc`) or clear block `bit`'s bit in run `c`'s persistent bitmap, computing the
     /// word from the volatile copy `pbits` (media is not read), and store `set` (if any) in
-    /// the same atomic step. Alone, the word is one aligned 8-byte store + flush + fence (the
+    /// the same atomic step. Alone, the word is one aligned 8-byte streaming store + fence (the
     /// redo log's one-entry path); with `set`, a two-entry commit of that redo log. The
     /// caller holds the chunk's lock. `pbits` changes only on success: after a failure the
     /// next commit of this word writes the old state of this bit again, which matches the
@@ -1283,7 +1268,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             // On a failure the old word is stored back (see `ulog::store_word`); a failure
             // of that too leaves the word undecided: the heap is poisoned.
             None => self.poison.check().and_then(|_| {
-                let r = crate::ulog::store_word(&*self.p, w, value);
+                let r = crate::ulog::replace_word(&*self.p, w, rs.pbits[wi], value);
                 if let Err(UlogError::Unknown { undo, .. }) = &r {
                     self.poison.set(
                         w,
@@ -1317,7 +1302,7 @@ impl<P: Persister + ?Sized> Heap<P> {
         let Some(c) = self.chunk_of(off) else {
             return Ok(false);
         };
-        let mut g = lock(&self.chunks[c]);
+        let mut g = self.chunks[c].lock();
         let ChunkState::Run(rs) = &mut *g else {
             return Ok(false);
         };
@@ -1348,13 +1333,13 @@ impl<P: Persister + ?Sized> Heap<P> {
     fn release(&self, r: &Reservation) {
         match r.kind {
             ResKind::Block { chunk, bit } => {
-                let mut g = lock(&self.chunks[chunk]);
+                let mut g = self.chunks[chunk].lock();
                 if let ChunkState::Run(rs) = &mut *g {
                     self.unset_block(chunk, rs, bit);
                 }
             }
             ResKind::Span { chunk, n } => {
-                *lock(&self.chunks[chunk]) = ChunkState::Free;
+                *self.chunks[chunk].lock() = ChunkState::Free;
                 self.free_span_volatile(chunk, n as usize);
             }
         }
@@ -1381,7 +1366,7 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// already `Free`; called with no chunk lock held).
     fn free_span_volatile(&self, chunk: usize, n: usize) {
         for c in chunk + 1..chunk + n {
-            *lock(&self.chunks[c]) = ChunkState::Free;
+            *self.chunks[c].lock() = ChunkState::Free;
         }
         lock(&self.spans).insert(chunk, n);
     }
@@ -1533,7 +1518,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// The fast path of [`alloc`](Self::alloc) for a run block: the chunk stays locked from
     /// choosing the bit to the commit (so the reservation cannot go stale and needs no
     /// re-validation), the new bitmap word comes from the volatile copy of the persistent
-    /// bitmap, and the commit is one 8-byte store + flush + fence (two entries through the
+    /// bitmap, and the commit is one 8-byte streaming store + fence (two entries through the
     /// redo log with a destination).
     fn alloc_block(
         &mut self,
@@ -1617,7 +1602,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                 // volatile state follows, then the error is returned.
                 extended = Err(e);
             }
-            let mut g = lock(&h.chunks[chunk]);
+            let mut g = h.chunks[chunk].lock();
             h.info[chunk].store(info::SPAN | info::INTERNAL | n as u64, Ordering::Release);
             *g = ChunkState::Span { n, used: true };
             drop(g);
@@ -1679,12 +1664,12 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                         Error::OutOfMemory { .. } => Error::OutOfMemory { requested: size },
                         e => e,
                     })?;
-                *lock(&h.chunks[c]) = ChunkState::Span {
+                *h.chunks[c].lock() = ChunkState::Span {
                     n: n as u32,
                     used: false,
                 };
                 for i in c + 1..c + n as usize {
-                    *lock(&h.chunks[i]) = ChunkState::Interior { start: c };
+                    *h.chunks[i].lock() = ChunkState::Interior { start: c };
                 }
                 let start = h.chunk_off(c);
                 Reservation {
@@ -1709,12 +1694,12 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     fn take_block(
         &mut self,
         class: usize,
-    ) -> Result<(usize, u32, MutexGuard<'h, ChunkState>), Error> {
+    ) -> Result<(usize, u32, FenceGuard<'h, ChunkState>), Error> {
         let h = self.heap;
         let ai = self.index;
         loop {
             if let Some(c) = self.arena.active[class] {
-                let mut g = lock(&h.chunks[c]);
+                let mut g = h.chunks[c].lock();
                 let mut got = None;
                 if let ChunkState::Run(rs) = &mut *g {
                     if rs.free > 0 {
@@ -1737,7 +1722,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                 let Some(c) = lock(&h.avail[class]).pop() else {
                     break None;
                 };
-                let mut g = lock(&h.chunks[c]);
+                let mut g = h.chunks[c].lock();
                 if let ChunkState::Run(rs) = &mut *g {
                     rs.in_avail = false;
                     if rs.owner.is_none() && rs.class == Some(class) && rs.free > 0 {
@@ -1811,7 +1796,7 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
                 Action::Free(off) | Action::Set { off, .. } => {
                     if let Some(c) = h.chunk_of(*off) {
                         need.push(c);
-                        if let ChunkState::Interior { start } = &*lock(&h.chunks[c]) {
+                        if let ChunkState::Interior { start } = &*h.chunks[c].lock() {
                             need.push(*start);
                         }
                     }
@@ -1820,8 +1805,8 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         }
         need.sort_unstable();
         need.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, ChunkState>)> =
-            need.iter().map(|&c| (c, lock(&h.chunks[c]))).collect();
+        let mut guards: Vec<(usize, FenceGuard<'_, ChunkState>)> =
+            need.iter().map(|&c| (c, h.chunks[c].lock())).collect();
         let entries = match h.build_entries(&mut guards, &actions, self.arena.ulog.total_capacity())
         {
             Ok(e) => e,
@@ -1913,7 +1898,7 @@ impl<P: Persister + ?Sized> Lane<'_, P> {
         if r.heap != h.id {
             return Ok(false);
         }
-        let mut g = lock(&h.chunks[c]);
+        let mut g = h.chunks[c].lock();
         let ChunkState::Run(rs) = &mut *g else {
             return Ok(false);
         };
@@ -1946,9 +1931,9 @@ fn refuse_reserved_type(type_num: u64) -> Result<(), Error> {
 }
 
 fn guard<'a, 'g>(
-    guards: &'a mut [(usize, MutexGuard<'g, ChunkState>)],
+    guards: &'a mut [(usize, FenceGuard<'g, ChunkState>)],
     c: usize,
-) -> &'a mut MutexGuard<'g, ChunkState> {
+) -> &'a mut FenceGuard<'g, ChunkState> {
     let i = guards
         .binary_search_by_key(&c, |(k, _)| *k)
         .expect("chunk is in the lock set");
@@ -2000,7 +1985,7 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// Validate `actions` under the chunk locks and compute the redo entries.
     fn build_entries(
         &self,
-        guards: &mut [(usize, MutexGuard<'_, ChunkState>)],
+        guards: &mut [(usize, FenceGuard<'_, ChunkState>)],
         actions: &[Action],
         capacity: usize,
     ) -> Result<Vec<Entry>, Error> {
@@ -2146,7 +2131,7 @@ impl<P: Persister + ?Sized> Iterator for Objects<'_, P> {
         while self.buf.is_empty() && self.next_chunk < h.chunks.len() {
             let c = self.next_chunk;
             self.next_chunk += 1;
-            let g = lock(&h.chunks[c]);
+            let g = h.chunks[c].lock();
             match &*g {
                 ChunkState::Run(rs) => {
                     let off = h.chunk_off(c) as usize;

@@ -17,6 +17,7 @@
 pub mod check;
 pub mod heap;
 pub mod layout;
+pub mod lock;
 pub mod ulog;
 
 pub use check::{check, CheckReport};

@@ -198,9 +198,20 @@ fn undone(source: PersistError, undo: Result<(), PersistError>) -> UlogError {
 /// primary at least) before the error is returned, so an `Err` other than
 /// [`UlogError::Unknown`] means the word holds its old value on the primary, durably.
 pub fn store_word<P: Persister + ?Sized>(p: &P, off: usize, value: u64) -> Result<(), UlogError> {
-    let old = p.read_u64(off);
-    p.write_u64(off, value);
-    if let Err(source) = p.persist(off, 8) {
+    replace_word(p, off, p.read_u64(off), value)
+}
+
+/// [`store_word`] for a caller that knows the word's current value `old` (it is not read
+/// back: the word's line may be out of the cache after a non-temporal store).
+pub fn replace_word<P: Persister + ?Sized>(
+    p: &P,
+    off: usize,
+    old: u64,
+    value: u64,
+) -> Result<(), UlogError> {
+    if let Err(source) = p.write_u64_flush(off, value).and_then(|_| p.drain()) {
+        // The streaming store ordered before the plain store of the old value.
+        pool::persist::sfence();
         p.write_u64(off, old);
         return Err(undone(source, persist_best_effort(p, off, 8)));
     }

@@ -347,6 +347,18 @@ fn choice_count(choices: &[(usize, Vec<u64>)]) -> u64 {
     })
 }
 
+impl Recorder {
+    /// Record a flush of `[off, off+len)` that makes the pending words `words` (word
+    /// indexes) flushed at their current values.
+    fn mark_flushed(&self, off: usize, len: usize, words: std::ops::Range<usize>) {
+        let mut st = self.lock();
+        st.log.push(Event::Flush { off, len });
+        for (_, p) in st.pending.range_mut(words) {
+            p.flushed = Some(p.history.len() - 1);
+        }
+    }
+}
+
 impl Persister for Recorder {
     fn len(&self) -> usize {
         self.len
@@ -383,17 +395,29 @@ impl Persister for Recorder {
 
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
         check_bounds(off, len, self.len);
-        let mut st = self.lock();
-        st.log.push(Event::Flush { off, len });
         if len == 0 {
+            self.lock().log.push(Event::Flush { off, len });
             return Ok(());
         }
         let first = off / CACHE_LINE * CACHE_LINE / 8;
         let last = ((off + len - 1) / CACHE_LINE * CACHE_LINE + CACHE_LINE) / 8;
-        for (_, p) in st.pending.range_mut(first..last) {
-            p.flushed = Some(p.history.len() - 1);
+        self.mark_flushed(off, len, first..last);
+        Ok(())
+    }
+
+    /// Only the words written are flushed, not the rest of their lines: the weakest that
+    /// streaming stores promise (the edges of a hardware `write_flush` may flush whole lines).
+    fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError> {
+        self.write(off, data);
+        if !data.is_empty() {
+            self.mark_flushed(off, data.len(), off / 8..(off + data.len() - 1) / 8 + 1);
         }
         Ok(())
+    }
+
+    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
+        assert!(off % 8 == 0, "write_u64_flush at unaligned offset {off}");
+        self.write_flush(off, &v.to_le_bytes())
     }
 
     fn drain(&self) -> Result<(), PersistError> {
@@ -731,6 +755,26 @@ mod tests {
         let d = r.durable_image();
         assert_eq!((word(&d, 7), word(&d, 8)), (5, 0));
         assert_eq!(r.crash_point_now().uncertain_words(), 1);
+    }
+
+    #[test]
+    fn write_flush_covers_only_the_words_written() {
+        let r = Recorder::new(128);
+        r.write_u64(0, 1); // same line, stored but never flushed
+        r.write_flush(8, &[0xAB; 12]).unwrap(); // words 1 and 2 (word 2 partly)
+        r.write_u64_flush(24, 3).unwrap();
+        r.drain().unwrap();
+        let d = r.durable_image();
+        assert_eq!(&d[8..20], &[0xAB; 12]);
+        assert_eq!(word(&d, 3), 3);
+        // Unlike `flush`, the line's other word is not covered: still uncertain.
+        assert_eq!(word(&d, 0), 0);
+        assert_eq!(r.crash_point_now().uncertain_words(), 1);
+        let vals: BTreeSet<u64> = all_images(&r.crash_point_now())
+            .iter()
+            .map(|i| word(i, 0))
+            .collect();
+        assert_eq!(vals, [0, 1].into_iter().collect());
     }
 
     #[test]

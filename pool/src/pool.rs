@@ -2450,29 +2450,20 @@ fn cache_line_span(off: usize, len: usize, size: usize) -> (usize, usize) {
     (start, end - start)
 }
 
-impl Persister for Pool {
-    fn len(&self) -> usize {
-        self.len
+impl Pool {
+    /// The replicas' part of a `write_flush` on the primary: its streaming stores are made
+    /// visible first (a fence; only with replicas), since replicas copy the bytes from the
+    /// primary, remote ones possibly on the fabric's own thread.
+    fn fan_out_streamed(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        if self.others.is_empty() {
+            return Ok(());
+        }
+        self.primary.data.drain()?;
+        self.flush_others(off, len)
     }
-    fn read(&self, off: usize, buf: &mut [u8]) {
-        crate::region::check_bounds(off, buf.len(), self.len);
-        self.primary.data.read(off, buf)
-    }
-    fn write(&self, off: usize, data: &[u8]) {
-        crate::region::check_bounds(off, data.len(), self.len);
-        self.primary.data.write(off, data)
-    }
-    fn fill(&self, off: usize, byte: u8, len: usize) {
-        crate::region::check_bounds(off, len, self.len);
-        self.primary.data.fill(off, byte, len)
-    }
-    fn write_u64(&self, off: usize, v: u64) {
-        crate::region::check_bounds(off, 8, self.len);
-        self.primary.data.write_u64(off, v)
-    }
-    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
-        crate::region::check_bounds(off, len, self.len);
-        self.primary.data.flush(off, len)?;
+
+    /// The replicas' part of a flush of `[off, off+len)` (the primary's is done).
+    fn flush_others(&self, off: usize, len: usize) -> Result<(), PersistError> {
         if self.others.is_empty() || len == 0 {
             return Ok(());
         }
@@ -2523,6 +2514,43 @@ impl Persister for Pool {
             done += n;
         }
         Ok(())
+    }
+}
+
+impl Persister for Pool {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        crate::region::check_bounds(off, buf.len(), self.len);
+        self.primary.data.read(off, buf)
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        crate::region::check_bounds(off, data.len(), self.len);
+        self.primary.data.write(off, data)
+    }
+    fn fill(&self, off: usize, byte: u8, len: usize) {
+        crate::region::check_bounds(off, len, self.len);
+        self.primary.data.fill(off, byte, len)
+    }
+    fn write_u64(&self, off: usize, v: u64) {
+        crate::region::check_bounds(off, 8, self.len);
+        self.primary.data.write_u64(off, v)
+    }
+    fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError> {
+        crate::region::check_bounds(off, data.len(), self.len);
+        self.primary.data.write_flush(off, data)?;
+        self.fan_out_streamed(off, data.len())
+    }
+    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
+        crate::region::check_bounds(off, 8, self.len);
+        self.primary.data.write_u64_flush(off, v)?;
+        self.fan_out_streamed(off, 8)
+    }
+    fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
+        crate::region::check_bounds(off, len, self.len);
+        self.primary.data.flush(off, len)?;
+        self.flush_others(off, len)
     }
     fn drain(&self) -> Result<(), PersistError> {
         self.primary.data.drain()?;

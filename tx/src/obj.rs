@@ -16,12 +16,13 @@ use crate::lock::LockTable;
 use crate::tx::{SnapFlags, Target, Tx};
 use crate::undo::{self, UndoLog, UndoRecovered};
 use crate::Error;
+use palloc::lock::{CacheAligned, FenceGuard, FenceLock};
 use palloc::{Action, CreateOptions, Heap, Options};
 use pool::{Persister, Pool};
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Slot 0 value: "RSTXOBJ" and format version 2 in the last byte. Version 2 binds each undo
@@ -221,7 +222,7 @@ pub struct ObjPool<P: Persister + ?Sized = Pool> {
     id: u64,
     run_gen: u64,
     instance: u64,
-    undo: Vec<Mutex<UndoLog>>,
+    undo: Vec<CacheAligned<FenceLock<UndoLog>>>,
     recovered: Vec<UndoRecovered>,
     pub(crate) locks: LockTable,
 }
@@ -251,10 +252,10 @@ fn upgrade_v1<P: Persister + ?Sized>(
     Ok(())
 }
 
-fn lock_undo(m: &Mutex<UndoLog>) -> MutexGuard<'_, UndoLog> {
-    // A panic while holding an undo log poisons the mutex; the lane's transaction was then
-    // dropped (and rolled back) while unwinding, so the log itself is consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock_undo(m: &FenceLock<UndoLog>) -> FenceGuard<'_, UndoLog> {
+    // A panic while holding an undo log released it; the lane's transaction was then dropped
+    // (and rolled back) while unwinding, so the log itself is consistent.
+    m.lock()
 }
 
 impl<P: Persister + ?Sized> ObjPool<P> {
@@ -291,7 +292,9 @@ impl<P: Persister + ?Sized> ObjPool<P> {
                 )));
             }
             recovered.push(undo::recover(&*p, base, area)?);
-            undo.push(Mutex::new(UndoLog::open(&*p, base, area)?));
+            undo.push(CacheAligned(FenceLock::new(UndoLog::open(
+                &*p, base, area,
+            )?)));
         }
         let magic = p.read_u64(slot(SLOT_MAGIC));
         if magic == 0 {
@@ -365,7 +368,7 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         self.instance
     }
 
-    pub(crate) fn undo_log(&self, lane: usize) -> MutexGuard<'_, UndoLog> {
+    pub(crate) fn undo_log(&self, lane: usize) -> FenceGuard<'_, UndoLog> {
         lock_undo(&self.undo[lane])
     }
 

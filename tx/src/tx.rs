@@ -40,13 +40,13 @@
 use crate::obj::ObjPool;
 use crate::undo::UndoLog;
 use crate::Error;
+use palloc::lock::FenceGuard;
 use palloc::ulog::primary_done;
 use palloc::{Action, Lane, Reservation};
 use pool::Persister;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::take;
-use std::sync::MutexGuard;
 
 /// Flags of a snapshot (as libpmemobj's `POBJ_XADD_*`).
 ///
@@ -92,7 +92,7 @@ type Hook<'a> = Box<dyn FnOnce() + 'a>;
 pub struct Tx<'a, P: Persister + ?Sized> {
     pub(crate) pool: &'a ObjPool<P>,
     lane: Lane<'a, P>,
-    undo: MutexGuard<'a, UndoLog>,
+    undo: FenceGuard<'a, UndoLog>,
     /// Ranges whose old bytes are saved (or need none), sorted, disjoint, not adjacent.
     saved: Vec<(u64, u64)>,
     /// Ranges to flush at commit.
@@ -108,6 +108,10 @@ pub struct Tx<'a, P: Persister + ?Sized> {
     /// An allocation's header or zeroed bytes were flushed without a fence
     /// (`Lane::reserve_unfenced`): commit fences before publishing.
     fence_owed: bool,
+    /// Bytes were written with `Persister::write_flush` (streaming stores, write-back
+    /// started, nothing left to flush): commit fences before the commit point all the same,
+    /// and an abort orders them before it stores the old bytes back.
+    streamed: bool,
 }
 
 /// Where a checked write lands.
@@ -154,6 +158,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             failed: false,
             finished: false,
             fence_owed: false,
+            streamed: false,
         })
     }
 
@@ -260,34 +265,33 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         if matches!(target, Target::Fresh) {
             return Ok(());
         }
-        // Saved ranges that overlap or touch [off, end): indices lo..hi.
+        // Saved ranges that overlap or touch [off, end): indices lo..hi. The gaps between
+        // them are appended in order (no list is built: usually there is one gap).
         let lo = self.saved.partition_point(|&(_, e)| e < off);
         let hi = self.saved.partition_point(|&(s, _)| s <= end);
-        let mut gaps = Vec::new();
-        let mut cur = off;
-        for &(s, e) in &self.saved[lo..hi] {
-            if s > cur {
-                gaps.push((cur, s.min(end)));
-            }
-            cur = cur.max(e);
-        }
-        if cur < end {
-            gaps.push((cur, end));
-        }
-        if gaps.is_empty() {
-            return Ok(());
-        }
-        let p = &**self.pool.heap().persister();
         if !flags.contains(SnapFlags::NO_SNAPSHOT) {
-            for &(s, e) in &gaps {
-                self.undo.append(p, &mut self.lane, s, (e - s) as usize)?;
+            let p = &**self.pool.heap().persister();
+            let mut cur = off;
+            for k in lo..=hi {
+                let (s, e) = match self.saved.get(k) {
+                    Some(&r) if k < hi => r,
+                    _ => (end, end),
+                };
+                if s > cur {
+                    let gap_end = s.min(end);
+                    self.undo
+                        .append(p, &mut self.lane, cur, (gap_end - cur) as usize)?;
+                }
+                cur = cur.max(e);
             }
         }
-        let (s, e) = match (self.saved[lo..hi].first(), self.saved[lo..hi].last()) {
-            (Some(f), Some(l)) => (f.0.min(off), l.1.max(end)),
-            _ => (off, end),
-        };
-        self.saved.splice(lo..hi, [(s, e)]);
+        // The saved ranges lo..hi and [off, end) now form one range.
+        if lo < hi {
+            self.saved[lo] = (self.saved[lo].0.min(off), self.saved[hi - 1].1.max(end));
+            self.saved.drain(lo + 1..hi);
+        } else {
+            self.saved.insert(lo, (off, end));
+        }
         Ok(())
     }
 
@@ -301,8 +305,17 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         flags: SnapFlags,
     ) -> Result<(), Error> {
         let off = obj + rel;
-        self.snapshot_checked(target, off, data.len() as u64, flags)?;
-        self.pool.heap().persister().write(off as usize, data);
+        let p = self.pool.heap().persister();
+        if flags.contains(SnapFlags::NO_FLUSH) {
+            self.snapshot_checked(target, off, data.len() as u64, flags)?;
+            p.write(off as usize, data);
+            return Ok(());
+        }
+        // Written and its write-back started at once (streaming stores: a shorter fence at
+        // commit than a line write-back, and nothing for commit to flush).
+        self.snapshot_checked(target, off, data.len() as u64, flags | SnapFlags::NO_FLUSH)?;
+        self.streamed = true;
+        p.write_flush(off as usize, data)?;
         Ok(())
     }
 
@@ -383,7 +396,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
             for &(s, e) in merged {
                 p.flush(s as usize, (e - s) as usize)?;
             }
-            if !merged.is_empty() || self.fence_owed {
+            if !merged.is_empty() || self.fence_owed || self.streamed {
                 // Step 1: every new byte (and every new allocation header) durable while the
                 // undo log still covers the old ones, before the publish. Only ordering: the
                 // commit point's own persist below is the one that waits for every replica.
@@ -393,6 +406,7 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         })();
         flushed?;
         self.flush.clear();
+        self.streamed = false;
         let mut acts: Vec<Action> = take(&mut self.fresh)
             .into_values()
             .map(Action::Alloc)
@@ -471,6 +485,11 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
     /// (recovery at the next open rolls back).
     pub(crate) fn abort(&mut self) -> Result<Vec<Hook<'a>>, Error> {
         self.finished = true;
+        if take(&mut self.streamed) {
+            // Streaming stores are weakly ordered: the roll-back's plain stores of the old
+            // bytes must not pass them.
+            pool::persist::sfence();
+        }
         self.flush.clear();
         self.saved.clear();
         self.frees.clear();

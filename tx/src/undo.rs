@@ -25,7 +25,7 @@
 //! little-endian. This module does only the log's I/O; the transaction logic is in [`crate::tx`].
 
 use crate::Error;
-use palloc::ulog::{persist_best_effort, store_word};
+use palloc::ulog::{persist_best_effort, replace_word};
 use palloc::{Action, Lane, UlogError};
 use pool::Persister;
 use std::collections::BTreeSet;
@@ -391,29 +391,12 @@ impl UndoLog {
             self.buf[0..8].copy_from_slice(&target.to_le_bytes());
             self.buf[8..12].copy_from_slice(&(n as u32).to_le_bytes());
             self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
-            p.write(self.pos, &self.buf);
-            // Every store before the first flush: a store to a line whose write-back is still
-            // in flight waits for it (~160 ns here), and the state word usually shares the
-            // entry's first line.
-            let first = !self.active;
-            if first {
-                p.write_u64(self.base + STATE_WORD, self.gen << 1 | 1);
+            p.write_flush(self.pos, &self.buf)?;
+            if !self.active {
                 // Active from the store on, whatever the flush returns: the word may reach
                 // media (or a replica) anyway, so roll-back and end must store idle again.
                 self.active = true;
-            }
-            // One flush per cache line: a second write-back of a line before the fence costs a
-            // whole second round (~160 ns here). The state word usually shares the entry's first
-            // line (or the one before it), so entry and word go in one range then.
-            let (entry_start, entry_end) = (self.pos, self.pos + self.buf.len());
-            let word = self.base + STATE_WORD;
-            if first && word / 64 + 1 >= entry_start / 64 && word < entry_end {
-                p.flush(word.min(entry_start), entry_end - word.min(entry_start))?;
-            } else {
-                p.flush(entry_start, entry_end - entry_start)?;
-                if first {
-                    p.flush(word, 8)?;
-                }
+                p.write_u64_flush(self.base + STATE_WORD, self.gen << 1 | 1)?;
             }
             // The entry (and the active state) durable before the caller changes the range: an
             // ordering fence (remote replicas need not answer before the change is made).
@@ -535,7 +518,9 @@ impl UndoLog {
     pub(crate) fn commit_end<P: Persister + ?Sized>(&mut self, p: &P) -> Result<(), Error> {
         if self.active {
             let (w, v) = self.idle_state();
-            match store_word(p, w as usize, v) {
+            // The word holds the active state this log stored (not read back: it was written
+            // with a streaming store, its line is likely out of the cache).
+            match replace_word(p, w as usize, v | 1, v) {
                 Ok(()) => {}
                 Err(UlogError::Persist(e)) => return Err(Error::Persist(e)),
                 Err(e) => return Err(Error::OutcomeUnknown(e.to_string())),
