@@ -14,6 +14,8 @@
 //! - `flush` covers whole 64-byte lines: every word in a line that overlaps the range is flushed.
 //!   The next fence makes the value each word had *at the flush* guaranteed; stores after the
 //!   flush stay uncertain.
+//! - `write_flush` / `write_u64_flush` (streaming stores on hardware) flush only the words they
+//!   write, not the rest of their lines.
 //! - Words choose independently. This is a superset of what x86 allows (real hardware also keeps
 //!   the order of stores within one cache line), so code proven here is safe on x86; it may
 //!   reject code that relies on intra-line ordering, which PMDK-style code does not do.

@@ -588,9 +588,10 @@ impl Flusher {
     /// partial words at the edges. Otherwise ordinary stores plus
     /// [`flush_raw`](Self::flush_raw).
     ///
-    /// A streaming store into part of a line that is not in the cache measured about twice as
-    /// slow here as into a cached line, and a line just written by streaming stores is not
-    /// cached; so the partly covered first and last lines are loaded before the stores.
+    /// The partly covered first and last lines are loaded before the stores: on the benchmark
+    /// machine a fence after streaming stores into part of a line that is not in the cache
+    /// cost several times more (BENCHMARKS.md: palloc alloc+free 1.3x libpmemobj without the
+    /// loads, 3-5x with them). Loads change nothing for durability.
     ///
     /// # Safety
     /// As [`memcpy_raw`](Self::memcpy_raw).
