@@ -36,8 +36,6 @@ pub struct FenceLock<T> {
 // (`held` is set by a successful compare-exchange and cleared only by that guard's drop), so
 // sharing the lock shares `T` exactly as a `Mutex<T>` does.
 unsafe impl<T: Send> Sync for FenceLock<T> {}
-// SAFETY: moving the lock moves the value; no guard can be alive then (it borrows the lock).
-unsafe impl<T: Send> Send for FenceLock<T> {}
 
 impl<T> FenceLock<T> {
     /// A free lock around `value`.

@@ -201,8 +201,8 @@ pub fn store_word<P: Persister + ?Sized>(p: &P, off: usize, value: u64) -> Resul
     replace_word(p, off, p.read_u64(off), value)
 }
 
-/// [`store_word`] for a caller that knows the word's current value `old` (it is not read
-/// back: the word's line may be out of the cache after a non-temporal store).
+/// [`store_word`] for a caller that knows the word's current value `old` (palloc's volatile
+/// copy of a bitmap word, tx's own state word), so the media word is not read first.
 pub fn replace_word<P: Persister + ?Sized>(
     p: &P,
     off: usize,

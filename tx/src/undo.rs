@@ -518,8 +518,7 @@ impl UndoLog {
     pub(crate) fn commit_end<P: Persister + ?Sized>(&mut self, p: &P) -> Result<(), Error> {
         if self.active {
             let (w, v) = self.idle_state();
-            // The word holds the active state this log stored (not read back: it was written
-            // with a streaming store, its line is likely out of the cache).
+            // The word holds the active state this log stored: known, not read back.
             match replace_word(p, w as usize, v | 1, v) {
                 Ok(()) => {}
                 Err(UlogError::Persist(e)) => return Err(Error::Persist(e)),
