@@ -9,47 +9,57 @@
 //! while the thread goes on, and the thread waits only at its next locked instruction or fence
 //! (measured in BENCHMARKS.md, issue 5).
 //!
-//! The price is on the waiting side. An unlocking thread cannot see sleepers without a locked
-//! instruction, so waiters never sleep on a futex: they spin briefly, then yield, then sleep
-//! in growing steps of at most [`MAX_SLEEP_US`] µs and look again. The heap holds these locks
-//! for a fence (well under a microsecond locally, a network round trip with remote replicas)
-//! and contends on them rarely: every thread works in its own lane, and a chunk is shared only
-//! when one thread frees what another allocated. There is no poisoning: a panic while holding
-//! the lock releases it (the heap's volatile state stays memory-safe either way).
+//! The price is on the waiting side. A release store cannot be ordered before the load that
+//! checks for sleepers without a locked instruction, so a wake-up can be missed: a waiter
+//! that registered itself just as the holder stored the release, and checked the lock before
+//! that store was visible, sleeps although the lock is free. Sleeps are therefore bounded:
+//! a waiter spins briefly, then sleeps on a futex for at most [`MAX_SLEEP`] at a time and
+//! looks again. In the common case the unlocking thread sees the waiter and wakes it at once;
+//! the missed case needs the two threads within nanoseconds of each other and costs at most
+//! one [`MAX_SLEEP`]. There is no poisoning: a panic while holding the lock releases it (the
+//! heap's volatile state stays memory-safe either way). Like `std::sync::Mutex`, the lock is
+//! not fair.
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// Longest sleep of a waiter between two looks at the lock.
-pub const MAX_SLEEP_US: u64 = 50;
+/// Longest sleep of a waiter between two looks at the lock (the cost of a missed wake-up).
+pub const MAX_SLEEP: Duration = Duration::from_millis(1);
+
+/// How many times a waiter looks at the lock before it sleeps.
+const SPINS: u32 = 200;
 
 /// A mutual-exclusion lock released by a plain store (see the module notes).
 pub struct FenceLock<T> {
-    held: AtomicBool,
+    /// 0 free, 1 held.
+    state: AtomicU32,
+    /// Waiters asleep in [`lock`](Self::lock), or about to be.
+    sleepers: AtomicU32,
     value: UnsafeCell<T>,
 }
 
 // SAFETY: the value is reached only through a guard, and at most one guard exists at a time
-// (`held` is set by a successful compare-exchange and cleared only by that guard's drop), so
-// sharing the lock shares `T` exactly as a `Mutex<T>` does.
+// (`state` goes 0 -> 1 only by a successful compare-exchange and back only by that guard's
+// drop), so sharing the lock shares `T` exactly as a `Mutex<T>` does.
 unsafe impl<T: Send> Sync for FenceLock<T> {}
 
 impl<T> FenceLock<T> {
     /// A free lock around `value`.
     pub const fn new(value: T) -> FenceLock<T> {
         FenceLock {
-            held: AtomicBool::new(false),
+            state: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
             value: UnsafeCell::new(value),
         }
     }
 
     /// Take the lock if it is free.
     pub fn try_lock(&self) -> Option<FenceGuard<'_, T>> {
-        self.held
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        self.state
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| FenceGuard {
                 lock: self,
@@ -67,13 +77,21 @@ impl<T> FenceLock<T> {
 
     #[cold]
     fn lock_contended(&self) -> FenceGuard<'_, T> {
-        let mut round = 0u32;
-        loop {
+        for _ in 0..SPINS {
             // Read-only until it looks free, so waiters do not bounce the line.
-            while self.held.load(Ordering::Relaxed) {
-                pause(round);
-                round = round.saturating_add(1);
+            if self.state.load(Ordering::Relaxed) == 0 {
+                if let Some(g) = self.try_lock() {
+                    return g;
+                }
             }
+            std::hint::spin_loop();
+        }
+        loop {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            if self.state.load(Ordering::SeqCst) == 1 {
+                futex_wait(&self.state, 1, MAX_SLEEP);
+            }
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
             if let Some(g) = self.try_lock() {
                 return g;
             }
@@ -83,6 +101,48 @@ impl<T> FenceLock<T> {
     /// The value, through exclusive access to the lock (no locking needed).
     pub fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
+    }
+
+    fn unlock(&self) {
+        // A plain `mov` on x86: the point of this lock. Then a plain load: a sleeper that
+        // registered before it is woken; one that registers in the window where this load is
+        // served before the store is visible wakes by its timeout (module notes).
+        self.state.store(0, Ordering::Release);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            futex_wake_one(&self.state);
+        }
+    }
+}
+
+/// Sleep while `word` holds `expected`, at most `timeout` (spurious returns are fine).
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32 for the whole call; the kernel only reads it and
+    // the timespec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wake one thread sleeping in [`futex_wait`] on `word`.
+fn futex_wake_one(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory through it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
     }
 }
 
@@ -96,20 +156,6 @@ impl<T> Deref for CacheAligned<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
-    }
-}
-
-/// Round `round` of waiting: spin, then yield, then sleep 1, 2, 4 … `MAX_SLEEP_US` µs.
-fn pause(round: u32) {
-    const SPINS: u32 = 100;
-    const YIELDS: u32 = 10;
-    if round < SPINS {
-        std::hint::spin_loop();
-    } else if round < SPINS + YIELDS {
-        std::thread::yield_now();
-    } else {
-        let us = 1u64 << (round - SPINS - YIELDS).min(6);
-        std::thread::sleep(Duration::from_micros(us.min(MAX_SLEEP_US)));
     }
 }
 
@@ -138,8 +184,7 @@ impl<T> DerefMut for FenceGuard<'_, T> {
 
 impl<T> Drop for FenceGuard<'_, T> {
     fn drop(&mut self) {
-        // A plain `mov` on x86: the point of this lock.
-        self.lock.held.store(false, Ordering::Release);
+        self.lock.unlock();
     }
 }
 
@@ -197,6 +242,33 @@ mod tests {
         drop(g);
         h.join().expect("waiter");
         assert_eq!(*l.lock(), 1);
+    }
+
+    #[test]
+    fn sleeping_waiters_are_woken_and_exclude_each_other() {
+        // Holders that sleep inside the lock push the other threads past their spins into the
+        // futex; every one of them must get its turns, one at a time.
+        let l = Arc::new(FenceLock::new((0u32, 0u32)));
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let mut g = l.lock();
+                        g.1 += 1;
+                        assert_eq!(g.1, 1, "two holders at once");
+                        std::thread::sleep(Duration::from_micros(200));
+                        g.0 += 1;
+                        g.1 -= 1;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().expect("worker");
+        }
+        assert_eq!(l.lock().0, 6 * 20);
+        assert_eq!(l.sleepers.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub enum Event {
         /// Length.
         len: usize,
     },
-    /// Flush of the lines covering `[off, off+len)`.
+    /// Flush of the lines covering `[off, off+len)` (of only its words, for a `write_flush`).
     Flush {
         /// Offset.
         off: usize,
@@ -353,11 +353,34 @@ impl Recorder {
     /// Record a flush of `[off, off+len)` that makes the pending words `words` (word
     /// indexes) flushed at their current values.
     fn mark_flushed(&self, off: usize, len: usize, words: std::ops::Range<usize>) {
-        let mut st = self.lock();
-        st.log.push(Event::Flush { off, len });
-        for (_, p) in st.pending.range_mut(words) {
-            p.flushed = Some(p.history.len() - 1);
+        mark_flushed(&mut self.lock(), off, len, words);
+    }
+}
+
+/// Record stores of `data` at `off` (non-empty) in `st`.
+fn record_store(st: &mut State, off: usize, data: &[u8]) {
+    st.live[off..off + data.len()].copy_from_slice(data);
+    st.log.push(Event::Store {
+        off,
+        len: data.len(),
+    });
+    for w in off / 8..=(off + data.len() - 1) / 8 {
+        let v = word(&st.live, w);
+        let p = st.pending.entry(w).or_insert(Pending {
+            history: Vec::new(),
+            flushed: None,
+        });
+        if p.history.last() != Some(&v) {
+            p.history.push(v);
         }
+    }
+}
+
+/// Record a flush of `[off, off+len)` covering the pending words `words` in `st`.
+fn mark_flushed(st: &mut State, off: usize, len: usize, words: std::ops::Range<usize>) {
+    st.log.push(Event::Flush { off, len });
+    for (_, p) in st.pending.range_mut(words) {
+        p.flushed = Some(p.history.len() - 1);
     }
 }
 
@@ -376,23 +399,7 @@ impl Persister for Recorder {
         if data.is_empty() {
             return;
         }
-        let mut st = self.lock();
-        st.live[off..off + data.len()].copy_from_slice(data);
-        st.log.push(Event::Store {
-            off,
-            len: data.len(),
-        });
-        let st = &mut *st;
-        for w in off / 8..=(off + data.len() - 1) / 8 {
-            let v = word(&st.live, w);
-            let p = st.pending.entry(w).or_insert(Pending {
-                history: Vec::new(),
-                flushed: None,
-            });
-            if p.history.last() != Some(&v) {
-                p.history.push(v);
-            }
-        }
+        record_store(&mut self.lock(), off, data);
     }
 
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
@@ -410,9 +417,17 @@ impl Persister for Recorder {
     /// Only the words written are flushed, not the rest of their lines: the weakest that
     /// streaming stores promise (the edges of a hardware `write_flush` may flush whole lines).
     fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError> {
-        self.write(off, data);
+        check_bounds(off, data.len(), self.len);
         if !data.is_empty() {
-            self.mark_flushed(off, data.len(), off / 8..(off + data.len() - 1) / 8 + 1);
+            // One lock: no other thread's store can fall between the store and its flush.
+            let mut st = self.lock();
+            record_store(&mut st, off, data);
+            mark_flushed(
+                &mut st,
+                off,
+                data.len(),
+                off / 8..(off + data.len() - 1) / 8 + 1,
+            );
         }
         Ok(())
     }
@@ -420,6 +435,11 @@ impl Persister for Recorder {
     fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
         assert!(off % 8 == 0, "write_u64_flush at unaligned offset {off}");
         self.write_flush(off, &v.to_le_bytes())
+    }
+
+    /// Modelled as streaming, so that crash tests exercise the streaming paths.
+    fn streams(&self) -> bool {
+        true
     }
 
     fn drain(&self) -> Result<(), PersistError> {

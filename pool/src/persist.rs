@@ -628,8 +628,16 @@ impl Flusher {
                 }
                 for w in 0..words {
                     let at = head + 8 * w;
-                    let v = std::ptr::read_unaligned(src.add(at) as *const i64);
-                    std::arch::x86_64::_mm_stream_si64(dst.add(at) as *mut i64, v);
+                    let v = std::ptr::read_unaligned(src.add(at) as *const u64);
+                    // Inline asm, not the `_mm_stream_si64` intrinsic (a plain, non-atomic
+                    // store to Rust): the word is stored whole, as the shared-memory contract
+                    // requires. dst+at is 8-byte aligned and inside the caller's range.
+                    core::arch::asm!(
+                        "movnti [{d}], {v}",
+                        d = in(reg) dst.add(at),
+                        v = in(reg) v,
+                        options(nostack, preserves_flags)
+                    );
                 }
                 if tail > 0 {
                     let at = head + words * 8;

@@ -2547,6 +2547,9 @@ impl Persister for Pool {
         self.primary.data.write_u64_flush(off, v)?;
         self.fan_out_streamed(off, 8)
     }
+    fn streams(&self) -> bool {
+        self.primary.data.streams()
+    }
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
         crate::region::check_bounds(off, len, self.len);
         self.primary.data.flush(off, len)?;
@@ -2615,6 +2618,15 @@ impl Persister for Pool {
         self.primary
             .data
             .memcpy_persist(off, data, flags | Flags::NO_DRAIN)?;
+        if self
+            .others
+            .iter()
+            .any(|o| !o.is_stale() && o.rep().reads_primary())
+        {
+            // Remote replicas read the primary, possibly on the fabric's own thread: the
+            // primary's copy may have used streaming stores, which need a fence to be seen.
+            self.primary.data.drain()?;
+        }
         for o in &self.others {
             if o.is_stale() {
                 continue;

@@ -101,6 +101,15 @@ pub trait Persister: Send + Sync {
         self.flush(off, data.len())
     }
 
+    /// Whether [`write_flush`](Self::write_flush) streams (a store that starts its own
+    /// write-back, cheap to fence). When false (the `msync` path, or streaming switched off)
+    /// it is a store plus a [`flush`](Self::flush) — one `msync` per call on the `msync` path
+    /// — and a caller writing several ranges before one fence should store them all and flush
+    /// once instead.
+    fn streams(&self) -> bool {
+        false
+    }
+
     /// Start write-back of every cache line overlapping `[off, off+len)`.
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError>;
 
@@ -301,6 +310,10 @@ impl Persister for MappedRegion {
         assert!(off % 8 == 0, "write_u64_flush at unaligned offset {off}");
         // An aligned word is one 8-byte store in `write_nt_raw`: atomic.
         self.write_flush(off, &v.to_le_bytes())
+    }
+
+    fn streams(&self) -> bool {
+        self.flusher.movnt() && self.flusher.path() != persist::FlushPath::Msync
     }
 
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {

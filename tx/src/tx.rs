@@ -306,7 +306,8 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
     ) -> Result<(), Error> {
         let off = obj + rel;
         let p = self.pool.heap().persister();
-        if flags.contains(SnapFlags::NO_FLUSH) {
+        if flags.contains(SnapFlags::NO_FLUSH) || !p.streams() {
+            // Stored now, flushed at commit (one flush per line for everything written).
             self.snapshot_checked(target, off, data.len() as u64, flags)?;
             p.write(off as usize, data);
             return Ok(());
@@ -315,7 +316,12 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         // commit than a line write-back, and nothing for commit to flush).
         self.snapshot_checked(target, off, data.len() as u64, flags | SnapFlags::NO_FLUSH)?;
         self.streamed = true;
-        p.write_flush(off as usize, data)?;
+        if let Err(e) = p.write_flush(off as usize, data) {
+            // Commit flushes the range again, so a caller who ignores this error cannot
+            // commit bytes whose write-back failed.
+            self.flush.push((off, off + data.len() as u64));
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -358,6 +364,11 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         if let Some(r) = self.fresh.remove(&obj) {
             let end = obj + r.usable_size();
             self.flush.retain(|&(s, _)| !(s >= obj && s < end));
+            if self.streamed {
+                // The block may be reused by another thread at once: this thread's streaming
+                // stores into it (weakly ordered) must not land after that thread's stores.
+                pool::persist::sfence();
+            }
             // Fences first when the header was flushed unfenced (this thread holds the lane
             // that reserved it): the block may be reserved again at once, trusting its header.
             // A failed fence fails the operation (and so the transaction): a replica fell

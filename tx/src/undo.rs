@@ -391,12 +391,16 @@ impl UndoLog {
             self.buf[0..8].copy_from_slice(&target.to_le_bytes());
             self.buf[8..12].copy_from_slice(&(n as u32).to_le_bytes());
             self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
-            p.write_flush(self.pos, &self.buf)?;
-            if !self.active {
-                // Active from the store on, whatever the flush returns: the word may reach
-                // media (or a replica) anyway, so roll-back and end must store idle again.
-                self.active = true;
-                p.write_u64_flush(self.base + STATE_WORD, self.gen << 1 | 1)?;
+            if p.streams() {
+                p.write_flush(self.pos, &self.buf)?;
+                if !self.active {
+                    // Active from the store on, whatever the flush returns: the word may reach
+                    // media (or a replica) anyway, so roll-back and end must store idle again.
+                    self.active = true;
+                    p.write_u64_flush(self.base + STATE_WORD, self.gen << 1 | 1)?;
+                }
+            } else {
+                self.write_then_flush(p)?;
             }
             // The entry (and the active state) durable before the caller changes the range: an
             // ordering fence (remote replicas need not answer before the change is made).
@@ -404,6 +408,34 @@ impl UndoLog {
             self.pos += self.buf.len();
             self.index += 1;
             done += n;
+        }
+        Ok(())
+    }
+
+    /// The entry in `buf` at `pos` (and the active state, first time) stored, then flushed
+    /// once per cache line: the path for a persister that does not stream, where each flush
+    /// may be an `msync`.
+    fn write_then_flush<P: Persister + ?Sized>(&mut self, p: &P) -> Result<(), Error> {
+        p.write(self.pos, &self.buf);
+        let first = !self.active;
+        if first {
+            p.write_u64(self.base + STATE_WORD, self.gen << 1 | 1);
+            // Active from the store on, whatever the flush returns: the word may reach media
+            // (or a replica) anyway, so roll-back and end must store idle again.
+            self.active = true;
+        }
+        // One flush per cache line: a second write-back of a line before the fence costs a
+        // whole second round. The state word usually shares the entry's first line (or the one
+        // before it), so entry and word go in one range then.
+        let (entry_start, entry_end) = (self.pos, self.pos + self.buf.len());
+        let word = self.base + STATE_WORD;
+        if first && word / 64 + 1 >= entry_start / 64 && word < entry_end {
+            p.flush(word.min(entry_start), entry_end - word.min(entry_start))?;
+        } else {
+            p.flush(entry_start, entry_end - entry_start)?;
+            if first {
+                p.flush(word, 8)?;
+            }
         }
         Ok(())
     }

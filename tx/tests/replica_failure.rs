@@ -32,9 +32,12 @@ use std::sync::Arc;
 use tx::{Error, PoolTyped};
 
 /// The recorder as the primary, plus a replica that fails at fence `fail_at` (counted by
-/// this wrapper) and, when `sticky`, at every later one.
+/// this wrapper) and, when `sticky`, at every later one. With `streams`, `write_flush` is the
+/// primary's streaming store followed by the replica's copy (which counts and may fail as a
+/// flush), as `Pool` does on a streaming primary; without, the plain store + flush paths.
 struct FailAt {
     rec: Recorder,
+    streams: bool,
     fences: AtomicU64,
     fail_at: AtomicU64,
     sticky: AtomicBool,
@@ -45,9 +48,10 @@ struct FailAt {
 }
 
 impl FailAt {
-    fn new(rec: Recorder) -> FailAt {
+    fn new(rec: Recorder, streams: bool) -> FailAt {
         FailAt {
             rec,
+            streams,
             fences: AtomicU64::new(0),
             fail_at: AtomicU64::new(u64::MAX),
             sticky: AtomicBool::new(false),
@@ -72,6 +76,19 @@ impl FailAt {
             .store(self.flushes.load(Ordering::SeqCst) + k, Ordering::SeqCst);
     }
 
+    /// The replica's part of a flush: counted, and failing when armed.
+    fn replica_flush(&self) -> Result<(), PersistError> {
+        let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.flush_at.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(PersistError::Replica {
+                replica: 1,
+                message: format!("injected failure at flush {n}"),
+            });
+        }
+        Ok(())
+    }
+
     fn disarm(&self) {
         self.fail_at.store(u64::MAX, Ordering::SeqCst);
         self.flush_at.store(u64::MAX, Ordering::SeqCst);
@@ -88,18 +105,25 @@ impl Persister for FailAt {
     fn write(&self, off: usize, data: &[u8]) {
         self.rec.write(off, data)
     }
+    fn streams(&self) -> bool {
+        self.streams
+    }
+    fn write_flush(&self, off: usize, data: &[u8]) -> Result<(), PersistError> {
+        if !self.streams {
+            self.write(off, data);
+            return self.flush(off, data.len());
+        }
+        // The primary's streaming store first, as `Pool::write_flush`.
+        self.rec.write_flush(off, data)?;
+        self.replica_flush()
+    }
+    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
+        self.write_flush(off, &v.to_le_bytes())
+    }
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
         // The primary's flush first, as `Pool::flush`.
         self.rec.flush(off, len)?;
-        let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.flush_at.load(Ordering::SeqCst) {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            return Err(PersistError::Replica {
-                replica: 1,
-                message: format!("injected failure at flush {n}"),
-            });
-        }
-        Ok(())
+        self.replica_flush()
     }
     fn drain(&self) -> Result<(), PersistError> {
         // The primary's fence first, as `Pool::drain`.
@@ -149,12 +173,13 @@ fn check_one(
     prog: &Prog,
     k: u64,
     sticky: bool,
+    streams: bool,
     opts: &Enumerate,
 ) -> Result<(Outcome, bool, usize), String> {
     let before = recovered_state(base)?;
     let mut after = before.clone();
     after.apply(prog);
-    let fa = Arc::new(FailAt::new(Recorder::from_image(base)));
+    let fa = Arc::new(FailAt::new(Recorder::from_image(base), streams));
     fa.rec.set_capture(false);
     let pool = PoolTyped::<Root, FailAt>::open_in(fa.clone(), Default::default())
         .map_err(|e| format!("open: {e}"))?;
@@ -174,7 +199,7 @@ fn check_one(
         Err(Error::CommittedReplicationFailed(_)) => (Outcome::Committed, &after),
         Err(_) => (Outcome::Absent, &before),
     };
-    let what = format!("fence {k} (sticky {sticky}), tx returned {r:?}");
+    let what = format!("fence {k} (sticky {sticky}, streams {streams}), tx returned {r:?}");
     // The live view of the still-open pool, when the primary was not left undecided.
     if !matches!(r, Err(Error::OutcomeUnknown(_))) {
         let live = observe(&pool).map_err(|e| format!("{what}: live view: {e}"))?;
@@ -290,16 +315,18 @@ fn every_fence(sticky: bool) {
     };
     let mut seen = Vec::new();
     let mut images = 0;
-    for (i, prog) in programs(seed, 6).iter().enumerate() {
-        for k in 1.. {
-            let (o, reached, n) = check_one(&base, prog, k, sticky, &opts)
-                .unwrap_or_else(|e| panic!("TX_REPLICA_SEED={seed} program {i} {prog:?}: {e}"));
-            images += n;
-            if i < 3 {
-                seen.push(o);
-            }
-            if !reached {
-                break;
+    for streams in [false, true] {
+        for (i, prog) in programs(seed, 6).iter().enumerate() {
+            for k in 1.. {
+                let (o, reached, n) = check_one(&base, prog, k, sticky, streams, &opts)
+                    .unwrap_or_else(|e| panic!("TX_REPLICA_SEED={seed} program {i} {prog:?}: {e}"));
+                images += n;
+                if i < 3 {
+                    seen.push(o);
+                }
+                if !reached {
+                    break;
+                }
             }
         }
     }
@@ -339,29 +366,32 @@ fn replica_failing_at_each_flush_leaves_the_log_idle() {
         }],
         abort: false,
     };
-    for k in 1.. {
-        let fa = Arc::new(FailAt::new(Recorder::from_image(&base)));
-        fa.rec.set_capture(false);
-        let pool =
-            PoolTyped::<Root, FailAt>::open_in(fa.clone(), Default::default()).expect("open");
-        fa.arm_flush(k);
-        let r = run(&pool, &prog);
-        fa.disarm();
-        if fa.failed.load(Ordering::SeqCst) == 0 {
-            assert!(k > 2, "the transaction flushed only {} times", k - 1);
-            break;
+    for streams in [false, true] {
+        for k in 1.. {
+            let fa = Arc::new(FailAt::new(Recorder::from_image(&base), streams));
+            fa.rec.set_capture(false);
+            let pool =
+                PoolTyped::<Root, FailAt>::open_in(fa.clone(), Default::default()).expect("open");
+            fa.arm_flush(k);
+            let r = run(&pool, &prog);
+            fa.disarm();
+            if fa.failed.load(Ordering::SeqCst) == 0 {
+                assert!(k > 2, "the transaction flushed only {} times", k - 1);
+                break;
+            }
+            // Another writer's durable change of the same bytes after the transaction ended.
+            let at = pool.root().off() as usize + std::mem::offset_of!(Root, data);
+            fa.write(at, &[0x77; 8]);
+            fa.persist(at, 8).expect("persist");
+            drop(pool);
+            let got = recovered_state(&fa.rec.live_image()).unwrap_or_else(|e| {
+                panic!("flush {k} (streams {streams}), tx returned {r:?}: reopen: {e}")
+            });
+            assert_eq!(
+                got.data[..8],
+                [0x77; 8],
+                "flush {k} (streams {streams}), tx returned {r:?}: a later write was rolled back at reopen"
+            );
         }
-        // Another writer's durable change of the same bytes after the transaction ended.
-        let at = pool.root().off() as usize + std::mem::offset_of!(Root, data);
-        fa.write(at, &[0x77; 8]);
-        fa.persist(at, 8).expect("persist");
-        drop(pool);
-        let got = recovered_state(&fa.rec.live_image())
-            .unwrap_or_else(|e| panic!("flush {k}, tx returned {r:?}: reopen: {e}"));
-        assert_eq!(
-            got.data[..8],
-            [0x77; 8],
-            "flush {k}, tx returned {r:?}: a later write was rolled back at reopen"
-        );
     }
 }
