@@ -60,13 +60,7 @@ fn object_lookups_racing_alloc_publish_free_see_whole_headers() {
         }
         let (h, stop) = (&h, &stop);
         s.spawn(move || {
-            struct StopOnDrop<'a>(&'a AtomicBool);
-            impl Drop for StopOnDrop<'_> {
-                fn drop(&mut self) {
-                    self.0.store(true, Ordering::Relaxed);
-                }
-            }
-            let _stop = StopOnDrop(stop);
+            let _stop = testkit::StopOnDrop(stop);
             for round in 0..rounds {
                 let t = TYPES[(round % 2) as usize];
                 let mut offs = Vec::new();

@@ -432,11 +432,6 @@ impl Persister for Recorder {
         Ok(())
     }
 
-    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
-        assert!(off % 8 == 0, "write_u64_flush at unaligned offset {off}");
-        self.write_flush(off, &v.to_le_bytes())
-    }
-
     /// Modelled as streaming, so that crash tests exercise the streaming paths.
     fn streams(&self) -> bool {
         true

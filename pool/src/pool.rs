@@ -2542,11 +2542,6 @@ impl Persister for Pool {
         self.primary.data.write_flush(off, data)?;
         self.fan_out_streamed(off, data.len())
     }
-    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
-        crate::region::check_bounds(off, 8, self.len);
-        self.primary.data.write_u64_flush(off, v)?;
-        self.fan_out_streamed(off, 8)
-    }
     fn streams(&self) -> bool {
         self.primary.data.streams()
     }

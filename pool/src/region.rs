@@ -82,11 +82,12 @@ pub trait Persister: Send + Sync {
         self.write(off, &v.to_le_bytes());
     }
 
-    /// [`write_u64`](Self::write_u64) (one atomic store) with its write-back started, as
-    /// [`write_flush`](Self::write_flush) of those 8 bytes.
+    /// [`write_flush`](Self::write_flush) of one little-endian `u64` at `off` (8-byte
+    /// aligned). An implementation stores an aligned 8-byte `write_flush` as one atomic store,
+    /// as [`write_u64`](Self::write_u64) does.
     fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
-        self.write_u64(off, v);
-        self.flush(off, 8)
+        assert!(off % 8 == 0, "write_u64_flush at unaligned offset {off}");
+        self.write_flush(off, &v.to_le_bytes())
     }
 
     /// Store `data` at `off` with its write-back started, like [`write`](Self::write) then
@@ -304,12 +305,6 @@ impl Persister for MappedRegion {
             self.flusher
                 .write_nt_raw(self.ptr.add(off), data.as_ptr(), data.len())
         }
-    }
-
-    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
-        assert!(off % 8 == 0, "write_u64_flush at unaligned offset {off}");
-        // An aligned word is one 8-byte store in `write_nt_raw`: atomic.
-        self.write_flush(off, &v.to_le_bytes())
     }
 
     fn streams(&self) -> bool {

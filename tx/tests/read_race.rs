@@ -82,13 +82,7 @@ fn reads_racing_transactions_see_whole_words() {
         }
         let (pool, stop) = (&pool, &stop);
         s.spawn(move || {
-            struct StopOnDrop<'a>(&'a AtomicBool);
-            impl Drop for StopOnDrop<'_> {
-                fn drop(&mut self) {
-                    self.0.store(true, Ordering::Relaxed);
-                }
-            }
-            let _stop = StopOnDrop(stop);
+            let _stop = testkit::StopOnDrop(stop);
             for round in 1..=rounds {
                 let v = (round % 251) as u8 + 1;
                 let abort = round % 7 == 0;

@@ -117,9 +117,6 @@ impl Persister for FailAt {
         self.rec.write_flush(off, data)?;
         self.replica_flush()
     }
-    fn write_u64_flush(&self, off: usize, v: u64) -> Result<(), PersistError> {
-        self.write_flush(off, &v.to_le_bytes())
-    }
     fn flush(&self, off: usize, len: usize) -> Result<(), PersistError> {
         // The primary's flush first, as `Pool::flush`.
         self.rec.flush(off, len)?;
