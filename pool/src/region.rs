@@ -350,6 +350,15 @@ mod tests {
     use super::*;
     use crate::persist::FlushPath;
 
+    /// An 8 KiB region over a private temporary file, flushed with `f`.
+    fn temp_region(f: Flusher) -> MappedRegion {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(8192).unwrap();
+        // SAFETY: private temp file, not resized while mapped.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
+        MappedRegion::from_mmap(map, f)
+    }
+
     #[test]
     fn mapped_region_round_trips_on_every_path() {
         for path in FlushPath::ALL {
@@ -357,11 +366,7 @@ mod tests {
                 eprintln!("SKIP {path:?}: not supported by this CPU");
                 continue;
             };
-            let file = tempfile::tempfile().unwrap();
-            file.set_len(8192).unwrap();
-            // SAFETY: private temp file, not resized while mapped.
-            let map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
-            let r = MappedRegion::from_mmap(map, f);
+            let r = temp_region(f);
             r.memcpy_persist(10, &[1, 2, 3], Flags::NONE).unwrap();
             r.memset_persist(1000, 9, 3000, Flags::NONE).unwrap();
             r.write_u64(4096, 0x1122_3344_5566_7788);
@@ -384,11 +389,7 @@ mod tests {
                 continue;
             };
             for movnt in [true, false] {
-                let file = tempfile::tempfile().unwrap();
-                file.set_len(8192).unwrap();
-                // SAFETY: private temp file, not resized while mapped.
-                let map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
-                let r = MappedRegion::from_mmap(map, f.with_movnt(movnt));
+                let r = temp_region(f.with_movnt(movnt));
                 r.fill(0, 0xEE, 8192);
                 // Unaligned start and end, several whole lines and words between.
                 let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 1) as u8).collect();
