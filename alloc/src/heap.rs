@@ -405,7 +405,12 @@ pub struct Heap<P: Persister + ?Sized> {
     /// Shared by every lane's redo log: set once any log (or the upper layer's own log, see
     /// [`Heap::poison_until_reopen`]) is left undecided; every commit path refuses from then on.
     poison: Poison,
+    /// The upper layer's hook run before every free (see [`Heap::set_free_guard`]).
+    free_guard: std::sync::OnceLock<FreeGuard<P>>,
 }
+
+/// A hook run before every free, given the heap's persister: see [`Heap::set_free_guard`].
+pub type FreeGuard<P> = Box<dyn Fn(&P) -> Result<(), Error> + Send + Sync>;
 
 /// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
 /// it. Obtained with [`Heap::lane`]; upper layers (transactions) hold it for a whole
@@ -638,6 +643,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             counters,
             recovered,
             poison,
+            free_guard: std::sync::OnceLock::new(),
         })
     }
 
@@ -667,6 +673,22 @@ impl<P: Persister + ?Sized> Heap<P> {
     /// now. The first call's reason is kept.
     pub fn poison_until_reopen(&self, base: usize, why: String) {
         self.poison.set(base, why);
+    }
+
+    /// Set (once; later calls are ignored) a hook that every free runs on the freeing thread
+    /// before any of its fences: freed bytes may be reused by anyone, so an upper layer that
+    /// may still rewrite them at recovery (tx's committed logs awaiting retirement) retires
+    /// that claim there; its stores become durable with the free's own fence. An `Err` fails
+    /// the free before anything changed.
+    pub fn set_free_guard(&self, guard: FreeGuard<P>) {
+        let _ = self.free_guard.set(guard);
+    }
+
+    fn guard_free(&self) -> Result<(), Error> {
+        match self.free_guard.get() {
+            Some(g) => g(&self.p),
+            None => Ok(()),
+        }
     }
 
     /// `Err` ([`UlogError::Poisoned`]) once a log of this heap was left undecided: no commit
@@ -764,6 +786,7 @@ impl<P: Persister + ?Sized> Heap<P> {
 
     /// Free the object at `off`; `dest` (if any) is set to 0 in the same atomic step.
     pub fn free(&self, off: u64, dest: Option<u64>) -> Result<(), Error> {
+        self.guard_free()?;
         match dest {
             // A run block with no destination needs no lane: the commit is one 8-byte store.
             None => {
@@ -1744,6 +1767,12 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// Publish `actions` atomically on this lane (see [`Heap::publish`]).
     pub fn publish(&mut self, actions: Vec<Action>) -> Result<(), Error> {
         let h = self.heap;
+        if actions.iter().any(|a| matches!(a, Action::Free(_))) {
+            if let Err(e) = h.guard_free() {
+                h.cancel(actions);
+                return Err(e);
+            }
+        }
         // Fast paths: one run block allocated or freed, with at most one plain store.
         let done = match actions.as_slice() {
             [Action::Free(off)] => h.free_block(*off, None)?,

@@ -14,7 +14,8 @@
 
 use crate::lock::LockTable;
 use crate::tx::{SnapFlags, Target, Tx};
-use crate::undo::{self, UndoLog, UndoRecovered};
+use crate::retire::Retirements;
+use crate::undo::{self, Layout, UndoLog, UndoRecovered};
 use crate::Error;
 use palloc::lock::{CacheAligned, FenceGuard, FenceLock};
 use palloc::{Action, CreateOptions, Heap, Options};
@@ -25,9 +26,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// Slot 0 value: "RSTXOBJ" and format version 2 in the last byte. Version 2 binds each undo
-/// entry's CRC to its lane and position (docs/FORMAT.md, "Transactions (undo log)").
-pub const OBJ_MAGIC: u64 = u64::from_le_bytes(*b"RSTXOBJ\x02");
+/// Slot 0 value: "RSTXOBJ" and format version 3 in the last byte. Version 3 adds commit
+/// records (redo entries), two slots per lane area and the `retired` word (docs/FORMAT.md,
+/// "Transactions (undo log)").
+pub const OBJ_MAGIC: u64 = u64::from_le_bytes(*b"RSTXOBJ\x03");
+/// Slot 0 value of format version 2 (undo entries bound to their position, no commit records).
+/// Recovered under its own rules, then upgraded to [`OBJ_MAGIC`].
+pub const OBJ_MAGIC_V2: u64 = u64::from_le_bytes(*b"RSTXOBJ\x02");
 /// Slot 0 value of format version 1 (undo entries checked without their position). Opened only
 /// when no transaction was in flight, and then upgraded to [`OBJ_MAGIC`].
 pub const OBJ_MAGIC_V1: u64 = u64::from_le_bytes(*b"RSTXOBJ\x01");
@@ -225,6 +230,31 @@ pub struct ObjPool<P: Persister + ?Sized = Pool> {
     undo: Vec<CacheAligned<FenceLock<UndoLog>>>,
     recovered: Vec<UndoRecovered>,
     pub(crate) locks: LockTable,
+    pub(crate) retire: Arc<Retirements>,
+}
+
+impl<P: Persister + ?Sized> Drop for ObjPool<P> {
+    /// Retire the committed logs still pending, so that a clean close leaves every log idle
+    /// (best effort: if it fails, the next open rolls them forward, which is as good).
+    fn drop(&mut self) {
+        let p = self.heap.persister();
+        let mut stored = false;
+        for lane in 0..self.undo.len() {
+            let gen = self.retire.pending(lane);
+            if gen == 0 {
+                continue;
+            }
+            let base = self.heap.header().lane_extra_off(lane);
+            if p.read_u64(base + undo::STATE_WORD) == gen << 1 | 1 {
+                p.write_u64(base + undo::STATE_WORD, gen << 1);
+                stored |= p.flush(base + undo::STATE_WORD, 8).is_ok();
+            }
+            self.retire.clear_own(lane);
+        }
+        if stored {
+            let _ = p.drain();
+        }
+    }
 }
 
 /// Opens a format-1 pool as format 2: possible when no lane has a transaction in flight (an
@@ -246,6 +276,27 @@ fn upgrade_v1<P: Persister + ?Sized>(
              this version cannot roll it back; open the pool once with the version that wrote \
              it, then with this one"
         )));
+    }
+    p.write_u64(magic_slot, OBJ_MAGIC_V2);
+    p.persist(magic_slot, 8)?;
+    Ok(())
+}
+
+/// Upgrades a format-2 pool whose logs are all idle (recovered under format 2's rules) to
+/// format 3: every `retired` word zeroed and durable, then the magic.
+fn upgrade_v2<P: Persister + ?Sized>(
+    heap: &Heap<P>,
+    area: usize,
+    magic_slot: usize,
+) -> Result<(), Error> {
+    let hdr = heap.header();
+    let p = heap.persister();
+    if let Some(w) = Layout::new(3, area).retired_word(area) {
+        for i in 0..hdr.lane_count as usize {
+            p.write_u64(hdr.lane_extra_off(i) + w, 0);
+            p.flush(hdr.lane_extra_off(i) + w, 8)?;
+        }
+        p.drain()?;
     }
     p.write_u64(magic_slot, OBJ_MAGIC);
     p.persist(magic_slot, 8)?;
@@ -282,21 +333,48 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         if magic == OBJ_MAGIC_V1 {
             upgrade_v1(&heap, area, slot(SLOT_MAGIC))?;
         }
+        let magic = p.read_u64(slot(SLOT_MAGIC));
+        let version = match magic {
+            OBJ_MAGIC_V2 => 2,
+            0 | OBJ_MAGIC => 3,
+            _ => {
+                return Err(Error::NotObjPool(format!(
+                    "user slot 0 holds {magic:#018x}, expected {OBJ_MAGIC:#018x} (\"RSTXOBJ\" \
+                     v3) or {OBJ_MAGIC_V2:#018x} (v2)"
+                )))
+            }
+        };
+        if area < MIN_EXTRA {
+            return Err(Error::Config(format!(
+                "heap lanes have {area} extra bytes, the undo log needs at least {MIN_EXTRA}"
+            )));
+        }
         let mut recovered = Vec::new();
-        let mut undo = Vec::new();
+        let layout = Layout::new(version, area);
         for i in 0..hdr.lane_count as usize {
             let base = hdr.lane_extra_off(i);
-            if area < MIN_EXTRA {
-                return Err(Error::Config(format!(
-                    "heap lanes have {area} extra bytes, the undo log needs at least {MIN_EXTRA}"
-                )));
-            }
-            recovered.push(undo::recover(&*p, base, area)?);
-            undo.push(CacheAligned(FenceLock::new(UndoLog::open(
-                &*p, base, area,
-            )?)));
+            recovered.push(undo::recover(&*p, base, area, layout)?);
+            // Retires a generation a crash may have half-used (see `UndoLog::open`).
+            UndoLog::open(&*p, base, area, layout)?;
         }
-        let magic = p.read_u64(slot(SLOT_MAGIC));
+        if version == 2 {
+            upgrade_v2(&heap, area, slot(SLOT_MAGIC))?;
+        }
+        let layout = Layout::new(3, area);
+        let mut undo = Vec::new();
+        let mut words = Vec::new();
+        for i in 0..hdr.lane_count as usize {
+            let base = hdr.lane_extra_off(i);
+            undo.push(CacheAligned(FenceLock::new(UndoLog::open(
+                &*p, base, area, layout,
+            )?)));
+            words.push(layout.retired_word(area).map(|w| base + w));
+        }
+        let retire = Arc::new(Retirements::new(words));
+        let guard = retire.clone();
+        heap.set_free_guard(Box::new(move |p: &P| {
+            guard.retire(p, None, None).map(|_| ()).map_err(palloc::Error::from)
+        }));
         if magic == 0 {
             if let Some(o) = heap.objects().next() {
                 return Err(Error::NotObjPool(format!(
@@ -314,10 +392,6 @@ impl<P: Persister + ?Sized> ObjPool<P> {
                     value: OBJ_MAGIC,
                 },
             ])?;
-        } else if magic != OBJ_MAGIC {
-            return Err(Error::NotObjPool(format!(
-                "user slot 0 holds {magic:#018x}, expected {OBJ_MAGIC:#018x} (\"RSTXOBJ\" v2)"
-            )));
         }
         let id = p.read_u64(slot(SLOT_POOL_ID));
         if id == 0 {
@@ -336,6 +410,7 @@ impl<P: Persister + ?Sized> ObjPool<P> {
             undo,
             recovered,
             locks: LockTable::new(),
+            retire,
         })
     }
 

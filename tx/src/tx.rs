@@ -269,8 +269,19 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         // them are appended in order (no list is built: usually there is one gap).
         let lo = self.saved.partition_point(|&(_, e)| e < off);
         let hi = self.saved.partition_point(|&(s, _)| s <= end);
-        if !flags.contains(SnapFlags::NO_SNAPSHOT) {
-            let p = &**self.pool.heap().persister();
+        let p = &**self.pool.heap().persister();
+        if flags.contains(SnapFlags::NO_SNAPSHOT) {
+            // No entry, so no fence of this transaction precedes the change: committed logs
+            // that a roll-forward would replay over it are retired (durably) first.
+            if self.pool.retire.retire(p, None, Some((off, end)))? {
+                p.barrier()?;
+            }
+        } else {
+            let lane = self.lane.index();
+            let was_active = self.undo.is_active();
+            // Other lanes' committed logs retired by the entry's fence (this lane's own is
+            // replaced by the entry's `state`).
+            self.pool.retire.retire(p, Some(lane), Some((off, end)))?;
             let mut cur = off;
             for k in lo..=hi {
                 let (s, e) = match self.saved.get(k) {
@@ -283,6 +294,9 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
                         .append(p, &mut self.lane, cur, (gap_end - cur) as usize)?;
                 }
                 cur = cur.max(e);
+            }
+            if !was_active && self.undo.is_active() {
+                self.pool.retire.clear_own(lane);
             }
         }
         // The saved ranges lo..hi and [off, end) now form one range.
@@ -403,6 +417,36 @@ impl<'a, P: Persister + ?Sized> Tx<'a, P> {
         }
         fl.truncate(n);
         let merged = &*fl;
+        if self.fresh.is_empty() && self.frees.is_empty() && self.undo.is_active() {
+            // Refused (the caller aborts) once another lane left a log undecided.
+            self.pool.heap().check_usable()?;
+            for &(s, e) in merged {
+                p.flush(s as usize, (e - s) as usize)?;
+            }
+            if let Some(first) = self.undo.write_commit_record(p, &self.saved)? {
+                // The data and the commit record in one fence: the commit point.
+                if let Err(e) = p.drain() {
+                    let e = self.undo.undo_commit_record(p, first, e);
+                    if matches!(e, Error::OutcomeUnknown(_)) {
+                        self.undecided(&e);
+                    }
+                    return Err(e);
+                }
+                let (lo, hi) = (self.saved[0].0, self.saved[self.saved.len() - 1].1);
+                self.pool
+                    .retire
+                    .set_pending(self.lane.index(), self.undo.generation(), lo, hi);
+                self.undo.reset();
+                self.flush.clear();
+                self.streamed = false;
+                self.saved.clear();
+                self.finished = true;
+                self.on_abort.clear();
+                return Ok(take(&mut self.on_commit));
+            }
+            // No room for a commit record: the three-fence commit below (flushing again is
+            // only a repeated write-back request).
+        }
         let flushed = (|| -> Result<(), Error> {
             for &(s, e) in merged {
                 p.flush(s as usize, (e - s) as usize)?;

@@ -21,6 +21,15 @@
 //! generation (stores it, idle, before any transaction runs), so the next transaction's
 //! entries can never be confused with the crashed one's.
 //!
+//! Two-fence commit (format 3): a transaction without allocations or frees appends *redo*
+//! entries (the new bytes of every range it saved) after its undo entries, the last one
+//! flagged [`LAST`], in the same fence as its data. A log whose entries end with a valid `LAST`
+//! is committed: recovery rolls it *forward*. Its `state` word stays active until the lane's
+//! next transaction replaces it, or another writer of the same bytes *retires* it first
+//! (`retired` word, see [`crate::retire`]). So that the lane's next transaction cannot tear such
+//! a log while replacing it, transactions write into two slots of the lane area by generation
+//! parity ([`Layout`]).
+//!
 //! Byte map and protocol: `docs/FORMAT.md`, "Transactions (undo log)". All integers are
 //! little-endian. This module does only the log's I/O; the transaction logic is in [`crate::tx`].
 
@@ -48,6 +57,51 @@ pub const NEXT_WORD: usize = 8;
 pub const CAPACITY_WORD: usize = 0;
 /// An entry with less room than this for data moves to the next segment instead.
 const MIN_PIECE: usize = 64;
+/// Flag of an entry's `off` field: the entry holds new bytes (redo), not old ones.
+pub const REDO: u64 = 1 << 63;
+/// Flag of an entry's `off` field (with [`REDO`]): the transaction's last entry, its commit
+/// record.
+pub const LAST: u64 = 1 << 62;
+/// Smallest lane area split into two slots (format 3); smaller areas keep one slot and commit
+/// with three fences.
+pub const MIN_SPLIT_AREA: usize = 256;
+
+/// Where a lane area's entries go, by format and area size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Two slots by generation parity, and a `retired` word (format 3, area of at least
+    /// [`MIN_SPLIT_AREA`] bytes); otherwise one slot from byte 16 to the end (format 2, or a
+    /// small area).
+    pub(crate) split: bool,
+}
+
+impl Layout {
+    /// The layout of a lane area of `area` bytes in a pool of format `version`.
+    pub(crate) fn new(version: u8, area: usize) -> Layout {
+        Layout {
+            split: version >= 3 && area >= MIN_SPLIT_AREA,
+        }
+    }
+
+    /// Offset (in the lane area) of the `retired` word, when there is one.
+    pub(crate) fn retired_word(self, area: usize) -> Option<usize> {
+        self.split.then_some((area - 8) & !7)
+    }
+
+    /// The slot `[start, end)` (lane-area offsets) where entries of generation `gen` start.
+    fn slot(self, area: usize, gen: u64) -> (usize, usize) {
+        match self.retired_word(area) {
+            None => (SEG_HEADER_BYTES, area),
+            Some(w) => {
+                // The `retired` word's line holds no entries (it is written by other threads).
+                let end = w & !63;
+                let half = ((end - SEG_HEADER_BYTES) / 2) & !7;
+                let start = SEG_HEADER_BYTES + (gen & 1) as usize * half;
+                (start, start + half)
+            }
+        }
+    }
+}
 
 /// One segment of the log: `[start, end)` holds entries; `next_word` links the following one.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +115,8 @@ struct Seg {
 #[derive(Debug)]
 pub(crate) struct UndoLog {
     base: usize,
+    area: usize,
+    layout: Layout,
     /// Generation of the current (or last) transaction.
     gen: u64,
     /// The `state` word says active (entries of `gen` may exist).
@@ -107,11 +163,29 @@ fn entry_crc(gen: u64, at: EntryPlace, off: u64, data: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// One decoded entry.
+#[derive(Debug)]
+struct Entry {
+    /// Target offset (flags removed).
+    off: u64,
+    /// Old bytes (undo) or new bytes (redo).
+    data: Vec<u8>,
+    redo: bool,
+    last: bool,
+}
+
 /// What recovery found in one lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UndoRecovered {
-    /// No transaction was in flight.
+    /// No transaction was in flight (or its log was already retired).
     Idle,
+    /// A committed transaction's log was not yet retired; its new bytes were written again.
+    RolledForward {
+        /// Redo entries applied.
+        entries: usize,
+        /// Bytes applied.
+        bytes: usize,
+    },
     /// A transaction was in flight; this many entries were rolled back.
     RolledBack {
         /// Entries restored.
@@ -121,13 +195,26 @@ pub enum UndoRecovered {
     },
 }
 
-/// Read the segment chain of the log whose lane area is `[base, base+area)`.
-fn load_segs<P: Persister + ?Sized>(p: &P, base: usize, area: usize) -> Result<Vec<Seg>, Error> {
-    let mut segs = vec![Seg {
-        start: base + SEG_HEADER_BYTES,
-        end: base + area,
+/// The first segment of generation `gen`'s entries: its slot of the lane area.
+fn first_seg(base: usize, area: usize, layout: Layout, gen: u64) -> Seg {
+    let (start, end) = layout.slot(area, gen);
+    Seg {
+        start: base + start,
+        end: base + end,
         next_word: base + NEXT_WORD,
-    }];
+    }
+}
+
+/// Read the segment chain of the log whose lane area is `[base, base+area)`; the first segment
+/// is generation `gen`'s slot.
+fn load_segs<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    area: usize,
+    layout: Layout,
+    gen: u64,
+) -> Result<Vec<Seg>, Error> {
+    let mut segs = vec![first_seg(base, area, layout, gen)];
     let mut next = p.read_u64(base + NEXT_WORD);
     // Bounded: a chain longer than the pool holds blocks is corrupt (a cycle, say).
     while next != 0 {
@@ -161,26 +248,27 @@ fn load_segs<P: Persister + ?Sized>(p: &P, base: usize, area: usize) -> Result<V
     Ok(segs)
 }
 
-/// Decode the entries of generation `gen` of the log at `base`, in log order: `(target
-/// offset, old bytes)`.
-fn read_entries<P: Persister + ?Sized>(
-    p: &P,
-    base: usize,
-    segs: &[Seg],
-    gen: u64,
-) -> Vec<(u64, Vec<u8>)> {
-    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+/// Decode the entries of generation `gen` of the log at `base`, in log order. Reading ends
+/// after a [`LAST`] entry.
+fn read_entries<P: Persister + ?Sized>(p: &P, base: usize, segs: &[Seg], gen: u64) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
     let mut si = 0;
     let mut pos = segs[0].start;
     loop {
+        if out.last().is_some_and(|e| e.last) {
+            return out;
+        }
         let seg = segs[si];
         let entry = (pos + ENTRY_HEADER_BYTES <= seg.end)
             .then(|| {
-                let off = p.read_u64(pos);
+                let field = p.read_u64(pos);
                 let w = p.read_u64(pos + 8);
                 let (len, crc) = (w as u32 as usize, (w >> 32) as u32);
                 let data_end = pos + ENTRY_HEADER_BYTES + len;
+                let (redo, last) = (field & REDO != 0, field & LAST != 0);
+                let off = field & !(REDO | LAST);
                 if len == 0
+                    || (last && !redo)
                     || data_end > seg.end
                     || off
                         .checked_add(len as u64)
@@ -195,13 +283,18 @@ fn read_entries<P: Persister + ?Sized>(
                     pos: pos as u64,
                     index: out.len() as u64,
                 };
-                (entry_crc(gen, at, off, &data) == crc).then_some((off, data))
+                (entry_crc(gen, at, field, &data) == crc).then_some(Entry {
+                    off,
+                    data,
+                    redo,
+                    last,
+                })
             })
             .flatten();
         match entry {
-            Some((off, data)) => {
-                pos += ENTRY_HEADER_BYTES + align8(data.len());
-                out.push((off, data));
+            Some(e) => {
+                pos += ENTRY_HEADER_BYTES + align8(e.data.len());
+                out.push(e);
             }
             // The writer moves to the next segment when an entry does not fit; the rest of the
             // previous one is stale. A stale or torn start of the next segment ends the log.
@@ -214,12 +307,15 @@ fn read_entries<P: Persister + ?Sized>(
     }
 }
 
-/// True when the range `[off, off+len)` overlaps the log's own bytes.
-fn overlaps_log(segs: &[Seg], base: usize, off: u64, len: usize) -> bool {
+/// True when the range `[off, off+len)` overlaps the log's own bytes (the whole lane area and
+/// every overflow segment).
+fn overlaps_log(segs: &[Seg], base: usize, area: usize, off: u64, len: usize) -> bool {
     let (s, e) = (off, off + len as u64);
     let hit = |a: usize, b: usize| s < b as u64 && e > a as u64;
-    hit(base, base + SEG_HEADER_BYTES)
-        || segs.iter().any(|g| hit(g.start - SEG_HEADER_BYTES, g.end))
+    hit(base, base + area)
+        || segs[1..]
+            .iter()
+            .any(|g| hit(g.start - SEG_HEADER_BYTES, g.end))
 }
 
 /// Whether the log at `base` has a transaction in flight (its `state` word's active bit).
@@ -227,40 +323,74 @@ pub(crate) fn is_active<P: Persister + ?Sized>(p: &P, base: usize) -> bool {
     p.read_u64(base + STATE_WORD) & 1 == 1
 }
 
-/// Roll back the transaction in flight in the log at `[base, base+area)`, if any. Run at open,
-/// after the heap replayed its redo logs and before anything else touches the pool.
+/// Resolve the transaction in flight in the log at `[base, base+area)`, if any: roll a
+/// committed one forward (its redo entries ended by [`LAST`]), roll any other back (its undo
+/// entries, newest first), and leave the log idle. A log its `retired` word covers is only
+/// made idle. Run at open, after the heap replayed its redo logs and before anything else
+/// touches the pool.
 pub(crate) fn recover<P: Persister + ?Sized>(
     p: &P,
     base: usize,
     area: usize,
+    layout: Layout,
 ) -> Result<UndoRecovered, Error> {
     let state = p.read_u64(base + STATE_WORD);
     if state & 1 == 0 {
         return Ok(UndoRecovered::Idle);
     }
     let gen = state >> 1;
-    let segs = load_segs(p, base, area)?;
+    let idle = |p: &P| -> Result<(), Error> {
+        p.write_u64(base + STATE_WORD, gen << 1);
+        p.persist(base + STATE_WORD, 8)?;
+        Ok(())
+    };
+    if let Some(w) = layout.retired_word(area) {
+        if p.read_u64(base + w) >= gen {
+            // Committed, and its bytes since changed by later transactions: nothing to redo.
+            idle(p)?;
+            return Ok(UndoRecovered::Idle);
+        }
+    }
+    let segs = load_segs(p, base, area, layout, gen)?;
     let entries = read_entries(p, base, &segs, gen);
-    let mut bytes = 0;
-    for (i, (off, data)) in entries.iter().enumerate().rev() {
-        if overlaps_log(&segs, base, *off, data.len()) {
+    for (i, e) in entries.iter().enumerate() {
+        if overlaps_log(&segs, base, area, e.off, e.data.len()) {
             return Err(Error::Corrupt(format!(
-                "undo log at {base:#x}: entry {i} targets the log itself ({off:#x}+{})",
-                data.len()
+                "undo log at {base:#x}: entry {i} targets the log itself ({:#x}+{})",
+                e.off,
+                e.data.len()
             )));
         }
-        p.write(*off as usize, data);
-        p.flush(*off as usize, data.len())?;
-        bytes += data.len();
     }
-    // The old bytes durable before the log stops saying "active": a crash in between replays
-    // the same entries again, which is harmless.
+    let committed = entries.last().is_some_and(|e| e.last);
+    let mut bytes = 0;
+    let mut applied = 0;
+    let mut apply = |e: &Entry| -> Result<(), Error> {
+        p.write(e.off as usize, &e.data);
+        p.flush(e.off as usize, e.data.len())?;
+        bytes += e.data.len();
+        applied += 1;
+        Ok(())
+    };
+    if committed {
+        entries.iter().filter(|e| e.redo).try_for_each(&mut apply)?;
+    } else {
+        entries.iter().rev().filter(|e| !e.redo).try_for_each(&mut apply)?;
+    }
+    // The bytes durable before the log stops saying "active": a crash in between does the
+    // same again, which is harmless.
     p.drain()?;
-    p.write_u64(base + STATE_WORD, gen << 1);
-    p.persist(base + STATE_WORD, 8)?;
-    Ok(UndoRecovered::RolledBack {
-        entries: entries.len(),
-        bytes,
+    idle(p)?;
+    Ok(if committed {
+        UndoRecovered::RolledForward {
+            entries: applied,
+            bytes,
+        }
+    } else {
+        UndoRecovered::RolledBack {
+            entries: applied,
+            bytes,
+        }
     })
 }
 
@@ -289,6 +419,7 @@ impl UndoLog {
         p: &P,
         base: usize,
         area: usize,
+        layout: Layout,
     ) -> Result<UndoLog, Error> {
         let state = p.read_u64(base + STATE_WORD);
         if state & 1 != 0 {
@@ -296,8 +427,18 @@ impl UndoLog {
                 "undo log at {base:#x} still active after recovery"
             )));
         }
-        let segs = load_segs(p, base, area)?;
         let mut gen = state >> 1;
+        if let Some(w) = layout.retired_word(area) {
+            // Only committed generations are retired, and generations only grow.
+            let retired = p.read_u64(base + w);
+            if retired > gen {
+                return Err(Error::Corrupt(format!(
+                    "undo log at {base:#x}: retired word (lane area byte {w}) says generation \
+                     {retired}, ahead of the log's generation {gen}"
+                )));
+            }
+        }
+        let mut segs = load_segs(p, base, area, layout, gen + 1)?;
         // A crash in the first fence of a transaction may have left its first entry durable
         // while `state` stayed idle at `gen`: that transaction used `gen + 1`. The next one
         // would use it again and, if it crashed before its own first entry was durable (with
@@ -309,8 +450,11 @@ impl UndoLog {
             p.write_u64(base + STATE_WORD, gen << 1);
             p.persist(base + STATE_WORD, 8)?;
         }
+        segs[0] = first_seg(base, area, layout, gen + 1);
         Ok(UndoLog {
             base,
+            area,
+            layout,
             gen,
             index: 0,
             active: false,
@@ -355,10 +499,54 @@ impl UndoLog {
         ((self.base + STATE_WORD) as u64, self.gen << 1)
     }
 
+    /// Start the next generation (the first entry of a transaction): its slot, index 0.
+    fn begin_generation(&mut self) {
+        debug_assert!(!self.active);
+        self.gen += 1;
+        self.cur = 0;
+        self.index = 0;
+        self.segs[0] = first_seg(self.base, self.area, self.layout, self.gen);
+        self.pos = self.segs[0].start;
+    }
+
+    /// Fill the header of the entry in `buf` (`n` data bytes already there): `field` is the
+    /// target offset with its flags, the CRC binds it to this generation, position and index.
+    fn seal_entry(&mut self, field: u64, n: usize) {
+        let at = EntryPlace {
+            base: self.base as u64,
+            pos: self.pos as u64,
+            index: self.index,
+        };
+        let crc = entry_crc(self.gen, at, field, &self.buf[ENTRY_HEADER_BYTES..][..n]);
+        self.buf[0..8].copy_from_slice(&field.to_le_bytes());
+        self.buf[8..12].copy_from_slice(&(n as u32).to_le_bytes());
+        self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+
     /// Append the old bytes of `[off, off+len)` (read from `p`), split over segments as needed,
     /// each piece durable before returning. The first entry of a transaction also makes the
     /// `state` word active in the same fence.
     pub(crate) fn append<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        lane: &mut Lane<'_, P>,
+        off: u64,
+        len: usize,
+    ) -> Result<(), Error> {
+        let fresh = !self.active;
+        if fresh {
+            self.begin_generation();
+        }
+        let r = self.append_pieces(p, lane, off, len);
+        if fresh && !self.active {
+            // Nothing was written: the generation stays unused (the next open expects the
+            // next transaction at `gen + 1`).
+            self.gen -= 1;
+        }
+        r
+    }
+
+    fn append_pieces<P: Persister + ?Sized>(
         &mut self,
         p: &P,
         lane: &mut Lane<'_, P>,
@@ -379,18 +567,7 @@ impl UndoLog {
             self.buf.clear();
             self.buf.resize(ENTRY_HEADER_BYTES + align8(n), 0);
             p.read(target as usize, &mut self.buf[ENTRY_HEADER_BYTES..][..n]);
-            if !self.active {
-                self.gen += 1;
-            }
-            let at = EntryPlace {
-                base: self.base as u64,
-                pos: self.pos as u64,
-                index: self.index,
-            };
-            let crc = entry_crc(self.gen, at, target, &self.buf[ENTRY_HEADER_BYTES..][..n]);
-            self.buf[0..8].copy_from_slice(&target.to_le_bytes());
-            self.buf[8..12].copy_from_slice(&(n as u32).to_le_bytes());
-            self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
+            self.seal_entry(target, n);
             if p.streams() {
                 p.write_flush(self.pos, &self.buf)?;
                 if !self.active {
@@ -505,27 +682,121 @@ impl UndoLog {
         }
         let entries = read_entries(p, self.base, &self.segs, self.gen);
         let mut first_err = None;
-        for (off, data) in entries.iter().rev() {
-            write_around(p, *off, data, keep);
-            if let Err(e) = p.flush(*off as usize, data.len()) {
-                first_err.get_or_insert(e);
+        let mut restored = 0;
+        // Redo entries (of a commit that failed and was undone) are skipped.
+        for e in entries.iter().rev().filter(|e| !e.redo) {
+            write_around(p, e.off, &e.data, keep);
+            if let Err(err) = p.flush(e.off as usize, e.data.len()) {
+                first_err.get_or_insert(err);
             }
+            restored += 1;
         }
         // Restored bytes durable before the state word may say "idle".
         let drained = p.drain();
         match first_err {
             Some(e) => Err(e.into()),
-            None => drained.map(|_| entries.len()).map_err(Error::from),
+            None => drained.map(|_| restored).map_err(Error::from),
+        }
+    }
+
+    /// Write the commit record of the current transaction: one redo entry per range of
+    /// `ranges` (sorted, disjoint) holding its current bytes, the last one flagged [`LAST`],
+    /// each stored with its write-back started (streamed, or stored and flushed). The caller's
+    /// next fence, which also covers the transaction's data, is the commit point.
+    ///
+    /// `Ok(None)` (nothing written) when this log cannot commit so — no two slots, entries
+    /// already past the slot, or too little room left in it: the caller commits with the idle
+    /// `state` store. `Ok(Some(pos))`: the position of the first redo entry, for
+    /// [`undo_commit_record`](Self::undo_commit_record). An error writing them is returned
+    /// after that undo.
+    pub(crate) fn write_commit_record<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        ranges: &[(u64, u64)],
+    ) -> Result<Option<usize>, Error> {
+        if !self.active || !self.layout.split || self.cur != 0 || ranges.is_empty() {
+            return Ok(None);
+        }
+        let need: usize = ranges
+            .iter()
+            .map(|&(s, e)| ENTRY_HEADER_BYTES + align8((e - s) as usize))
+            .sum();
+        if ranges.iter().any(|&(s, e)| e - s > u32::MAX as u64 / 2)
+            || self.pos + need > self.segs[0].end
+        {
+            return Ok(None);
+        }
+        let start = self.pos;
+        match self.write_redo_entries(p, ranges) {
+            Ok(()) => Ok(Some(start)),
+            Err(e) => Err(self.undo_commit_record(p, start, e)),
+        }
+    }
+
+    fn write_redo_entries<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        ranges: &[(u64, u64)],
+    ) -> Result<(), pool::persist::PersistError> {
+        let streams = p.streams();
+        let start = self.pos;
+        for (i, &(s, e)) in ranges.iter().enumerate() {
+            let n = (e - s) as usize;
+            self.buf.clear();
+            self.buf.resize(ENTRY_HEADER_BYTES + align8(n), 0);
+            p.read(s as usize, &mut self.buf[ENTRY_HEADER_BYTES..][..n]);
+            let flags = if i + 1 == ranges.len() { REDO | LAST } else { REDO };
+            self.seal_entry(s | flags, n);
+            if streams {
+                p.write_flush(self.pos, &self.buf)?;
+            } else {
+                p.write(self.pos, &self.buf);
+            }
+            self.pos += self.buf.len();
+            self.index += 1;
+        }
+        if !streams {
+            // One flush per line for all of them.
+            p.flush(start, self.pos - start)?;
+        }
+        Ok(())
+    }
+
+    /// Undo a commit record whose writing or fence failed: its first redo entry, at `first`,
+    /// stops decoding (`len` and CRC zeroed), persisted on the primary at least, so no `LAST`
+    /// is reachable and the log is again an uncommitted one that abort (or recovery) rolls
+    /// back. Returns the error to report: `OutcomeUnknown` when that persist failed on the
+    /// primary itself.
+    pub(crate) fn undo_commit_record<P: Persister + ?Sized>(
+        &mut self,
+        p: &P,
+        first: usize,
+        source: pool::persist::PersistError,
+    ) -> Error {
+        // Streaming stores ordered before the plain store.
+        pool::persist::sfence();
+        p.write_u64(first + 8, 0);
+        match persist_best_effort(p, first + 8, 8) {
+            Ok(()) => Error::Persist(source),
+            Err(u) if palloc::ulog::primary_done(&u) => Error::Persist(source),
+            Err(u) => Error::OutcomeUnknown(format!(
+                "{source}; then invalidating the commit record failed: {u}"
+            )),
         }
     }
 
     /// Forget the transaction's entries (volatile part). The caller has made the state idle on
-    /// media (directly or through the commit's redo log).
+    /// media (directly or through the commit's redo log), or wrote a commit record that makes
+    /// the log committed until it is retired.
     pub(crate) fn reset(&mut self) {
         self.active = false;
         self.index = 0;
         self.cur = 0;
-        self.pos = self.segs[0].start;
+    }
+
+    /// The current (or last) transaction's generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.gen
     }
 
     /// End an aborted transaction (its ranges rolled back and durable) by storing the idle

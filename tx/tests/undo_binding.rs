@@ -166,8 +166,9 @@ fn a_generation_whose_first_entry_survived_a_crash_is_not_used_again() {
     eprintln!("{n} crash images checked");
 }
 
-/// An entry built byte by byte from `docs/FORMAT.md` ("Undo log", entry table and CRC order)
-/// is rolled back; the same entry one slot further along (or with another index) is not.
+/// An entry built byte by byte from `docs/FORMAT.md` ("Undo log", slots, entry table and CRC
+/// order) is rolled back; the same entry one entry further along (or with another index) is
+/// not.
 #[test]
 fn an_entry_built_from_the_documented_byte_map_is_rolled_back() {
     let rec = Arc::new(Recorder::new(384 << 10));
@@ -182,7 +183,13 @@ fn an_entry_built_from_the_documented_byte_map_is_rolled_back() {
         let state = u64::from_le_bytes(img[base..base + 8].try_into().unwrap());
         assert_eq!(state & 1, 0, "idle after create");
         let gen = (state >> 1) + 1;
-        let pos = (base + 16 + slot * 24) as u64;
+        // Format 3 slots (docs/FORMAT.md, "Undo log"): the area split in two by generation
+        // parity, below the line of the `retired` word.
+        let area = small(1).heap.lane_extra_bytes as usize;
+        let end = ((area - 8) & !7) & !63;
+        let half = ((end - 16) / 2) & !7;
+        let start = 16 + (gen & 1) as usize * half;
+        let pos = (base + start + slot * 24) as u64;
         let data = [0x5Au8; 8];
         let mut h = crc32fast::Hasher::new();
         h.update(&(base as u64).to_le_bytes());
