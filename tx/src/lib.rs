@@ -28,7 +28,9 @@ pub mod tx;
 pub mod undo;
 
 pub use lock::{PMutex, PMutexGuard, PRwLock, PRwLockReadGuard, PRwLockWriteGuard};
-pub use obj::{type_num, ObjPool, PPtr, PType, PoolTyped, TxOptions, OBJ_MAGIC, OBJ_MAGIC_V1, OBJ_MAGIC_V2};
+pub use obj::{
+    type_num, ObjPool, PPtr, PType, PoolTyped, TxOptions, OBJ_MAGIC, OBJ_MAGIC_V1, OBJ_MAGIC_V2,
+};
 /// The pool type [`PoolTyped`] uses by default (a file or poolset mapping with replicas).
 pub use pool::Pool;
 pub use tx::{SnapFlags, Tx};

@@ -13,8 +13,8 @@
 //! generation (incremented at every open, it invalidates persistent locks).
 
 use crate::lock::LockTable;
-use crate::tx::{SnapFlags, Target, Tx};
 use crate::retire::Retirements;
+use crate::tx::{SnapFlags, Target, Tx};
 use crate::undo::{self, Layout, UndoLog, UndoRecovered};
 use crate::Error;
 use palloc::lock::{CacheAligned, FenceGuard, FenceLock};
@@ -373,7 +373,10 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         let retire = Arc::new(Retirements::new(words));
         let guard = retire.clone();
         heap.set_free_guard(Box::new(move |p: &P| {
-            guard.retire(p, None, None).map(|_| ()).map_err(palloc::Error::from)
+            guard
+                .retire(p, None, None)
+                .map(|_| ())
+                .map_err(palloc::Error::from)
         }));
         if magic == 0 {
             if let Some(o) = heap.objects().next() {

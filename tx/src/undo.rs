@@ -375,7 +375,11 @@ pub(crate) fn recover<P: Persister + ?Sized>(
     if committed {
         entries.iter().filter(|e| e.redo).try_for_each(&mut apply)?;
     } else {
-        entries.iter().rev().filter(|e| !e.redo).try_for_each(&mut apply)?;
+        entries
+            .iter()
+            .rev()
+            .filter(|e| !e.redo)
+            .try_for_each(&mut apply)?;
     }
     // The bytes durable before the log stops saying "active": a crash in between does the
     // same again, which is harmless.
@@ -745,7 +749,11 @@ impl UndoLog {
             self.buf.clear();
             self.buf.resize(ENTRY_HEADER_BYTES + align8(n), 0);
             p.read(s as usize, &mut self.buf[ENTRY_HEADER_BYTES..][..n]);
-            let flags = if i + 1 == ranges.len() { REDO | LAST } else { REDO };
+            let flags = if i + 1 == ranges.len() {
+                REDO | LAST
+            } else {
+                REDO
+            };
             self.seal_entry(s | flags, n);
             if streams {
                 p.write_flush(self.pos, &self.buf)?;

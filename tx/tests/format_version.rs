@@ -122,7 +122,11 @@ fn v2_pool_with_a_transaction_in_flight_is_rolled_back_then_upgraded() {
     p.read(obj as usize, &mut buf);
     assert_eq!(buf, old, "the v2 entry was rolled back");
     assert_eq!(p.read_u64(magic), OBJ_MAGIC, "upgraded to version 3");
-    assert_eq!(p.read_u64(base + retired_word(area)), 0, "retired word zeroed");
+    assert_eq!(
+        p.read_u64(base + retired_word(area)),
+        0,
+        "retired word zeroed"
+    );
     // And the pool works under version 3.
     pool.tx(|tx| tx.write_raw(obj, 0, &[9u8; 8])).unwrap();
     drop(pool);

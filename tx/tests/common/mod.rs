@@ -18,8 +18,9 @@ pub fn region(len: usize) -> Arc<MappedRegion> {
     ))
 }
 
-/// Small layout: 16 KiB chunks, `lanes` lanes with 1 KiB redo logs and a 256-byte undo area
-/// (so that transactions of a few hundred bytes already need overflow blocks).
+/// Small layout: 16 KiB chunks, `lanes` lanes with 1 KiB redo logs and a 512-byte undo area
+/// (two 216-byte slots: a transaction of a few dozen bytes commits with a commit record, one
+/// of a few hundred bytes already needs overflow blocks and commits with three fences).
 pub fn small(lanes: u32) -> TxOptions {
     TxOptions {
         heap: CreateOptions {
@@ -27,7 +28,7 @@ pub fn small(lanes: u32) -> TxOptions {
             zone_max_chunks: 65528,
             lane_count: lanes,
             lane_redo_bytes: 1024,
-            lane_extra_bytes: 256,
+            lane_extra_bytes: 512,
         },
         runtime: Default::default(),
     }
