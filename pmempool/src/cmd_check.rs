@@ -269,8 +269,10 @@ fn repair(r: &Report, verbose: bool, progress: bool) -> Result<(), Failure> {
         Ok(op) => {
             report_recovery(op.heap().recovered(), verbose);
             for (i, u) in op.recovered().iter().enumerate() {
-                if let tx::UndoRecovered::RolledBack { entries, bytes } = u {
-                    println!("repaired: lane {i}: transaction rolled back ({entries} entries, {bytes} bytes restored)");
+                match u {
+                    tx::UndoRecovered::RolledBack { entries, bytes } => println!("repaired: lane {i}: transaction rolled back ({entries} entries, {bytes} bytes restored)"),
+                    tx::UndoRecovered::RolledForward { entries, bytes } => println!("repaired: lane {i}: committed transaction rolled forward ({entries} entries, {bytes} bytes written again)"),
+                    tx::UndoRecovered::Idle => {}
                 }
             }
         }

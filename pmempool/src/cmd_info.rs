@@ -559,7 +559,7 @@ fn heap_text(o: &mut String, h: &HeapSurvey, verbose: bool) {
     let busy: Vec<_> = h
         .lanes
         .iter()
-        .filter(|l| verbose || l.redo != "empty" || l.undo_active)
+        .filter(|l| verbose || l.redo != "empty" || l.undo_active || l.undo_committed)
         .collect();
     if busy.is_empty() {
         let _ = writeln!(o, "lanes with pending logs: none");
@@ -577,6 +577,8 @@ fn heap_text(o: &mut String, h: &HeapSurvey, verbose: bool) {
                 l.redo,
                 if l.undo_active {
                     "ACTIVE (transaction in flight)"
+                } else if l.undo_committed {
+                    "COMMITTED (not yet retired; rolled forward at open)"
                 } else {
                     "idle"
                 },
@@ -672,11 +674,12 @@ fn to_json(r: &Report) -> Value {
                 "type_num": t, "objects": c.objects, "bytes": c.bytes,
             })).collect::<Vec<_>>()),
             "recovery_stores": after.map(|a| a.stores),
-            "lanes": h.lanes.iter().filter(|l| l.redo != "empty" || l.undo_active).map(|l| json!({
+            "lanes": h.lanes.iter().filter(|l| l.redo != "empty" || l.undo_active || l.undo_committed).map(|l| json!({
                 "lane": l.lane,
                 "redo": l.redo,
                 "redo_pending": l.redo_pending,
                 "undo_active": l.undo_active,
+                "undo_committed": l.undo_committed,
                 "undo_generation": l.undo_generation,
             })).collect::<Vec<_>>(),
         })

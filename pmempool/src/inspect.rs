@@ -19,7 +19,7 @@ use palloc::{CheckReport, Recovered};
 use pool::header::{self, HeaderRead, PartHeader, RegionError};
 use pool::Persister;
 use poolset::{PoolSet, Replica};
-use tx::UndoRecovered;
+use tx::{UndoRecovered, UndoState};
 
 use crate::image::{Image, PartData};
 use crate::target::{has_header, node_name};
@@ -285,8 +285,10 @@ pub struct LaneSurvey {
     pub redo_pending: bool,
     /// Whether it would be discarded (something there, not complete).
     pub redo_incomplete: bool,
-    /// The undo log's `state` word says a transaction may have saved ranges.
+    /// The undo log holds a transaction in flight (rolled back at open).
     pub undo_active: bool,
+    /// The undo log holds a committed transaction not yet retired (rolled forward at open).
+    pub undo_committed: bool,
     /// The undo log's generation.
     pub undo_generation: u64,
 }
@@ -365,18 +367,32 @@ fn scan_lanes(img: &Image, h: &HeapHeader) -> Vec<LaneSurvey> {
                 }
                 Err(e) => (format!("unreadable: {e}"), false, false),
             };
-        let state = if (h.lane_extra_bytes as usize) >= 8 {
-            img.read_u64(h.lane_extra_off(lane) + tx::undo::STATE_WORD)
+        let area = h.lane_extra_bytes as usize;
+        let magic = img.read_u64(palloc::layout::USER_SLOTS_OFF);
+        let undo = if area >= tx::obj::MIN_EXTRA {
+            tx::undo::inspect(img, h.lane_extra_off(lane), area, magic).ok()
         } else {
-            0
+            None
+        };
+        let (undo_active, undo_committed, undo_generation) = match undo {
+            Some(UndoState::InFlight { generation }) => (true, false, generation),
+            Some(UndoState::Committed { generation }) => (false, true, generation),
+            Some(UndoState::Idle { generation }) => (false, false, generation),
+            // Unreadable overflow chain: the state word alone (open reports the corruption).
+            None if area >= 8 => {
+                let state = img.read_u64(h.lane_extra_off(lane) + tx::undo::STATE_WORD);
+                (state & 1 == 1, false, state >> 1)
+            }
+            None => (false, false, 0),
         };
         out.push(LaneSurvey {
             lane,
             redo,
             redo_pending: pending,
             redo_incomplete: incomplete,
-            undo_active: state & 1 == 1,
-            undo_generation: state >> 1,
+            undo_active,
+            undo_committed,
+            undo_generation,
         });
     }
     out
@@ -559,6 +575,17 @@ pub fn heap_findings(h: &HeapSurvey) -> Vec<Finding> {
             out.push(Finding {
                 what: format!(
                     "lane {}: transaction of generation {} in flight (rolled back at open)",
+                    l.lane, l.undo_generation
+                ),
+                fix: Fix::Recovery,
+                area: Area::Heap,
+            });
+        }
+        if l.undo_committed {
+            out.push(Finding {
+                what: format!(
+                    "lane {}: committed transaction of generation {} not yet retired (rolled \
+                     forward at open)",
                     l.lane, l.undo_generation
                 ),
                 fix: Fix::Recovery,

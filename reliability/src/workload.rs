@@ -179,8 +179,9 @@ impl Model {
 }
 
 /// The heap layout of the harness's pools: 16 KiB chunks, two lanes with 1 KiB redo logs and a
-/// 256-byte undo area, so that ordinary transactions already need undo overflow blocks and
-/// publishes of several actions grow the redo log.
+/// 512-byte undo area (two 216-byte slots), so that small transactions commit with a commit
+/// record, ordinary ones already need undo overflow blocks, and publishes of several actions
+/// grow the redo log.
 pub fn layout() -> TxOptions {
     TxOptions {
         heap: CreateOptions {
@@ -188,7 +189,7 @@ pub fn layout() -> TxOptions {
             zone_max_chunks: 65528,
             lane_count: 2,
             lane_redo_bytes: 1024,
-            lane_extra_bytes: 256,
+            lane_extra_bytes: 512,
         },
         runtime: Default::default(),
     }

@@ -34,7 +34,7 @@ pub use obj::{
 /// The pool type [`PoolTyped`] uses by default (a file or poolset mapping with replicas).
 pub use pool::Pool;
 pub use tx::{SnapFlags, Tx};
-pub use undo::UndoRecovered;
+pub use undo::{UndoRecovered, UndoState};
 /// The zerocopy version `tx` is built with, so that apps derive its traits without depending on
 /// it themselves: `#[derive(tx::zerocopy::FromBytes, ...)]` plus
 /// `#[zerocopy(crate = "tx::zerocopy")]`.

@@ -323,6 +323,53 @@ pub(crate) fn is_active<P: Persister + ?Sized>(p: &P, base: usize) -> bool {
     p.read_u64(base + STATE_WORD) & 1 == 1
 }
 
+/// What a lane's undo log holds, as recovery would see it (for inspection tools).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UndoState {
+    /// No transaction of this generation needs anything.
+    Idle {
+        /// The `state` word's generation.
+        generation: u64,
+    },
+    /// A transaction in flight: recovery rolls it back.
+    InFlight {
+        /// Its generation.
+        generation: u64,
+    },
+    /// A committed transaction whose log is not retired yet: recovery rolls it forward.
+    Committed {
+        /// Its generation.
+        generation: u64,
+    },
+}
+
+/// Read the state of the log in the lane area at `[base, base+area)` of a pool whose slot-0
+/// magic is `magic` (its format version is the magic's last byte), without changing anything.
+/// `Err` when the overflow chain is corrupt.
+pub fn inspect<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    area: usize,
+    magic: u64,
+) -> Result<UndoState, Error> {
+    let state = p.read_u64(base + STATE_WORD);
+    let generation = state >> 1;
+    let layout = Layout::new((magic >> 56) as u8, area);
+    let retired = layout
+        .retired_word(area)
+        .is_some_and(|w| p.read_u64(base + w) >= generation);
+    if state & 1 == 0 || retired {
+        return Ok(UndoState::Idle { generation });
+    }
+    let segs = load_segs(p, base, area, layout, generation)?;
+    let entries = read_entries(p, base, &segs, generation);
+    Ok(if entries.last().is_some_and(|e| e.last) {
+        UndoState::Committed { generation }
+    } else {
+        UndoState::InFlight { generation }
+    })
+}
+
 /// Resolve the transaction in flight in the log at `[base, base+area)`, if any: roll a
 /// committed one forward (its redo entries ended by [`LAST`]), roll any other back (its undo
 /// entries, newest first), and leave the log idle. A log its `retired` word covers is only
