@@ -2,7 +2,8 @@
 //! TX{snapshot 64 B + write}, TX{alloc 4 KiB}, with 1 and 2 threads. Both pools are files in
 //! /dev/shm of the same size; run with `PMEM_IS_PMEM_FORCE=1` so both take the cache-flush path.
 //! Allocation rows time only the allocating transactions; the objects are freed between timed
-//! batches (untimed), so the heap stays small.
+//! batches (untimed), so the heap stays small. The snapshot row writes 64 bytes of a 128-byte
+//! object; `TX_BENCH_LINE_OFFSET` (0, 16, 32 or 48) fixes their offset in the cache line.
 //!
 //! Run: `PMEM_IS_PMEM_FORCE=1 cargo run --release -p tx --features bench --bin tx-bench`
 //! (optional argument: seconds per cell, default 0.5).
@@ -45,6 +46,11 @@ fn main() -> Result<(), String> {
     );
     // `TX_BENCH_ONLY=snapshot` (or `alloc`) runs only the rows whose name contains it.
     let only = std::env::var("TX_BENCH_ONLY").unwrap_or_default();
+    // `TX_BENCH_LINE_OFFSET=0|16|32|48` places the snapshot row's 64 bytes at that offset in
+    // their cache line on both sides (default: where a 128-byte object's first byte lands).
+    let line_offset: Option<u64> = std::env::var("TX_BENCH_LINE_OFFSET")
+        .ok()
+        .map(|v| v.parse().expect("TX_BENCH_LINE_OFFSET: a number below 64"));
     for threads in [1usize, 2] {
         for (name, size) in [("TX{alloc 64 B}", 64u64), ("TX{alloc 4 KiB}", 4096)] {
             if !name.contains(only.as_str()) {
@@ -100,11 +106,14 @@ fn main() -> Result<(), String> {
         let a = throughput(
             threads,
             budget,
-            || ours.heap().zalloc(64, 2, None).expect("object"),
-            |&mut obj| {
+            || {
+                let obj = ours.heap().zalloc(64 + 64, 2, None).expect("object");
+                (obj, rel_for(obj, line_offset))
+            },
+            |&mut (obj, rel)| {
                 let t = Instant::now();
                 for i in 0..BATCH {
-                    ours.tx(|tx| tx.write_raw(obj, 0, &[i as u8; 64]))
+                    ours.tx(|tx| tx.write_raw(obj, rel, &[i as u8; 64]))
                         .expect("tx write");
                 }
                 (BATCH as u64, t.elapsed())
@@ -124,24 +133,27 @@ fn main() -> Result<(), String> {
                     pmemobj_alloc(
                         pp.0,
                         &mut oid,
-                        64,
+                        64 + 64,
                         2,
                         std::ptr::null(),
                         std::ptr::null_mut(),
                     )
                 };
                 assert_eq!(rc, 0, "{}", pmemobj::error("pmemobj_alloc"));
-                oid
+                // SAFETY: a live object of this pool.
+                let addr = unsafe { pmemobj_direct(oid) } as u64;
+                (oid, rel_for(addr, line_offset))
             },
-            |&mut oid| {
+            |&mut (oid, rel)| {
                 let t = Instant::now();
                 for i in 0..BATCH {
                     pmemobj::tx(pop, || {
-                        // SAFETY: inside a transaction; the object is 64 bytes and only this
-                        // thread uses it.
+                        // SAFETY: inside a transaction; the object is 128 bytes, the range
+                        // [rel, rel+64) inside it, and only this thread uses it.
                         unsafe {
-                            assert_eq!(pmemobj_tx_add_range(oid, 0, 64), 0);
-                            std::ptr::write_bytes(pmemobj_direct(oid) as *mut u8, i as u8, 64);
+                            assert_eq!(pmemobj_tx_add_range(oid, rel, 64), 0);
+                            let p = (pmemobj_direct(oid) as *mut u8).add(rel as usize);
+                            std::ptr::write_bytes(p, i as u8, 64);
                         }
                     });
                 }
@@ -158,6 +170,12 @@ fn main() -> Result<(), String> {
     // SAFETY: handle from pmemobj_create, closed once.
     unsafe { pmemobj_close(pop.0) };
     Ok(())
+}
+
+/// The offset in a 128-byte object where 64 bytes start at `line_offset` in their cache line
+/// (the object's own placement when `line_offset` is None).
+fn rel_for(obj: u64, line_offset: Option<u64>) -> u64 {
+    line_offset.map_or(0, |o| (o + 64 - obj % 64) % 64)
 }
 
 fn row(name: &str, a: f64, b: f64) {
