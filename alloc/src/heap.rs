@@ -405,12 +405,14 @@ pub struct Heap<P: Persister + ?Sized> {
     /// Shared by every lane's redo log: set once any log (or the upper layer's own log, see
     /// [`Heap::poison_until_reopen`]) is left undecided; every commit path refuses from then on.
     poison: Poison,
-    /// The upper layer's hook run before every free (see [`Heap::set_free_guard`]).
-    free_guard: std::sync::OnceLock<FreeGuard<P>>,
+    /// The upper layer's hook run before every free and every store into a caller-named word
+    /// (see [`Heap::set_store_guard`]).
+    store_guard: std::sync::OnceLock<StoreGuard<P>>,
 }
 
-/// A hook run before every free, given the heap's persister: see [`Heap::set_free_guard`].
-pub type FreeGuard<P> = Box<dyn Fn(&P) -> Result<(), Error> + Send + Sync>;
+/// A hook run before the heap changes bytes outside its own metadata, given the heap's
+/// persister and the range (None: any bytes — a free): see [`Heap::set_store_guard`].
+pub type StoreGuard<P> = Box<dyn Fn(&P, Option<(u64, u64)>) -> Result<(), Error> + Send + Sync>;
 
 /// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
 /// it. Obtained with [`Heap::lane`]; upper layers (transactions) hold it for a whole
@@ -643,7 +645,7 @@ impl<P: Persister + ?Sized> Heap<P> {
             counters,
             recovered,
             poison,
-            free_guard: std::sync::OnceLock::new(),
+            store_guard: std::sync::OnceLock::new(),
         })
     }
 
@@ -675,20 +677,50 @@ impl<P: Persister + ?Sized> Heap<P> {
         self.poison.set(base, why);
     }
 
-    /// Set (once; later calls are ignored) a hook that every free runs on the freeing thread
-    /// before any of its fences: freed bytes may be reused by anyone, so an upper layer that
-    /// may still rewrite them at recovery (tx's committed logs awaiting retirement) retires
-    /// that claim there; its stores become durable with the free's own fence. An `Err` fails
-    /// the free before anything changed.
-    pub fn set_free_guard(&self, guard: FreeGuard<P>) {
-        let _ = self.free_guard.set(guard);
+    /// Set (once; later calls are ignored) a hook that runs on the calling thread before any
+    /// store of the operation, ahead of every free (the object's usable bytes: they may be
+    /// reused by anyone; None when the object is not found, and the free then fails) and every
+    /// store into a word the caller named (an allocation's or publish's `dest`/`Set`: its 8
+    /// bytes). An upper layer that may still rewrite such bytes at recovery (tx's committed
+    /// logs awaiting retirement) gives up that claim there, durably before it returns (the
+    /// operation's first fence may be its commit point). An `Err` fails the operation before
+    /// anything changed.
+    pub fn set_store_guard(&self, guard: StoreGuard<P>) {
+        let _ = self.store_guard.set(guard);
     }
 
-    fn guard_free(&self) -> Result<(), Error> {
-        match self.free_guard.get() {
-            Some(g) => g(&self.p),
+    fn guard_store(&self, range: Option<(u64, u64)>) -> Result<(), Error> {
+        match self.store_guard.get() {
+            Some(g) => g(&self.p, range),
             None => Ok(()),
         }
+    }
+
+    /// [`guard_store`](Self::guard_store) for every free and `Set` among `actions`.
+    fn guard_actions(&self, actions: &[Action]) -> Result<(), Error> {
+        if self.store_guard.get().is_none() {
+            return Ok(());
+        }
+        for a in actions {
+            match a {
+                Action::Free(off) => self.guard_free(*off)?,
+                Action::Set { off, .. } => self.guard_store(Some((*off, off.saturating_add(8))))?,
+                Action::Alloc(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// [`guard_store`](Self::guard_store) for freeing the object at `off`.
+    fn guard_free(&self, off: u64) -> Result<(), Error> {
+        if self.store_guard.get().is_none() {
+            return Ok(());
+        }
+        let range = self
+            .object(off)
+            .ok()
+            .map(|o| (off, off.saturating_add(o.usable_size)));
+        self.guard_store(range)
     }
 
     /// `Err` ([`UlogError::Poisoned`]) once a log of this heap was left undecided: no commit
@@ -786,7 +818,10 @@ impl<P: Persister + ?Sized> Heap<P> {
 
     /// Free the object at `off`; `dest` (if any) is set to 0 in the same atomic step.
     pub fn free(&self, off: u64, dest: Option<u64>) -> Result<(), Error> {
-        self.guard_free()?;
+        self.guard_free(off)?;
+        if let Some(d) = dest {
+            self.guard_store(Some((d, d.saturating_add(8))))?;
+        }
         match dest {
             // A run block with no destination needs no lane: the commit is one 8-byte store.
             None => {
@@ -1518,6 +1553,9 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     ) -> Result<u64, Error> {
         let h = self.heap;
         refuse_reserved_type(type_num)?;
+        if let Some(d) = dest {
+            h.guard_store(Some((d, d.saturating_add(8))))?;
+        }
         // Fast path: one block of a run, and a destination (if any) that needs no lookup.
         let class = size
             .checked_add(ALLOC_HEADER_BYTES)
@@ -1767,11 +1805,9 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// Publish `actions` atomically on this lane (see [`Heap::publish`]).
     pub fn publish(&mut self, actions: Vec<Action>) -> Result<(), Error> {
         let h = self.heap;
-        if actions.iter().any(|a| matches!(a, Action::Free(_))) {
-            if let Err(e) = h.guard_free() {
-                h.cancel(actions);
-                return Err(e);
-            }
+        if let Err(e) = h.guard_actions(&actions) {
+            h.cancel(actions);
+            return Err(e);
         }
         // Fast paths: one run block allocated or freed, with at most one plain store.
         let done = match actions.as_slice() {

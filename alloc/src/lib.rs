@@ -22,8 +22,8 @@ pub mod ulog;
 
 pub use check::{check, CheckReport};
 pub use heap::{
-    is_internal_type, Action, AllocClasses, CreateOptions, FreeGuard, Heap, Lane, ObjectInfo,
-    Objects, Options, Reservation, Stats, INTERNAL_TYPE_MIN, REDO_EXT_TYPE,
+    is_internal_type, Action, AllocClasses, CreateOptions, Heap, Lane, ObjectInfo, Objects,
+    Options, Reservation, Stats, StoreGuard, INTERNAL_TYPE_MIN, REDO_EXT_TYPE,
 };
 pub use ulog::{Entry, Poison, Recovered, Ulog, UlogError};
 

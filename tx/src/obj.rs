@@ -372,11 +372,13 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         }
         let retire = Arc::new(Retirements::new(words));
         let guard = retire.clone();
-        heap.set_free_guard(Box::new(move |p: &P| {
-            guard
-                .retire(p, None, None)
-                .map(|_| ())
-                .map_err(palloc::Error::from)
+        // Retired durably before palloc's operation stores anything: its first fence may be its
+        // commit point (a one-word free, a one-fence redo batch).
+        heap.set_store_guard(Box::new(move |p: &P, range| {
+            if guard.retire(p, None, range)? {
+                p.barrier()?;
+            }
+            Ok(())
         }));
         if magic == 0 {
             if let Some(o) = heap.objects().next() {

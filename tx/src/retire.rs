@@ -10,9 +10,12 @@
 //!   then);
 //! - any other writer calls [`Retirements::retire`] before its fence, which stores the
 //!   pending generation in each such lane's `retired` word (recovery then leaves that log
-//!   alone). Writers: a transaction's undo entries (other lanes), a `NO_SNAPSHOT` write, and
-//!   every free (palloc calls the guard set by [`crate::ObjPool`], since freed bytes may be
-//!   reused without a transaction's log). Persistent-lock words need nothing: a roll-forward
+//!   alone). Writers: a transaction's undo entries (other lanes), a `NO_SNAPSHOT` write, every
+//!   free (palloc calls the store guard set by [`crate::ObjPool`] with the object's bytes,
+//!   since freed bytes may be reused without a transaction's log) and every store palloc makes
+//!   into a caller-named word (an allocation's `dest`, a publish's `Set`); the guard fences
+//!   when it retired anything, since palloc's first fence may be its commit point.
+//!   Persistent-lock words need nothing: a roll-forward
 //!   that rewrites them is harmless, since a lock word of an earlier run reads as unlocked.
 //!
 //! Volatile state: per lane, the pending generation (0: none) and bounds that cover every log

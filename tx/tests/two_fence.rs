@@ -4,7 +4,9 @@
 //! - transactions on different lanes writing overlapping bytes, in both lane orders (recovery
 //!   visits lanes in index order, so a stale roll-forward of a higher lane would win);
 //! - a committed object freed outside any transaction, its block allocated again and written
-//!   without a snapshot (the free guard);
+//!   without a snapshot (palloc's store guard);
+//! - an allocation outside any transaction whose destination word a committed log covers
+//!   (the store guard, for a caller-named word);
 //! - a `NO_SNAPSHOT` write over a committed log's bytes.
 //!
 //! Every crash image at every fence must recover to the state before or after the running
@@ -187,6 +189,47 @@ fn a_committed_object_freed_and_reused_is_not_rolled_forward_over() {
             })
             .unwrap_or_else(|f| panic!("round {round}: {f}"));
         pool.heap().free(obj, None).unwrap();
+    }
+    eprintln!("{images} crash images");
+}
+
+#[test]
+fn an_allocation_into_a_committed_word_is_not_rolled_forward_over() {
+    let rec = Arc::new(Recorder::new(384 << 10));
+    rec.set_capture(false);
+    let pool = ObjPool::create_in(rec.clone(), &small(2)).unwrap();
+    let holder = pool.heap().zalloc(64, 5, None).unwrap();
+    let mut images = 0;
+    for round in 0..6u64 {
+        // A committed (and, on this thread's lane, pending) write of the holder's first word.
+        pool.tx(|tx| tx.write_raw(holder, 0, &(0xC0 + round).to_le_bytes()))
+            .unwrap();
+        // Outside any transaction: an allocation whose destination is that word.
+        rec.clear_history();
+        rec.set_capture(true);
+        let fresh = pool.heap().alloc(64, 6, Some(holder)).unwrap();
+        rec.set_capture(false);
+        images += rec
+            .check_crash_images_at(&opts(), |at, img| {
+                let r = Arc::new(Recorder::from_image(img));
+                r.set_capture(false);
+                let p = ObjPool::open_in(r.clone(), Default::default())
+                    .map_err(|e| format!("open: {e}"))?;
+                let word = r.read_u64(holder as usize);
+                let live = p.heap().object(fresh).is_ok();
+                match (at, live) {
+                    (CrashMoment::Now, false) => Err("allocation lost".into()),
+                    (_, true) if word != fresh => Err(format!(
+                        "object {fresh:#x} allocated but its destination holds {word:#x}"
+                    )),
+                    (_, false) if word != 0xC0 + round => {
+                        Err(format!("no allocation but the destination holds {word:#x}"))
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .unwrap_or_else(|f| panic!("round {round}: {f}"));
+        pool.heap().free(fresh, None).unwrap();
     }
     eprintln!("{images} crash images");
 }
