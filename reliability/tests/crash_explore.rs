@@ -246,6 +246,34 @@ fn remote_replica_crash_images_open_consistent_on_their_own() {
     drive("remote replica", 40_000, explore_remote);
 }
 
+/// Shrunk workloads of failures found by earlier runs, explored again with several image
+/// seeds: each once recovered to a state that was neither before nor after a step.
+#[test]
+fn shrunk_failures_of_earlier_runs_stay_fixed() {
+    use reliability::workload::TxOp;
+    let cases: Vec<(&str, Vec<Step>)> = vec![(
+        // Soak, RELIABILITY_SEED=1795612176630541162 case 5843: a transaction's commit record
+        // (two-fence commit) covered root slot 7; a publish then set that slot outside any
+        // transaction without retiring the committed log, and recovery rolled the old slot
+        // value forward over the publish.
+        "commit record rolled forward over a publish's Set",
+        vec![
+            Step::Tx {
+                ops: vec![TxOp::Alloc { slot: 7, val: 0 }, TxOp::Free { slot: 7 }],
+                abort: false,
+            },
+            Step::Publish { slot: 7, val: 0 },
+        ],
+    )];
+    for (what, steps) in cases {
+        for img_seed in [1, 2, 3, 8413029696052331409] {
+            if let Err(e) = explore_primary(&steps, img_seed) {
+                panic!("{what} (image seed {img_seed}): {e}");
+            }
+        }
+    }
+}
+
 /// The harness can fail: an update of the root's data made of two persists with a fence
 /// between them (not a transaction) leaves a crash image that is neither before nor after, and
 /// a store never flushed is not durable once the "step" returned. Both must be reported.
