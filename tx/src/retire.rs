@@ -20,7 +20,7 @@
 //!
 //! Volatile state: per lane, the pending generation (0: none) and bounds that cover every log
 //! the lane committed so far (they only widen, so readers need no lock; a writer retires only
-//! logs whose bounds overlap what it changes, and frees retire every pending log); a sticky
+//! logs whose bounds overlap what it changes — for a free, the object's usable bytes); a sticky
 //! bitmap of lanes that ever had one, so that a writer scans only those. Generation and bounds
 //! live in separate cache lines: the generation changes at every commit, the bounds rarely,
 //! and other threads read only the bounds unless they overlap.

@@ -2,6 +2,13 @@
 //! published at commit, frees deferred to commit, flat nesting, on-commit/on-abort hooks.
 //!
 //! # Commit protocol (which fence makes a transaction committed)
+//! **Two fences** — without allocations or frees, when the undo entries all lie in the
+//! generation's slot and the commit record fits after them: every changed range is flushed and
+//! the commit record (redo entries of the saved ranges' new bytes, the last flagged `LAST`) is
+//! stored; **one fence, the commit point** (a drain: replicas answer). The log then stays
+//! committed but active until retired (`crate::retire`); recovery rolls it forward.
+//!
+//! **Three fences** — every other transaction:
 //! 1. Every changed range (saved or inside a fresh allocation) is flushed, then one fence: all
 //!    new bytes are durable while the undo log is still active. It only orders
 //!    (`Persister::barrier`: remote replicas answer by the commit point's persist), like the
@@ -12,9 +19,9 @@
 //!    that redo log complete is the commit point** (recovery replays it, which also ends the
 //!    undo log). A batch of one entry is a single atomic store, its fence the commit point.
 //!
-//! A crash before the commit point leaves an active undo log (recovery restores every saved
-//! range; reservations were never persistent) or nothing at all; a crash after it leaves the
-//! transaction complete. Abort restores the saved ranges, fences, then stores the idle state.
+//! A crash before the commit point leaves an active undo log without a complete commit record
+//! (recovery restores every saved range; reservations were never persistent) or nothing at
+//! all; a crash after it leaves the transaction complete. Abort restores the saved ranges, fences, then stores the idle state.
 //!
 //! # Errors
 //! A commit point counts only when its persist returns `Ok` — on the primary *and* every

@@ -343,9 +343,53 @@ pub enum UndoState {
     },
 }
 
+/// An active log of generation `gen`, read: its segments and entries, and whether it is
+/// committed (its entries end with [`LAST`]) and retired (committed, and its `retired` word
+/// covers it). `Err` for a `retired` word ahead of `gen` (only committed generations, never
+/// above the log's, are stored there) and for a corrupt overflow chain.
+struct ActiveLog {
+    segs: Vec<Seg>,
+    entries: Vec<Entry>,
+    committed: bool,
+    retired: bool,
+}
+
+fn read_active<P: Persister + ?Sized>(
+    p: &P,
+    base: usize,
+    area: usize,
+    layout: Layout,
+    gen: u64,
+) -> Result<ActiveLog, Error> {
+    let retired_gen = match layout.retired_word(area) {
+        Some(w) => {
+            let r = p.read_u64(base + w);
+            if r > gen {
+                return Err(Error::Corrupt(format!(
+                    "undo log at {base:#x}: retired word (lane area byte {w}) says generation \
+                     {r}, ahead of the log's generation {gen}"
+                )));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let segs = load_segs(p, base, area, layout, gen)?;
+    let entries = read_entries(p, base, &segs, gen);
+    let committed = entries.last().is_some_and(|e| e.last);
+    Ok(ActiveLog {
+        segs,
+        entries,
+        committed,
+        // Only a committed log can have been retired; a `retired` word saying so of a log in
+        // flight is not trusted (the log is rolled back).
+        retired: committed && retired_gen == Some(gen),
+    })
+}
+
 /// Read the state of the log in the lane area at `[base, base+area)` of a pool whose slot-0
 /// magic is `magic` (its format version is the magic's last byte), without changing anything.
-/// `Err` when the overflow chain is corrupt.
+/// `Err` when the log is corrupt (as [`recover`] would report it).
 pub fn inspect<P: Persister + ?Sized>(
     p: &P,
     base: usize,
@@ -354,27 +398,23 @@ pub fn inspect<P: Persister + ?Sized>(
 ) -> Result<UndoState, Error> {
     let state = p.read_u64(base + STATE_WORD);
     let generation = state >> 1;
-    let layout = Layout::new((magic >> 56) as u8, area);
-    let retired = layout
-        .retired_word(area)
-        .is_some_and(|w| p.read_u64(base + w) >= generation);
-    if state & 1 == 0 || retired {
+    if state & 1 == 0 {
         return Ok(UndoState::Idle { generation });
     }
-    let segs = load_segs(p, base, area, layout, generation)?;
-    let entries = read_entries(p, base, &segs, generation);
-    Ok(if entries.last().is_some_and(|e| e.last) {
-        UndoState::Committed { generation }
-    } else {
-        UndoState::InFlight { generation }
+    let layout = Layout::new((magic >> 56) as u8, area);
+    let log = read_active(p, base, area, layout, generation)?;
+    Ok(match (log.committed, log.retired) {
+        (_, true) => UndoState::Idle { generation },
+        (true, false) => UndoState::Committed { generation },
+        (false, _) => UndoState::InFlight { generation },
     })
 }
 
 /// Resolve the transaction in flight in the log at `[base, base+area)`, if any: roll a
 /// committed one forward (its redo entries ended by [`LAST`]), roll any other back (its undo
-/// entries, newest first), and leave the log idle. A log its `retired` word covers is only
-/// made idle. Run at open, after the heap replayed its redo logs and before anything else
-/// touches the pool.
+/// entries, newest first), and leave the log idle. A committed log its `retired` word covers is
+/// only made idle. Nothing is changed when the log is found corrupt. Run at open, after the
+/// heap replayed its redo logs and before anything else touches the pool.
 pub(crate) fn recover<P: Persister + ?Sized>(
     p: &P,
     base: usize,
@@ -391,15 +431,12 @@ pub(crate) fn recover<P: Persister + ?Sized>(
         p.persist(base + STATE_WORD, 8)?;
         Ok(())
     };
-    if let Some(w) = layout.retired_word(area) {
-        if p.read_u64(base + w) >= gen {
-            // Committed, and its bytes since changed by later transactions: nothing to redo.
-            idle(p)?;
-            return Ok(UndoRecovered::Idle);
-        }
-    }
-    let segs = load_segs(p, base, area, layout, gen)?;
-    let entries = read_entries(p, base, &segs, gen);
+    let ActiveLog {
+        segs,
+        entries,
+        committed,
+        retired,
+    } = read_active(p, base, area, layout, gen)?;
     for (i, e) in entries.iter().enumerate() {
         if overlaps_log(&segs, base, area, e.off, e.data.len()) {
             return Err(Error::Corrupt(format!(
@@ -409,7 +446,11 @@ pub(crate) fn recover<P: Persister + ?Sized>(
             )));
         }
     }
-    let committed = entries.last().is_some_and(|e| e.last);
+    if retired {
+        // Committed, and its bytes since changed by later writers: nothing to redo.
+        idle(p)?;
+        return Ok(UndoRecovered::Idle);
+    }
     let mut bytes = 0;
     let mut applied = 0;
     let mut apply = |e: &Entry| -> Result<(), Error> {
@@ -590,7 +631,7 @@ impl UndoLog {
         }
         let r = self.append_pieces(p, lane, off, len);
         if fresh && !self.active {
-            // Nothing was written: the generation stays unused (the next open expects the
+            // Nothing was stored: the generation stays unused (the next open expects the
             // next transaction at `gen + 1`).
             self.gen -= 1;
         }
@@ -620,11 +661,13 @@ impl UndoLog {
             p.read(target as usize, &mut self.buf[ENTRY_HEADER_BYTES..][..n]);
             self.seal_entry(target, n);
             if p.streams() {
+                // Active from the first store on, whatever the stores return: the entry or the
+                // word may reach media (or a replica) anyway, so the generation is used, and
+                // roll-back and end must store idle again.
+                let first = !self.active;
+                self.active = true;
                 p.write_flush(self.pos, &self.buf)?;
-                if !self.active {
-                    // Active from the store on, whatever the flush returns: the word may reach
-                    // media (or a replica) anyway, so roll-back and end must store idle again.
-                    self.active = true;
+                if first {
                     p.write_u64_flush(self.base + STATE_WORD, self.gen << 1 | 1)?;
                 }
             } else {

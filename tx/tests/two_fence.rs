@@ -5,8 +5,9 @@
 //!   visits lanes in index order, so a stale roll-forward of a higher lane would win);
 //! - a committed object freed outside any transaction, its block allocated again and written
 //!   without a snapshot (palloc's store guard);
-//! - an allocation outside any transaction whose destination word a committed log covers
-//!   (the store guard, for a caller-named word);
+//! - an allocation, and a free, outside any transaction whose destination word a committed log
+//!   covers (the store guard, for a caller-named word);
+//! - a damaged `retired` word (trusted only for a committed log not behind it);
 //! - a `NO_SNAPSHOT` write over a committed log's bytes.
 //!
 //! Every crash image at every fence must recover to the state before or after the running
@@ -194,7 +195,7 @@ fn a_committed_object_freed_and_reused_is_not_rolled_forward_over() {
 }
 
 #[test]
-fn an_allocation_into_a_committed_word_is_not_rolled_forward_over() {
+fn an_allocation_or_free_into_a_committed_word_is_not_rolled_forward_over() {
     let rec = Arc::new(Recorder::new(384 << 10));
     rec.set_capture(false);
     let pool = ObjPool::create_in(rec.clone(), &small(2)).unwrap();
@@ -229,7 +230,32 @@ fn an_allocation_into_a_committed_word_is_not_rolled_forward_over() {
                 }
             })
             .unwrap_or_else(|f| panic!("round {round}: {f}"));
-        pool.heap().free(fresh, None).unwrap();
+        // And a free that clears the word: a committed (pending) write of the same value
+        // first, so that a roll-forward would bring back a pointer to the freed object.
+        pool.tx(|tx| tx.write_raw(holder, 0, &fresh.to_le_bytes()))
+            .unwrap();
+        rec.clear_history();
+        rec.set_capture(true);
+        pool.heap().free(fresh, Some(holder)).unwrap();
+        rec.set_capture(false);
+        images += rec
+            .check_crash_images_at(&opts(), |at, img| {
+                let r = Arc::new(Recorder::from_image(img));
+                r.set_capture(false);
+                let p = ObjPool::open_in(r.clone(), Default::default())
+                    .map_err(|e| format!("open: {e}"))?;
+                let word = r.read_u64(holder as usize);
+                let live = p.heap().object(fresh).is_ok();
+                match (at, live) {
+                    (CrashMoment::Now, true) => Err("free lost".into()),
+                    (_, false) if word != 0 => Err(format!(
+                        "object {fresh:#x} freed but its destination still holds {word:#x}"
+                    )),
+                    (_, true) if word != fresh => Err(format!("destination holds {word:#x}")),
+                    _ => Ok(()),
+                }
+            })
+            .unwrap_or_else(|f| panic!("round {round} (free): {f}"));
     }
     eprintln!("{images} crash images");
 }
@@ -284,4 +310,58 @@ fn a_no_snapshot_write_over_a_committed_log_survives_every_crash() {
         model = after;
     }
     eprintln!("{images} crash images");
+}
+
+/// A `retired` word is trusted only for a committed log, and only when it is not ahead of the
+/// log's generation: a damaged one never keeps an uncommitted transaction, and is reported
+/// before recovery changes anything.
+#[test]
+fn a_damaged_retired_word_neither_keeps_a_transaction_nor_loses_its_roll_back() {
+    let rec = Arc::new(Recorder::new(384 << 10));
+    rec.set_capture(false);
+    let pool = ObjPool::create_in(rec.clone(), &small(1)).unwrap();
+    let obj = pool.heap().zalloc(64, 5, None).unwrap();
+    let base = pool.heap().header().lane_extra_off(0);
+    let area = small(1).heap.lane_extra_bytes as usize;
+    let word = base + ((area - 8) & !7);
+    // The image of a transaction in flight: entry durable, new bytes written, no commit record.
+    let mut in_flight = Vec::new();
+    let _ = pool.tx(|tx| {
+        tx.write_raw(obj, 0, &[0xEE; 64])?;
+        in_flight = rec.live_image();
+        Err::<(), _>(tx::Error::NestedAborted)
+    });
+    drop(pool);
+    let state = u64::from_le_bytes(in_flight[base..base + 8].try_into().unwrap());
+    assert_eq!(state & 1, 1, "the image has the transaction in flight");
+    let gen = state >> 1;
+    for (retired, rolled_back) in [(0, true), (gen, true), (gen + 7, false)] {
+        let mut img = in_flight.clone();
+        img[word..word + 8].copy_from_slice(&retired.to_le_bytes());
+        let r = Arc::new(Recorder::from_image(&img));
+        r.set_capture(false);
+        let opened = ObjPool::open_in(r.clone(), Default::default());
+        let mut b = [0u8; 64];
+        r.read(obj as usize, &mut b);
+        if rolled_back {
+            let p = opened.unwrap_or_else(|e| panic!("retired = {retired}: {e}"));
+            assert!(
+                matches!(p.recovered()[0], UndoRecovered::RolledBack { .. }),
+                "retired = {retired}: {:?}",
+                p.recovered()[0]
+            );
+            assert_eq!(
+                b, [0u8; 64],
+                "retired = {retired}: the transaction was kept"
+            );
+        } else {
+            match opened {
+                Err(tx::Error::Corrupt(m)) => assert!(m.contains("retired word"), "{m}"),
+                Err(e) => panic!("wrong error: {e}"),
+                Ok(_) => panic!("a retired word ahead of the log opened"),
+            }
+            assert_eq!(r.read_u64(base), state, "state untouched");
+            assert_eq!(b, [0xEE; 64], "nothing rolled back or forward");
+        }
+    }
 }
