@@ -31,11 +31,17 @@ fn opts() -> Enumerate {
     }
 }
 
-/// The bytes of `[off, off+len)` in the pool recovered from `img`, after the heap checker.
-fn recovered(img: &[u8], off: u64, len: usize) -> Result<Vec<u8>, String> {
+/// The pool recovered from a crash image.
+fn reopen(img: &[u8]) -> Result<(Arc<Recorder>, ObjPool<Recorder>), String> {
     let r = Arc::new(Recorder::from_image(img));
     r.set_capture(false);
     let pool = ObjPool::open_in(r.clone(), Default::default()).map_err(|e| format!("open: {e}"))?;
+    Ok((r, pool))
+}
+
+/// The bytes of `[off, off+len)` in the pool recovered from `img`, after the heap checker.
+fn recovered(img: &[u8], off: u64, len: usize) -> Result<Vec<u8>, String> {
+    let (r, pool) = reopen(img)?;
     let rep = palloc::check(&*r).map_err(|e| e.to_string())?;
     if !rep.is_ok() {
         return Err(format!("heap checker: {:?}", rep.problems));
@@ -170,10 +176,7 @@ fn a_committed_object_freed_and_reused_is_not_rolled_forward_over() {
         );
         images += rec
             .check_crash_images_at(&opts(), |at, img| {
-                let r = Arc::new(Recorder::from_image(img));
-                r.set_capture(false);
-                let p = ObjPool::open_in(r.clone(), Default::default())
-                    .map_err(|e| format!("open: {e}"))?;
+                let (r, p) = reopen(img)?;
                 // Type 5: the committed object, not yet freed; 6: its block's new object.
                 let ty = p.heap().object(obj).map(|o| o.type_num).ok();
                 let mut b = vec![0u8; 64];
@@ -194,6 +197,31 @@ fn a_committed_object_freed_and_reused_is_not_rolled_forward_over() {
     eprintln!("{images} crash images");
 }
 
+/// Crash images of `op` (captured alone): `judge(moment, obj is live, word at holder)` for the
+/// pool recovered from each.
+fn judge_word_images(
+    rec: &Recorder,
+    holder: u64,
+    obj: impl Fn() -> u64,
+    op: impl FnOnce(),
+    judge: impl Fn(CrashMoment, bool, u64) -> Result<(), String>,
+) -> usize {
+    rec.clear_history();
+    rec.set_capture(true);
+    op();
+    rec.set_capture(false);
+    let obj = obj();
+    rec.check_crash_images_at(&opts(), |at, img| {
+        let (r, p) = reopen(img)?;
+        judge(
+            at,
+            p.heap().object(obj).is_ok(),
+            r.read_u64(holder as usize),
+        )
+    })
+    .unwrap_or_else(|f| panic!("{f}"))
+}
+
 #[test]
 fn an_allocation_or_free_into_a_committed_word_is_not_rolled_forward_over() {
     let rec = Arc::new(Recorder::new(384 << 10));
@@ -203,59 +231,52 @@ fn an_allocation_or_free_into_a_committed_word_is_not_rolled_forward_over() {
     let mut images = 0;
     for round in 0..6u64 {
         // A committed (and, on this thread's lane, pending) write of the holder's first word.
-        pool.tx(|tx| tx.write_raw(holder, 0, &(0xC0 + round).to_le_bytes()))
+        let old = 0xC0 + round;
+        pool.tx(|tx| tx.write_raw(holder, 0, &old.to_le_bytes()))
             .unwrap();
         // Outside any transaction: an allocation whose destination is that word.
-        rec.clear_history();
-        rec.set_capture(true);
-        let fresh = pool.heap().alloc(64, 6, Some(holder)).unwrap();
-        rec.set_capture(false);
-        images += rec
-            .check_crash_images_at(&opts(), |at, img| {
-                let r = Arc::new(Recorder::from_image(img));
-                r.set_capture(false);
-                let p = ObjPool::open_in(r.clone(), Default::default())
-                    .map_err(|e| format!("open: {e}"))?;
-                let word = r.read_u64(holder as usize);
-                let live = p.heap().object(fresh).is_ok();
-                match (at, live) {
-                    (CrashMoment::Now, false) => Err("allocation lost".into()),
-                    (_, true) if word != fresh => Err(format!(
-                        "object {fresh:#x} allocated but its destination holds {word:#x}"
-                    )),
-                    (_, false) if word != 0xC0 + round => {
-                        Err(format!("no allocation but the destination holds {word:#x}"))
-                    }
-                    _ => Ok(()),
-                }
-            })
-            .unwrap_or_else(|f| panic!("round {round}: {f}"));
+        let fresh = std::sync::OnceLock::new();
+        images += judge_word_images(
+            &rec,
+            holder,
+            || *fresh.get().unwrap(),
+            || {
+                fresh
+                    .set(pool.heap().alloc(64, 6, Some(holder)).unwrap())
+                    .unwrap()
+            },
+            |at, live, word| match (at, live) {
+                (CrashMoment::Now, false) => Err(format!("round {round}: allocation lost")),
+                (_, true) if word != *fresh.get().unwrap() => Err(format!(
+                    "round {round}: allocated but its destination holds {word:#x}"
+                )),
+                (_, false) if word != old => Err(format!(
+                    "round {round}: no allocation but the destination holds {word:#x}"
+                )),
+                _ => Ok(()),
+            },
+        );
+        let fresh = *fresh.get().unwrap();
         // And a free that clears the word: a committed (pending) write of the same value
         // first, so that a roll-forward would bring back a pointer to the freed object.
         pool.tx(|tx| tx.write_raw(holder, 0, &fresh.to_le_bytes()))
             .unwrap();
-        rec.clear_history();
-        rec.set_capture(true);
-        pool.heap().free(fresh, Some(holder)).unwrap();
-        rec.set_capture(false);
-        images += rec
-            .check_crash_images_at(&opts(), |at, img| {
-                let r = Arc::new(Recorder::from_image(img));
-                r.set_capture(false);
-                let p = ObjPool::open_in(r.clone(), Default::default())
-                    .map_err(|e| format!("open: {e}"))?;
-                let word = r.read_u64(holder as usize);
-                let live = p.heap().object(fresh).is_ok();
-                match (at, live) {
-                    (CrashMoment::Now, true) => Err("free lost".into()),
-                    (_, false) if word != 0 => Err(format!(
-                        "object {fresh:#x} freed but its destination still holds {word:#x}"
-                    )),
-                    (_, true) if word != fresh => Err(format!("destination holds {word:#x}")),
-                    _ => Ok(()),
+        images += judge_word_images(
+            &rec,
+            holder,
+            || fresh,
+            || pool.heap().free(fresh, Some(holder)).unwrap(),
+            |at, live, word| match (at, live) {
+                (CrashMoment::Now, true) => Err(format!("round {round}: free lost")),
+                (_, false) if word != 0 => Err(format!(
+                    "round {round}: freed but its destination still holds {word:#x}"
+                )),
+                (_, true) if word != fresh => {
+                    Err(format!("round {round}: destination holds {word:#x}"))
                 }
-            })
-            .unwrap_or_else(|f| panic!("round {round} (free): {f}"));
+                _ => Ok(()),
+            },
+        );
     }
     eprintln!("{images} crash images");
 }
