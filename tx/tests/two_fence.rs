@@ -93,7 +93,7 @@ fn overlapping_commits_on_different_lanes_survive_every_crash() {
     let pool = ObjPool::create_in(rec.clone(), &small(4)).unwrap();
     let obj = pool.heap().zalloc(OBJ, 5, None).unwrap();
     let mut model = vec![0u8; OBJ as usize];
-    let (mut images, mut lanes) = (0, std::collections::BTreeSet::new());
+    let (mut images, mut lanes) = (0, Vec::new());
     for i in 0..24 {
         // One or two overlapping-prone writes of up to 24 bytes in the first 64 (so the
         // commit record fits the slot and transactions keep overwriting each other's bytes).
@@ -119,11 +119,14 @@ fn overlapping_commits_on_different_lanes_survive_every_crash() {
             })
             .unwrap()
         });
-        lanes.insert(lane.into_inner().unwrap());
+        lanes.push(lane.into_inner().unwrap());
         model = after;
     }
-    eprintln!("{images} crash images, lanes used {lanes:?}");
-    assert!(lanes.len() > 1, "transactions ran on one lane only");
+    eprintln!("{images} crash images, lanes in order {lanes:?}");
+    assert!(
+        lanes.windows(2).any(|w| w[0] < w[1]) && lanes.windows(2).any(|w| w[0] > w[1]),
+        "a lower lane never followed a higher one, or the reverse: {lanes:?}"
+    );
     drop(pool);
     // A clean close leaves nothing to roll forward.
     let pool = ObjPool::open_in(rec.clone(), Default::default()).unwrap();
