@@ -410,9 +410,11 @@ pub struct Heap<P: Persister + ?Sized> {
     store_guard: std::sync::OnceLock<StoreGuard<P>>,
 }
 
-/// A hook run before the heap changes bytes outside its own metadata, given the heap's
-/// persister and the range (None: any bytes — a free): see [`Heap::set_store_guard`].
-pub type StoreGuard<P> = Box<dyn Fn(&P, Option<(u64, u64)>) -> Result<(), Error> + Send + Sync>;
+/// A hook run before the heap frees bytes or stores into a caller-named word, given the heap's
+/// persister and a function returning the byte range (None: unknown, any bytes), called only
+/// when the hook needs it: see [`Heap::set_store_guard`].
+pub type StoreGuard<P> =
+    Box<dyn Fn(&P, &mut dyn FnMut() -> Option<(u64, u64)>) -> Result<(), Error> + Send + Sync>;
 
 /// Exclusive use of one lane: its redo log, its extra area, and heap operations that run on
 /// it. Obtained with [`Heap::lane`]; upper layers (transactions) hold it for a whole
@@ -689,38 +691,33 @@ impl<P: Persister + ?Sized> Heap<P> {
         let _ = self.store_guard.set(guard);
     }
 
-    fn guard_store(&self, range: Option<(u64, u64)>) -> Result<(), Error> {
+    fn guard_store(&self, mut range: impl FnMut() -> Option<(u64, u64)>) -> Result<(), Error> {
         match self.store_guard.get() {
-            Some(g) => g(&self.p, range),
+            Some(g) => g(&self.p, &mut range),
             None => Ok(()),
         }
     }
 
-    /// [`guard_store`](Self::guard_store) for every free and `Set` among `actions`.
+    /// [`guard_store`](Self::guard_store) for the 8-byte word at `off`.
+    fn guard_word(&self, off: u64) -> Result<(), Error> {
+        self.guard_store(|| Some((off, off.saturating_add(8))))
+    }
+
+    /// [`guard_store`](Self::guard_store) for every free and `Set` among `actions` (the
+    /// general publish path; the one-block paths guard in `commit_bit`).
     fn guard_actions(&self, actions: &[Action]) -> Result<(), Error> {
-        if self.store_guard.get().is_none() {
-            return Ok(());
-        }
         for a in actions {
-            match a {
-                Action::Free(off) => self.guard_free(*off)?,
-                Action::Set { off, .. } => self.guard_store(Some((*off, off.saturating_add(8))))?,
+            match *a {
+                Action::Free(off) => self.guard_store(|| {
+                    self.object(off)
+                        .ok()
+                        .map(|o| (off, off.saturating_add(o.usable_size)))
+                })?,
+                Action::Set { off, .. } => self.guard_word(off)?,
                 Action::Alloc(_) => {}
             }
         }
         Ok(())
-    }
-
-    /// [`guard_store`](Self::guard_store) for freeing the object at `off`.
-    fn guard_free(&self, off: u64) -> Result<(), Error> {
-        if self.store_guard.get().is_none() {
-            return Ok(());
-        }
-        let range = self
-            .object(off)
-            .ok()
-            .map(|o| (off, off.saturating_add(o.usable_size)));
-        self.guard_store(range)
     }
 
     /// `Err` ([`UlogError::Poisoned`]) once a log of this heap was left undecided: no commit
@@ -818,10 +815,6 @@ impl<P: Persister + ?Sized> Heap<P> {
 
     /// Free the object at `off`; `dest` (if any) is set to 0 in the same atomic step.
     pub fn free(&self, off: u64, dest: Option<u64>) -> Result<(), Error> {
-        self.guard_free(off)?;
-        if let Some(d) = dest {
-            self.guard_store(Some((d, d.saturating_add(8))))?;
-        }
         match dest {
             // A run block with no destination needs no lane: the commit is one 8-byte store.
             None => {
@@ -1322,6 +1315,17 @@ impl<P: Persister + ?Sized> Heap<P> {
             rs.pbits[wi],
             "volatile copy of the bitmap word at {w:#x} differs from media"
         );
+        // Freed bytes may be reused by anyone, and `set` stores into a caller-named word.
+        if !alloc {
+            self.guard_store(|| {
+                let start =
+                    self.chunk_off(c) + rs.geom.data_off as u64 + bit as u64 * rs.geom.block_size;
+                Some((start + ALLOC_HEADER_BYTES, start + rs.geom.block_size))
+            })?;
+        }
+        if let Some((e, _)) = &set {
+            self.guard_word(e.off)?;
+        }
         let r = match set {
             // On a failure the old word is stored back (see `ulog::store_word`); a failure
             // of that too leaves the word undecided: the heap is poisoned.
@@ -1553,9 +1557,6 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     ) -> Result<u64, Error> {
         let h = self.heap;
         refuse_reserved_type(type_num)?;
-        if let Some(d) = dest {
-            h.guard_store(Some((d, d.saturating_add(8))))?;
-        }
         // Fast path: one block of a run, and a destination (if any) that needs no lookup.
         let class = size
             .checked_add(ALLOC_HEADER_BYTES)
@@ -1805,10 +1806,6 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
     /// Publish `actions` atomically on this lane (see [`Heap::publish`]).
     pub fn publish(&mut self, actions: Vec<Action>) -> Result<(), Error> {
         let h = self.heap;
-        if let Err(e) = h.guard_actions(&actions) {
-            h.cancel(actions);
-            return Err(e);
-        }
         // Fast paths: one run block allocated or freed, with at most one plain store.
         let done = match actions.as_slice() {
             [Action::Free(off)] => h.free_block(*off, None)?,
@@ -1837,6 +1834,10 @@ impl<'h, P: Persister + ?Sized> Lane<'h, P> {
         };
         if done {
             return Ok(());
+        }
+        if let Err(e) = h.guard_actions(&actions) {
+            h.cancel(actions);
+            return Err(e);
         }
         if actions
             .iter()

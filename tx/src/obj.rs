@@ -373,9 +373,10 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         let retire = Arc::new(Retirements::new(words));
         let guard = retire.clone();
         // Retired durably before palloc's operation stores anything: its first fence may be its
-        // commit point (a one-word free, a one-fence redo batch).
+        // commit point (a one-word free, a one-fence redo batch). The range (an object lookup,
+        // for a free) is asked for only when some log is pending.
         heap.set_store_guard(Box::new(move |p: &P, range| {
-            if guard.retire(p, None, range)? {
+            if guard.any_pending() && guard.retire(p, None, range())? {
                 p.barrier()?;
             }
             Ok(())

@@ -96,6 +96,20 @@ impl Retirements {
         self.pending[lane].0.load(Ordering::Acquire)
     }
 
+    /// Whether any lane has a pending log.
+    pub(crate) fn any_pending(&self) -> bool {
+        self.seen.iter().enumerate().any(|(wi, word)| {
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                if self.pending(wi * 64 + bits.trailing_zeros() as usize) != 0 {
+                    return true;
+                }
+                bits &= bits - 1;
+            }
+            false
+        })
+    }
+
     /// The pending generation of `lane` if its bounds overlap `range` (any, when None).
     fn pending_over(&self, lane: usize, range: Option<(u64, u64)>) -> u64 {
         if let Some((s, e)) = range {
