@@ -18,8 +18,7 @@ use std::sync::Arc;
 use tx::PoolTyped;
 
 fn recovered_state(img: &[u8]) -> Result<Model, String> {
-    let r = Arc::new(Recorder::from_image(img));
-    r.set_capture(false);
+    let r = common::image_recorder(img);
     let pool = PoolTyped::<Root, Recorder>::open_in(r.clone(), Default::default())
         .map_err(|e| format!("open failed: {e}"))?;
     let rep = palloc::check(&*r).map_err(|e| e.to_string())?;
@@ -133,8 +132,7 @@ fn a_transaction_freeing_ten_thousand_objects_is_all_or_nothing() {
     };
     let n = rec
         .check_crash_images(&opts, |img| {
-            let r = Arc::new(Recorder::from_image(img));
-            r.set_capture(false);
+            let r = common::image_recorder(img);
             let p = PoolTyped::<Root, Recorder>::open_in(r.clone(), Default::default())
                 .map_err(|e| format!("open failed: {e}"))?;
             let rep = palloc::check(&*r).map_err(|e| e.to_string())?;

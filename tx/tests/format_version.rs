@@ -165,8 +165,7 @@ fn every_crash_image_of_an_upgrade_opens(
                 seed: None,
             },
             |img| {
-                let r = Arc::new(Recorder::from_image(img));
-                r.set_capture(false);
+                let r = common::image_recorder(img);
                 check_image(&r, r.read_u64(magic))?;
                 let pool = ObjPool::open_in(r.clone(), Options::default())
                     .map_err(|e| format!("open: {e}"))?;

@@ -140,8 +140,7 @@ impl Persister for FailAt {
 
 /// The state a pool opened on `img` holds (recovery, then heap checker, then the model).
 fn recovered_state(img: &[u8]) -> Result<Model, String> {
-    let r = Arc::new(Recorder::from_image(img));
-    r.set_capture(false);
+    let r = common::image_recorder(img);
     let pool = PoolTyped::<Root, Recorder>::open_in(r.clone(), Default::default())
         .map_err(|e| format!("open failed: {e}"))?;
     let rep = palloc::check(&*r).map_err(|e| e.to_string())?;

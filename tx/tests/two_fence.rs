@@ -33,8 +33,7 @@ fn opts() -> Enumerate {
 
 /// The pool recovered from a crash image.
 fn reopen(img: &[u8]) -> Result<(Arc<Recorder>, ObjPool<Recorder>), String> {
-    let r = Arc::new(Recorder::from_image(img));
-    r.set_capture(false);
+    let r = common::image_recorder(img);
     let pool = ObjPool::open_in(r.clone(), Default::default()).map_err(|e| format!("open: {e}"))?;
     Ok((r, pool))
 }
@@ -362,8 +361,7 @@ fn a_damaged_retired_word_neither_keeps_a_transaction_nor_loses_its_roll_back() 
     for (retired, rolled_back) in [(0, true), (gen, true), (gen + 7, false)] {
         let mut img = in_flight.clone();
         img[word..word + 8].copy_from_slice(&retired.to_le_bytes());
-        let r = Arc::new(Recorder::from_image(&img));
-        r.set_capture(false);
+        let r = common::image_recorder(&img);
         let opened = ObjPool::open_in(r.clone(), Default::default());
         let mut b = [0u8; 64];
         r.read(obj as usize, &mut b);

@@ -52,8 +52,7 @@ fn root_data(pool: &Pool) -> Vec<u8> {
 }
 
 fn open(img: &[u8]) -> Result<(Arc<Recorder>, Pool), String> {
-    let r = Arc::new(Recorder::from_image(img));
-    r.set_capture(false);
+    let r = common::image_recorder(img);
     let pool = Pool::open_in(r.clone(), Default::default()).map_err(|e| format!("open: {e}"))?;
     let rep = palloc::check(&*r).map_err(|e| e.to_string())?;
     if !rep.is_ok() {

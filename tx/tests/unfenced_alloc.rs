@@ -44,8 +44,7 @@ fn run(abort_with_free: bool) {
                 seed: None,
             },
             |img| {
-                let r = Arc::new(Recorder::from_image(img));
-                r.set_capture(false);
+                let r = common::image_recorder(img);
                 let p = Pool::open_in(r.clone(), Default::default())
                     .map_err(|e| format!("open: {e}"))?;
                 let rep = palloc::check(&*r).map_err(|e| e.to_string())?;

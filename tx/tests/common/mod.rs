@@ -18,6 +18,13 @@ pub fn region(len: usize) -> Arc<MappedRegion> {
     ))
 }
 
+/// A recorder holding a crash image, not recording (for opening the pool in it).
+pub fn image_recorder(img: &[u8]) -> Arc<pool::crash::Recorder> {
+    let r = Arc::new(pool::crash::Recorder::from_image(img));
+    r.set_capture(false);
+    r
+}
+
 /// Small layout: 16 KiB chunks, `lanes` lanes with 1 KiB redo logs and a 512-byte undo area
 /// (two 216-byte slots: a transaction of a few dozen bytes commits with a commit record, one
 /// of a few hundred bytes already needs overflow blocks and commits with three fences).
