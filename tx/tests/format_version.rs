@@ -160,9 +160,8 @@ fn every_crash_image_of_an_upgrade_opens(
     let n = rec
         .check_crash_images(
             &Enumerate {
-                exhaustive_max: 1 << 12,
                 samples: 64,
-                seed: None,
+                ..Enumerate::default()
             },
             |img| {
                 let r = common::image_recorder(img);

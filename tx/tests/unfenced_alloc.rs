@@ -39,9 +39,8 @@ fn run(abort_with_free: bool) {
     let n = rec
         .check_crash_images(
             &Enumerate {
-                exhaustive_max: 1 << 12,
                 samples: 64,
-                seed: None,
+                ..Enumerate::default()
             },
             |img| {
                 let r = common::image_recorder(img);
