@@ -354,8 +354,11 @@ impl<P: Persister + ?Sized> ObjPool<P> {
         for i in 0..hdr.lane_count as usize {
             let base = hdr.lane_extra_off(i);
             recovered.push(undo::recover(&*p, base, area, layout)?);
-            // Retires a generation a crash may have half-used (see `UndoLog::open`).
-            UndoLog::open(&*p, base, area, layout)?;
+            if version == 2 {
+                // Retires a generation a crash may have half-used, at format 2's first slot
+                // (see `UndoLog::open`; format 3 logs are opened once, below).
+                UndoLog::open(&*p, base, area, layout)?;
+            }
         }
         if version == 2 {
             upgrade_v2(&heap, area, slot(SLOT_MAGIC))?;
