@@ -27,7 +27,7 @@ fn constants_are_the_documented_ones() {
 /// FORMAT.md formulas.
 fn documented(area: usize, gen: u64) -> (usize, usize) {
     let w = (area - 8) & !7;
-    let h = ((w & !63) - 16) / 2 & !7;
+    let h = (((w & !63) - 16) / 2) & !7;
     (w, 16 + (gen & 1) as usize * h)
 }
 
